@@ -1,0 +1,589 @@
+"""wasgi bridge: runs inside the sandbox, between the host and the WSGI app.
+
+The host starts CPython (WASI) with this file's text as an argument. The
+bridge loads the user's script the way mod_wsgi does, tells the host it is
+ready, then loops forever: read a request frame from stdin, call the app,
+write status, headers and body frames to stdout. Nothing the app prints can
+reach stdout: sys.stdout and sys.stderr are rebound to the log (fd 2).
+
+Frames (see host/src/frames.rs, the other half of this contract):
+a 1-byte kind, a 4-byte big-endian payload length, the payload.
+
+  host -> guest   Q request environ   B body bytes (empty: end)   Z body error
+                  K continue          C cancel (client gone)
+  guest -> host   A ready             X startup failed (message)  L log record
+                  S status+headers    D body bytes                E end
+                  F failed after the response started             R read body
+"""
+
+import os
+import sys
+
+# Frame kinds, as bytes for cheap comparison.
+K_REQUEST, K_BODY, K_BODY_ERROR, K_CONTINUE, K_CANCEL = b"Q", b"B", b"Z", b"K", b"C"
+K_READY, K_STARTUP_FAILED, K_LOG, K_START, K_DATA, K_END, K_FAILED, K_READ = (
+    b"A", b"X", b"L", b"S", b"D", b"E", b"F", b"R")
+
+# Flow control: after this much unacknowledged body data the bridge waits for
+# the host's K (continue) or C (cancel). The host applies the same rule.
+ACK_BYTES = 256 * 1024
+ACK_FRAMES = 16
+# Largest body slice asked of the host at once.
+READ_CHUNK = 64 * 1024
+# Largest D frame; larger app chunks are split.
+MAX_DATA = 256 * 1024
+
+_OUT_FD = 1
+_LOG_FD = 2
+_stdin = open(0, "rb", buffering=READ_CHUNK + 16, closefd=False)
+
+
+class ProtocolError(Exception):
+    """The host sent something the bridge cannot follow; the instance ends."""
+
+
+class ClientGone(Exception):
+    """The host cancelled the response: the client disconnected."""
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def frame(kind, payload=b""):
+    return kind + len(payload).to_bytes(4, "big") + payload
+
+
+def send(*frames):
+    _write_all(_OUT_FD, b"".join(frames))
+
+
+def read_frame():
+    head = _stdin.read(5)
+    if len(head) < 5:
+        # The host closed stdin: it is shutting this instance down.
+        raise SystemExit(0)
+    n = int.from_bytes(head[1:5], "big")
+    payload = _stdin.read(n) if n else b""
+    if len(payload) != n:
+        raise SystemExit(0)
+    return head[:1], payload
+
+
+def log(level, message):
+    """A log record for the host: level is one of 'error', 'warn', 'info'."""
+    send(frame(K_LOG, level.encode() + b"\0" + message.encode("utf-8", "backslashreplace")))
+
+
+class LogStream:
+    """Text stream that sends whole lines to the host log (fd 2).
+
+    It stands in for sys.stdout, sys.stderr and wsgi.errors, so print() and
+    logging output land in the log and never in a response."""
+
+    encoding = "utf-8"
+    errors = "backslashreplace"
+    newlines = None
+    closed = False
+
+    def __init__(self, name):
+        self.name = name
+        self._partial = []
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if "\n" in s:
+            head, _, rest = s.rpartition("\n")
+            self._partial.append(head)
+            self._partial.append("\n")
+            text = "".join(self._partial)
+            self._partial = [rest] if rest else []
+            _write_all(_LOG_FD, text.encode("utf-8", "backslashreplace"))
+        elif s:
+            self._partial.append(s)
+            if sum(map(len, self._partial)) > 8192:
+                self.flush()
+        return len(s)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._partial:
+            text = "".join(self._partial) + "\n"
+            self._partial = []
+            _write_all(_LOG_FD, text.encode("utf-8", "backslashreplace"))
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+    def seekable(self):
+        return False
+
+    def fileno(self):
+        raise OSError(f"{self.name} is the wasgi log and has no file descriptor")
+
+    @property
+    def buffer(self):
+        return _LogBuffer(self)
+
+
+class _LogBuffer:
+    """Binary face of a LogStream (sys.stdout.buffer.write(b'...'))."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, b):
+        self._stream.write(bytes(b).decode("utf-8", "backslashreplace"))
+        return len(b)
+
+    def flush(self):
+        self._stream.flush()
+
+
+# ---------------------------------------------------------------- loading the script
+
+
+class ServerAtImport(BaseException):
+    """Raised when the script tries to open a socket while it is imported."""
+
+
+def _is_library_file(filename):
+    return (
+        filename.startswith("<")
+        or "/site-packages/" in filename
+        or "/dist-packages/" in filename
+        or filename.startswith(sys.prefix)
+        or filename.startswith("/usr/local/lib/python")
+    )
+
+
+def _user_frames(tb_frames, script):
+    """The app's own frames: those outside the stdlib, site-packages and the bridge."""
+    return [f for f in tb_frames if f.filename == script or not _is_library_file(f.filename)]
+
+
+def _guard_sockets():
+    """Until the script is imported, opening a socket means it starts a server."""
+    import socket
+
+    real = socket.socket
+
+    class NoServerAtImport(real):
+        def __init__(self, *args, **kwargs):
+            import traceback
+
+            raise ServerAtImport(traceback.extract_stack()[:-1])
+
+    socket.socket = NoServerAtImport
+    return lambda: setattr(socket, "socket", real)
+
+
+def _startup_failed(message):
+    send(frame(K_STARTUP_FAILED, message.encode("utf-8", "backslashreplace")))
+    raise SystemExit(1)
+
+
+def load_application(script, callable_name):
+    import importlib.machinery
+    import importlib.util
+    import hashlib
+    import traceback
+
+    # mod_wsgi loads the script under a unique name that is not __main__, so a
+    # guarded `app.run()` never fires.
+    module_name = "_wasgi_" + hashlib.sha256(script.encode()).hexdigest()[:16]
+    loader = importlib.machinery.SourceFileLoader(module_name, script)
+    spec = importlib.util.spec_from_file_location(module_name, script, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    restore_sockets = _guard_sockets()
+    try:
+        spec.loader.exec_module(module)
+    except ServerAtImport as e:
+        frames = _user_frames(e.args[0], script)
+        where = frames[-1] if frames else None
+        chain = "".join(
+            f"\n  {f.filename}, line {f.lineno}: {(f.line or '').strip()}" for f in frames
+        )
+        place = f"{where.filename}:{where.lineno}" if where else script
+        _startup_failed(
+            f"{place}: the app tries to start a server while it is imported"
+            f" (`{(where.line or '').strip() if where else 'app.run()'}`)."
+            f" wasgi serves the app itself and the sandbox has no network: put that call"
+            f" under `if __name__ == '__main__':` or move it to a separate run.py."
+            + (f"\nCall chain:{chain}" if chain else "")
+        )
+    except SystemExit as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        frames = _user_frames(tb, script)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else script
+        _startup_failed(
+            f"{where}: the script called sys.exit({e.code!r}) while it was imported"
+            f" (mod_wsgi logs this as 'SystemExit ignored'). Usually an unguarded"
+            f" `app.run()` or command-line code: put it under `if __name__ == '__main__':`."
+        )
+    except BaseException as e:
+        text = "".join(traceback.format_exception(e))
+        hint = ""
+        if isinstance(e, ModuleNotFoundError):
+            hint = (
+                f"\nHint: module {e.name!r} is not on sys.path inside the sandbox"
+                f" ({', '.join(p for p in sys.path if p) or 'empty'})."
+                f" As under mod_wsgi, the script's directory is not added by itself:"
+                f" pass --python-path DIR (or insert it into sys.path in the script)."
+            )
+        _startup_failed(f"{script}: the script raised while it was imported:\n{text}{hint}")
+    finally:
+        restore_sockets()
+
+    app = getattr(module, callable_name, None)
+    if app is None:
+        names = sorted(n for n in vars(module) if not n.startswith("_"))
+        hint = ""
+        if "create_app" in names:
+            hint = f" It defines create_app: add `{callable_name} = create_app()`."
+        elif "app" in names:
+            hint = f" Add `{callable_name} = app` or pass --callable app."
+        _startup_failed(
+            f"{script}: the script defines no {callable_name!r} (the WSGI callable mod_wsgi"
+            f" looks for). Names it does define: {', '.join(names) or 'none'}.{hint}"
+        )
+    if not callable(app):
+        _startup_failed(
+            f"{script}: {callable_name!r} is a {type(app).__name__}, not a WSGI callable"
+        )
+    return app
+
+
+# ---------------------------------------------------------------- one request
+
+
+class Input:
+    """wsgi.input: the request body, fetched from the host as the app reads it."""
+
+    def __init__(self, length):
+        # None: read until the host says the body ended (chunked uploads).
+        self._remaining = length
+        self._buf = b""
+        self._eof = length == 0
+
+    def _fetch(self, want):
+        """Ask the host for up to `want` bytes; False at the end of the body."""
+        if self._eof:
+            return False
+        if self._remaining is not None:
+            want = min(want, self._remaining)
+            if want <= 0:
+                self._eof = True
+                return False
+        send(frame(K_READ, min(want, READ_CHUNK).to_bytes(4, "big")))
+        kind, payload = read_frame()
+        if kind == K_BODY:
+            if not payload:
+                self._eof = True
+                return False
+            if self._remaining is not None:
+                self._remaining -= len(payload)
+            self._buf += payload
+            return True
+        if kind == K_BODY_ERROR:
+            self._eof = True
+            raise OSError(f"request data read error: {payload.decode('utf-8', 'replace')}")
+        raise ProtocolError(f"expected a body frame, got {kind!r}")
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while self._fetch(READ_CHUNK):
+                pass
+            data, self._buf = self._buf, b""
+            return data
+        while len(self._buf) < size and self._fetch(size - len(self._buf)):
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size=-1):
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                end = nl + 1
+                break
+            if 0 <= (size if size is not None else -1) <= len(self._buf):
+                end = size
+                break
+            if not self._fetch(READ_CHUNK):
+                end = len(self._buf)
+                break
+        if size is not None and 0 <= size < end:
+            end = size
+        line, self._buf = self._buf[:end], self._buf[end:]
+        return line
+
+    def readlines(self, hint=-1):
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def close(self):
+        pass
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterate a file-like object in blocks."""
+
+    def __init__(self, filelike, blksize=MAX_DATA):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_CONTENT_LENGTH = "content-length"
+
+
+def _check_header(name, value):
+    if type(name) is not str or type(value) is not str:
+        raise TypeError(f"header name and value must be str, got {name!r}: {value!r}")
+    try:
+        raw_name = name.encode("latin-1")
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"header {name!r} is not latin-1 encodable (PEP 3333)") from None
+    if not raw_name or not set(raw_name) <= _TOKEN:
+        raise ValueError(f"invalid header name {name!r}")
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError(f"header {name!r} contains a control character (CR, LF or NUL)")
+
+
+class Response:
+    """One request's response side: start_response, write() and the body frames."""
+
+    def __init__(self, head_only):
+        self.status = None
+        self.headers = None
+        self.sent = False  # status and headers have gone to the host
+        self.head_only = head_only
+        self.pending = []  # frames not yet written
+        self.unacked_bytes = 0
+        self.unacked_frames = 0
+        self.has_length = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be str, got {type(status).__name__}")
+        if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError(f"status must look like '200 OK', got {status!r}")
+        if "\r" in status or "\n" in status:
+            raise ValueError("status contains CR or LF")
+        status.encode("latin-1")
+        if type(headers) is not list:
+            raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
+            _check_header(*item)
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def _head_frame(self):
+        parts = [self.status]
+        for name, value in self.headers:
+            parts.append(name)
+            parts.append(value)
+        return frame(K_START, "\0".join(parts).encode("latin-1"))
+
+    def add_content_length(self, length):
+        if not any(n.lower() == _CONTENT_LENGTH for n, _ in self.headers):
+            self.headers.append(("Content-Length", str(length)))
+
+    def _ensure_head(self):
+        if not self.sent:
+            if self.status is None:
+                raise AssertionError("the application sent body data before calling start_response()")
+            self.pending.append(self._head_frame())
+            self.sent = True
+
+    def write(self, data, flush=True):
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(f"the application must produce bytes, not {type(data).__name__}")
+        self._ensure_head()
+        if self.head_only or not data:
+            return
+        for start in range(0, len(data), MAX_DATA):
+            chunk = data[start:start + MAX_DATA]
+            self.pending.append(frame(K_DATA, chunk))
+            self.unacked_bytes += len(chunk)
+            self.unacked_frames += 1
+            if self.unacked_bytes >= ACK_BYTES or self.unacked_frames >= ACK_FRAMES:
+                self.flush()
+                self.unacked_bytes = self.unacked_frames = 0
+                kind, _ = read_frame()
+                if kind == K_CANCEL:
+                    raise ClientGone()
+                if kind != K_CONTINUE:
+                    raise ProtocolError(f"expected K or C, got {kind!r}")
+        if flush:
+            self.flush()
+
+    def flush(self):
+        if self.pending:
+            send(*self.pending)
+            self.pending = []
+
+
+def _format_exc(e):
+    import traceback
+
+    return "".join(traceback.format_exception(e))
+
+
+def _request_label(environ):
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    qs = environ.get("QUERY_STRING")
+    return f"{environ.get('REQUEST_METHOD', '?')} {path}{'?' + qs if qs else ''}"
+
+
+def handle(app, payload, errors):
+    parts = payload.decode("latin-1").split("\0")
+    it = iter(parts)
+    environ = dict(zip(it, it))
+    length = environ.get("CONTENT_LENGTH")
+    environ["wsgi.version"] = (1, 0)
+    environ["wsgi.input"] = Input(int(length) if length else None)
+    environ["wsgi.errors"] = errors
+    environ["wsgi.multithread"] = False
+    environ["wsgi.multiprocess"] = True
+    environ["wsgi.run_once"] = False
+    environ["wsgi.file_wrapper"] = FileWrapper
+    environ["wsgi.input_terminated"] = True
+    response = Response(environ["REQUEST_METHOD"] == "HEAD")
+
+    result = None
+    try:
+        result = app(environ, response.start_response)
+        if type(result) in (list, tuple) and response.status is not None and not response.sent:
+            # The whole body is known: give it a length and send it in one write.
+            if all(type(c) is bytes for c in result):
+                response.add_content_length(sum(map(len, result)))
+            for chunk in result:
+                response.write(chunk, flush=False)
+        else:
+            for chunk in result:
+                if chunk:
+                    response.write(chunk)
+        if not response.sent:
+            if response.status is None:
+                raise AssertionError("the application returned without calling start_response()")
+            response.add_content_length(0)
+        response._ensure_head()
+        response.pending.append(frame(K_END))
+        response.flush()
+    except ClientGone:
+        response.pending = [frame(K_END)]
+        response.flush()
+    except (ProtocolError, SystemExit):
+        raise
+    except BaseException as e:
+        label = _request_label(environ)
+        if not response.sent:
+            log("error", f"Exception on {label}:\n{_format_exc(e)}")
+            body = b"Internal Server Error\n"
+            send(
+                frame(K_START, b"\0".join([
+                    b"500 Internal Server Error",
+                    b"Content-Type", b"text/plain; charset=utf-8",
+                    b"Content-Length", str(len(body)).encode(),
+                ])),
+                frame(K_DATA, body) if not response.head_only else b"",
+                frame(K_END),
+            )
+        else:
+            log("error", f"Exception on {label} after the response started:\n{_format_exc(e)}")
+            response.pending = []
+            send(frame(K_FAILED, str(e).encode("utf-8", "backslashreplace")))
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as e:
+                log("error", f"close() of the response iterable raised on {_request_label(environ)}:\n{_format_exc(e)}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def main():
+    import json
+
+    config = json.loads(sys.argv[2])
+    sys.argv = [config["script"]]
+    # Drop the '' entry `python -c` puts first: mod_wsgi adds no directory by itself.
+    sys.path[:] = [p for p in sys.path if p] 
+    for p in reversed(config["python_path"]):
+        sys.path.insert(0, p)
+    if config.get("home"):
+        os.chdir(config["home"])
+    sys.stdout = sys.__stdout__ = LogStream("stdout")
+    sys.stderr = sys.__stderr__ = LogStream("stderr")
+    errors = LogStream("wsgi.errors")
+
+    app = load_application(config["script"], config["callable"])
+    send(frame(K_READY))
+    while True:
+        kind, payload = read_frame()
+        if kind != K_REQUEST:
+            raise ProtocolError(f"expected a request frame, got {kind!r}")
+        handle(app, payload, errors)
+
+
+main()

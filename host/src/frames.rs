@@ -1,0 +1,177 @@
+//! The host ↔ bridge wire format (the other half is `guest/bridge.py`).
+//!
+//! Every message is a frame: one ASCII kind byte, a big-endian `u32` payload
+//! length, the payload. The host writes frames to the guest's stdin and reads
+//! them from its stdout; the guest's stderr is the app's log and carries no
+//! frames, so nothing an app prints can corrupt a response.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Frame kinds. Host → guest: `Request`, `Body`, `BodyError`, `Continue`,
+/// `Cancel`. Guest → host: the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `Q`: the environ of a new request, `key\0value\0…` in latin-1.
+    Request,
+    /// `B`: a slice of the request body; empty means the body ended.
+    Body,
+    /// `Z`: reading the request body failed (client gone, bad framing).
+    BodyError,
+    /// `K`: flow control, the guest may send more body data.
+    Continue,
+    /// `C`: the client went away; the guest stops iterating and calls close().
+    Cancel,
+    /// `A`: the app is imported and the guest waits for requests.
+    Ready,
+    /// `X`: the app could not be loaded; the payload says why, for a person.
+    StartupFailed,
+    /// `L`: a log record of the bridge, `level\0message`.
+    Log,
+    /// `S`: status and headers, `status\0name\0value\0…` in latin-1.
+    Start,
+    /// `D`: response body bytes.
+    Data,
+    /// `E`: the response is complete; the guest waits for the next request.
+    End,
+    /// `F`: the app failed after the response had started; abort it.
+    Failed,
+    /// `R`: the app wants up to N (u32 payload) more bytes of the request body.
+    Read,
+}
+
+impl Kind {
+    pub fn byte(self) -> u8 {
+        match self {
+            Kind::Request => b'Q',
+            Kind::Body => b'B',
+            Kind::BodyError => b'Z',
+            Kind::Continue => b'K',
+            Kind::Cancel => b'C',
+            Kind::Ready => b'A',
+            Kind::StartupFailed => b'X',
+            Kind::Log => b'L',
+            Kind::Start => b'S',
+            Kind::Data => b'D',
+            Kind::End => b'E',
+            Kind::Failed => b'F',
+            Kind::Read => b'R',
+        }
+    }
+
+    /// Kinds the guest may send; anything else on its stdout is a broken stream.
+    fn from_guest(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            b'A' => Kind::Ready,
+            b'X' => Kind::StartupFailed,
+            b'L' => Kind::Log,
+            b'S' => Kind::Start,
+            b'D' => Kind::Data,
+            b'E' => Kind::End,
+            b'F' => Kind::Failed,
+            b'R' => Kind::Read,
+            _ => return None,
+        })
+    }
+}
+
+/// Flow control shared with the bridge: after this much unacknowledged
+/// response data the guest waits for `Continue` or `Cancel`.
+pub const ACK_BYTES: usize = 256 * 1024;
+pub const ACK_FRAMES: usize = 16;
+
+/// The largest frame the guest may send (a 256 KiB data chunk, or a large
+/// header block or log record); a longer declared length is a broken stream.
+pub const MAX_GUEST_FRAME: usize = 4 * 1024 * 1024;
+
+const HEADER_LEN: usize = 5;
+
+/// Encodes one frame.
+pub fn encode(kind: Kind, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&[kind.byte()]);
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("the guest wrote an unknown frame kind 0x{0:02x} to its stdout (something other than the bridge wrote to fd 1?)")]
+    UnknownKind(u8),
+    #[error("the guest declared a {0}-byte frame, over the {MAX_GUEST_FRAME}-byte limit")]
+    TooLong(usize),
+}
+
+/// Reassembles guest frames from the arbitrary slices its stdout delivers.
+#[derive(Default)]
+pub struct Decoder {
+    buf: BytesMut,
+}
+
+impl Decoder {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, if the buffer holds one.
+    pub fn next_frame(&mut self) -> Result<Option<(Kind, Bytes)>, FrameError> {
+        if self.buf.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = Kind::from_guest(self.buf[0]).ok_or(FrameError::UnknownKind(self.buf[0]))?;
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_GUEST_FRAME {
+            return Err(FrameError::TooLong(len));
+        }
+        if self.buf.len() < HEADER_LEN + len {
+            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER_LEN);
+        Ok(Some((kind, self.buf.split_to(len).freeze())))
+    }
+}
+
+/// Splits a `\0`-separated payload (the `Start` and `Log` frames).
+pub fn fields(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    payload.split(|b| *b == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_across_reads_reassemble() {
+        let mut wire = encode(Kind::Start, b"200 OK\0Content-Type\0text/plain").to_vec();
+        wire.extend_from_slice(&encode(Kind::Data, b"hello"));
+        wire.extend_from_slice(&encode(Kind::End, b""));
+        // Feed one byte at a time: frames come out whole and in order.
+        let mut decoder = Decoder::default();
+        let mut got = Vec::new();
+        for byte in wire {
+            decoder.push(&[byte]);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                got.push(frame);
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0, Kind::Start);
+        assert_eq!(got[1], (Kind::Data, Bytes::from_static(b"hello")));
+        assert_eq!(got[2], (Kind::End, Bytes::new()));
+    }
+
+    #[test]
+    fn stray_output_is_a_broken_stream() {
+        let mut decoder = Decoder::default();
+        decoder.push(b"hello world\n");
+        assert_eq!(decoder.next_frame(), Err(FrameError::UnknownKind(b'h')));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut decoder = Decoder::default();
+        decoder.push(&[b'D', 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(decoder.next_frame(), Err(FrameError::TooLong(_))));
+    }
+}

@@ -1,0 +1,273 @@
+//! One guest: a wasmtime `Store` running python.wasm and the bridge.
+//!
+//! The store's data is the guest's WASI context, built from the app's grants
+//! and nothing else, plus its memory limits. `_start` runs once, as a tokio
+//! task: the bridge imports the app and then loops on its stdin, so an idle
+//! instance is a parked future, not a thread. The host talks to it through
+//! [`Instance::send`] and [`Instance::recv`]; when the guest exits or traps its
+//! channels close and the next `recv` says why.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::frames::{self, Decoder, Kind};
+use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
+
+/// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
+const BRIDGE_SOURCE: &str = include_str!("../../guest/bridge.py");
+/// Compiles the bridge under a name that tracebacks can show lines for.
+const BOOT: &str = "import sys,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
+l.cache[n]=(len(s),None,s.splitlines(True),n);exec(compile(s,n,'exec'),{'__name__':'wasgi_bridge'})";
+
+/// A directory the guest may use, at the same absolute path as on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub write: bool,
+}
+
+/// Everything an instance of one app is made from; shared by its group.
+#[derive(Debug)]
+pub struct GuestSpec {
+    /// The name the log uses for this app.
+    pub name: Arc<str>,
+    pub script: PathBuf,
+    pub callable: String,
+    pub python_path: Vec<PathBuf>,
+    /// Every directory the guest sees; nothing else exists for it.
+    pub grants: Vec<Grant>,
+    /// The guest's working directory.
+    pub home: Option<PathBuf>,
+    /// The only environment variables the guest sees.
+    pub env: Vec<(String, String)>,
+    /// Linear-memory cap per instance, in bytes.
+    pub memory_limit: usize,
+}
+
+/// A store's data: the guest's WASI view and its limits.
+pub struct GuestState {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+/// The linker every guest is instantiated with: WASIp1 and nothing more.
+pub fn prepare(module: &Module) -> Result<InstancePre<GuestState>> {
+    let mut linker: Linker<GuestState> = Linker::new(module.engine());
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))
+}
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The app itself failed to load: retrying will not help.
+    #[error("{0}")]
+    App(String),
+    /// The guest trapped or exited before it was ready.
+    #[error("the guest stopped before the app was loaded: {0}")]
+    Crashed(String),
+    #[error("{0:#}")]
+    Setup(anyhow::Error),
+}
+
+/// The guest has gone: it exited, trapped, or broke the frame protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Gone(pub String);
+
+/// A running guest and the host's ends of its stdin and stdout.
+pub struct Instance {
+    pub id: u64,
+    to_guest: mpsc::Sender<Bytes>,
+    from_guest: mpsc::Receiver<Bytes>,
+    decoder: Decoder,
+    /// The request being served, so the guest's log lines can name it.
+    current_request: Arc<AtomicU64>,
+    run: Option<JoinHandle<String>>,
+    app: Arc<str>,
+    /// Requests completed by this instance.
+    pub served: u64,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Dropping the task's future drops the store and frees the guest.
+        if let Some(run) = self.run.take() {
+            run.abort();
+        }
+    }
+}
+
+impl Instance {
+    /// Starts a guest and waits until the app is imported.
+    pub async fn start(pre: &InstancePre<GuestState>, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
+        let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
+        let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
+        let current_request = Arc::new(AtomicU64::new(0));
+        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
+        let wasi = wasi_context(spec, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
+            .map_err(StartError::Setup)?;
+        let limits = StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build();
+        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
+        store.limiter(|s| &mut s.limits);
+        // Yield to tokio at every epoch tick so one busy guest cannot hold a
+        // worker thread that other connections need.
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let instance = match pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            // Copy-on-write memory setup has been seen to fail once with
+            // "cannot add seals to the memfd"; one retry gets past it.
+            Err(first) => {
+                tracing::warn!(app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
+                pre.instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
+            }
+        };
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| StartError::Setup(anyhow::anyhow!("python.wasm has no _start: {e:#}")))?;
+        let run = tokio::spawn(async move {
+            let outcome = start.call_async(&mut store, ()).await;
+            describe_exit(outcome)
+        });
+
+        let mut instance = Instance {
+            id,
+            to_guest,
+            from_guest,
+            decoder: Decoder::default(),
+            current_request,
+            run: Some(run),
+            app: spec.name.clone(),
+            served: 0,
+        };
+        match instance.recv().await {
+            Ok((Kind::Ready, _)) => Ok(instance),
+            Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+            Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
+            Err(Gone(reason)) => Err(StartError::Crashed(reason)),
+        }
+    }
+
+    /// Sends one frame to the guest.
+    pub async fn send(&mut self, frame: Bytes) -> Result<(), Gone> {
+        if self.to_guest.send(frame).await.is_err() {
+            return Err(self.gone().await);
+        }
+        Ok(())
+    }
+
+    /// The guest's next frame; its log records are logged on the way.
+    pub async fn recv(&mut self) -> Result<(Kind, Bytes), Gone> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some((Kind::Log, payload))) => {
+                    self.log_record(&payload);
+                    continue;
+                }
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(e) => return Err(Gone(e.to_string())),
+            }
+            match self.from_guest.recv().await {
+                Some(bytes) => self.decoder.push(&bytes),
+                None => return Err(self.gone().await),
+            }
+        }
+    }
+
+    /// Marks the request this instance serves, for its log lines.
+    pub fn set_request(&self, id: u64) {
+        self.current_request.store(id, Ordering::Relaxed);
+    }
+
+    /// Waits for the guest task to end and says how it ended.
+    async fn gone(&mut self) -> Gone {
+        match self.run.take() {
+            Some(run) => match run.await {
+                Ok(reason) => Gone(reason),
+                Err(e) => Gone(format!("the guest task failed: {e}")),
+            },
+            None => Gone("the guest had already stopped".into()),
+        }
+    }
+
+    fn log_record(&self, payload: &[u8]) {
+        let mut fields = frames::fields(payload);
+        let level = fields.next().unwrap_or_default();
+        let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
+        let request = self.current_request.load(Ordering::Relaxed);
+        match level {
+            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
+            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
+            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
+        }
+    }
+}
+
+fn describe_exit(outcome: wasmtime::Result<()>) -> String {
+    match outcome {
+        Ok(()) => "the guest returned from _start".into(),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                format!("the guest exited with status {}", exit.0)
+            } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+                format!("the guest trapped: {trap} ({e:#})")
+            } else {
+                format!("the guest failed: {e:#}")
+            }
+        }
+    }
+}
+
+/// The guest's whole world: its grants, its environment, its stdio. No
+/// sockets, no host environment, no other file.
+fn wasi_context(spec: &GuestSpec, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag) -> Result<WasiP1Ctx> {
+    let mut builder = WasiCtxBuilder::new();
+    builder.stdin(stdin).stdout(stdout).stderr(LogStderr(tag));
+    // Python's imports are many small reads: do them in place rather than
+    // hopping to a blocking thread for each.
+    builder.allow_blocking_current_thread(true);
+    builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    for grant in &spec.grants {
+        let perms = if grant.write { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let guest_path = guest_path(&grant.path)?;
+        builder
+            .preopened_dir(&grant.path, guest_path, perms)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("cannot grant {}", grant.path.display()))?;
+    }
+    for (key, value) in &spec.env {
+        builder.env(key, value);
+    }
+    let config = bridge_config(spec);
+    builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
+    Ok(builder.build_p1())
+}
+
+fn guest_path(path: &Path) -> Result<&str> {
+    path.to_str().with_context(|| format!("{} is not valid UTF-8, which WASI paths must be", path.display()))
+}
+
+/// What the bridge reads from its command line.
+fn bridge_config(spec: &GuestSpec) -> String {
+    serde_json::json!({
+        "script": spec.script,
+        "callable": spec.callable,
+        "python_path": spec.python_path,
+        "home": spec.home,
+    })
+    .to_string()
+}

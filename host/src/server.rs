@@ -1,0 +1,253 @@
+//! The HTTP front: listeners (TCP and Unix sockets), hyper connections, the
+//! service that turns each request into an exchange with a group, and
+//! graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::environ::{self, Connection};
+use crate::group::Group;
+use crate::request::{self, ChannelBody, Head, RequestInfo};
+
+/// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("a unix: address needs a path, as in unix:/run/wasgi.sock".into());
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        let addr = s.strip_prefix("http://").unwrap_or(s);
+        use std::net::ToSocketAddrs;
+        match addr.to_socket_addrs() {
+            Ok(mut addrs) => addrs.next().map(ListenAddr::Tcp).ok_or_else(|| format!("{s} resolves to no address")),
+            Err(_) => Err(format!("{s:?} is neither HOST:PORT nor unix:/path/to.sock")),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "http://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    pub async fn bind(addr: &ListenAddr) -> Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(a) => {
+                let l = TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
+                Ok(Listener::Tcp(l))
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path)?;
+                let l = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                Ok(Listener::Unix(l, path.clone()))
+            }
+        }
+    }
+
+    /// The address actually bound (a TCP port 0 becomes the real port).
+    pub fn local_addr(&self) -> ListenAddr {
+        match self {
+            Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr().expect("a bound socket has an address")),
+            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A socket file left by a server that is gone is removed; one that still
+/// answers is refused, so two servers never share a path by accident.
+fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_socket() {
+        bail!("cannot listen on unix:{}: the path exists and is not a socket", path.display());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("cannot listen on unix:{}: another server is listening there", path.display());
+    }
+    std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))
+}
+
+/// What every connection shares.
+pub struct Server {
+    pub group: Arc<Group>,
+    /// The app's mount point (SCRIPT_NAME), "" for the root.
+    pub mount: String,
+    next_request: AtomicU64,
+}
+
+impl Server {
+    pub fn new(group: Arc<Group>, mount: String) -> Arc<Server> {
+        Arc::new(Server { group, mount, next_request: AtomicU64::new(1) })
+    }
+}
+
+type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())).map_err(|e: Infallible| match e {}).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -> Response<ResponseBody> {
+    let id = server.next_request.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let info = RequestInfo {
+        id,
+        method: parts.method.clone(),
+        target: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.to_string()),
+        started: Instant::now(),
+    };
+    let environ = match environ::build(&parts, &conn, &server.mount, id) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
+            return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+        }
+    };
+    let (head_tx, head_rx) = oneshot::channel();
+    let (body_tx, body_rx) = mpsc::channel(4);
+    // The exchange outlives this handler if the client goes away, so the
+    // guest is always walked back to a clean state.
+    tokio::spawn(request::serve(server.group.clone(), info, environ, body, head_tx, body_tx));
+    match head_rx.await {
+        Ok(Head::Response(status, headers)) => {
+            let mut response = Response::new(ChannelBody(body_rx).boxed_unsync());
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
+        }
+        Ok(Head::Error(status, text)) => plain(status, text),
+        Err(_) => plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n"),
+    }
+}
+
+/// Serves connections on `listeners` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish for up to `drain`.
+pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>, drain: Duration) -> Result<()> {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(Box<dyn IoStream>, Connection)>(64);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let conn_tx = conn_tx.clone();
+        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx)));
+    }
+    drop(conn_tx);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = conn_rx.recv() => {
+                let Some((io, conn)) = accepted else { break };
+                let server = server.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, Infallible>(handle(server, conn, req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!("connection ended with an error: {e}");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
+                break;
+            }
+        }
+    }
+    for task in accept_tasks {
+        task.abort();
+        let _ = task.await; // drops the listener (and removes a Unix socket file)
+    }
+    let graceful = Arc::into_inner(graceful).expect("no other owner of the shutdown watcher");
+    match tokio::time::timeout(drain, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("gave up waiting for connections after {}s", drain.as_secs()),
+    }
+    Ok(())
+}
+
+trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> IoStream for T {}
+
+async fn accept_loop(listener: Listener, conns: mpsc::Sender<(Box<dyn IoStream>, Connection)>) {
+    loop {
+        let accepted: std::io::Result<(Box<dyn IoStream>, Connection)> = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                (Box::new(stream) as Box<dyn IoStream>, Connection { peer: Some(peer), local, scheme: "http" })
+            }),
+            Listener::Unix(l, _) => l
+                .accept()
+                .await
+                .map(|(stream, _)| (Box::new(stream) as Box<dyn IoStream>, Connection { peer: None, local: None, scheme: "http" })),
+        };
+        match accepted {
+            Ok(conn) => {
+                if conns.send(conn).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
