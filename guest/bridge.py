@@ -161,13 +161,21 @@ class ServerAtImport(BaseException):
 
 
 def _is_library_file(filename):
-    return (
-        filename.startswith("<")
-        or "/site-packages/" in filename
-        or "/dist-packages/" in filename
-        or filename.startswith(sys.prefix)
-        or filename.startswith("/usr/local/lib/python")
-    )
+    """True for the stdlib and for installed distributions (a top-level
+    package or module with a *.dist-info beside it), wherever they live."""
+    if filename.startswith("<") or filename.startswith("/usr/local/lib/python"):
+        return True
+    if "/site-packages/" in filename or "/dist-packages/" in filename:
+        return True
+    import glob
+
+    for entry in sys.path:
+        if entry and filename.startswith(entry.rstrip("/") + "/"):
+            top = filename[len(entry.rstrip("/")) + 1:].split("/", 1)[0]
+            name = top[:-3] if top.endswith(".py") else top
+            if glob.glob(os.path.join(glob.escape(entry), glob.escape(name) + "-*.dist-info")):
+                return True
+    return False
 
 
 def _user_frames(tb_frames, script):
@@ -175,20 +183,51 @@ def _user_frames(tb_frames, script):
     return [f for f in tb_frames if f.filename == script or not _is_library_file(f.filename)]
 
 
+def _no_network(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENETUNREACH, "the wasgi sandbox has no network")
+
+
+def _install_no_network():
+    """Name lookups fail with OSError, as on a host without network.
+
+    This WASI build has no getaddrinfo at all, so without this shim a client
+    library would die with AttributeError instead of its usual network error."""
+    import socket
+
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
+        try:
+            getattr(socket, name)(*(("localhost", 80) if name in ("getaddrinfo", "getnameinfo") else ("localhost",)))
+        except OSError:
+            continue
+        except Exception:
+            setattr(socket, name, _no_network)
+
+
 def _guard_sockets():
     """Until the script is imported, opening a socket means it starts a server."""
     import socket
 
-    real = socket.socket
+    saved = {name: getattr(socket, name) for name in ("socket", "getaddrinfo")}
 
-    class NoServerAtImport(real):
+    def refuse(*args, **kwargs):
+        import traceback
+
+        raise ServerAtImport(traceback.extract_stack()[:-1])
+
+    class NoServerAtImport(saved["socket"]):
         def __init__(self, *args, **kwargs):
-            import traceback
-
-            raise ServerAtImport(traceback.extract_stack()[:-1])
+            refuse()
 
     socket.socket = NoServerAtImport
-    return lambda: setattr(socket, "socket", real)
+    socket.getaddrinfo = refuse
+
+    def restore():
+        for name, value in saved.items():
+            setattr(socket, name, value)
+
+    return restore
 
 
 def _startup_failed(message):
@@ -576,6 +615,7 @@ def main():
     sys.stdout = sys.__stdout__ = LogStream("stdout")
     sys.stderr = sys.__stderr__ = LogStream("stderr")
     errors = LogStream("wsgi.errors")
+    _install_no_network()
 
     app = load_application(config["script"], config["callable"])
     send(frame(K_READY))

@@ -27,6 +27,8 @@ pub enum EnvironError {
     NulInPath,
     #[error("the request target is not a path")]
     NotAPath,
+    #[error("the request has both Content-Length and Transfer-Encoding (a request-smuggling pattern)")]
+    AmbiguousLength,
 }
 
 pub const SERVER_SOFTWARE: &str = concat!("wasgi/", env!("CARGO_PKG_VERSION"));
@@ -72,6 +74,11 @@ pub fn split_mount<'a>(path: &'a [u8], mount: &'a str) -> (&'a [u8], &'a [u8]) {
 
 /// Builds the environ payload of a `Request` frame.
 pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64) -> Result<Bytes, EnvironError> {
+    // hyper lets Transfer-Encoding win over Content-Length (RFC 9112 §6.3);
+    // a proxy in front may have done otherwise, so refuse the pair outright.
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) && parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        return Err(EnvironError::AmbiguousLength);
+    }
     let raw_path = parts.uri.path();
     if !raw_path.starts_with('/') && raw_path != "*" {
         return Err(EnvironError::NotAPath);

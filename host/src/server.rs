@@ -135,6 +135,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     response
 }
 
+/// A 400 that also ends the connection: after a request we refuse, nothing
+/// later on the same connection can be trusted to be framed right.
+fn bad_request() -> Response<ResponseBody> {
+    let mut response = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+    response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
+
 async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -> Response<ResponseBody> {
     let id = server.next_request.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
@@ -148,7 +156,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
-            return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+            return bad_request();
         }
     };
     let (head_tx, head_rx) = oneshot::channel();

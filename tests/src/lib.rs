@@ -1,1 +1,403 @@
-//! End-to-end tests live in tests/*.rs; this crate holds no code.
+//! Helpers for wasgi's end-to-end tests: the real `wasgi` binary, the real
+//! python.wasm, real HTTP over loopback.
+//!
+//! - [`setup`] fetches and compiles the interpreter once per machine (into
+//!   `target/wasgi-test-cache`) and installs Flask for the guest from PyPI.
+//! - [`Wasgi`] starts `wasgi run` on port 0, reads the bound address from its
+//!   log, keeps the log for assertions, and kills the server when dropped.
+//! - [`http`] is a small raw-socket client, so tests can send exactly the
+//!   bytes they mean (malformed requests included) and see exactly what came back.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// The directory of the test apps.
+pub fn apps() -> PathBuf {
+    root().join("tests").join("apps")
+}
+
+fn target_dir() -> PathBuf {
+    // The test binary lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().parent().unwrap().to_owned()
+}
+
+/// The `wasgi` binary cargo built next to this test.
+pub fn wasgi_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("wasgi");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// Fetched interpreter and compiled modules, shared by every test.
+pub fn cache_dir() -> PathBuf {
+    target_dir().join("wasgi-test-cache")
+}
+
+/// Holds an exclusive lock on a file while alive (test binaries run as
+/// separate processes, so in-process locks are not enough).
+struct FileLock(std::fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> FileLock {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+        FileLock(file)
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Makes sure the interpreter is fetched and compiled, once per machine.
+pub fn setup() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let _lock = FileLock::acquire(&cache_dir().join(".setup.lock"));
+        let output = Command::new(wasgi_bin())
+            .args(["python", "--cache-dir"])
+            .arg(cache_dir())
+            .env_remove("WASGI_PYTHON_WASM")
+            .output()
+            .expect("run wasgi python");
+        assert!(
+            output.status.success(),
+            "wasgi python failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// Flask and its dependencies, installed for the guest from PyPI (pure-Python
+/// wheels work inside the sandbox; markupsafe falls back to its Python code).
+pub fn flask_packages() -> PathBuf {
+    pip_packages("flask", &["flask==3.1.*"])
+}
+
+/// Installs `requirements` with pip into target/test-packages/NAME, once.
+pub fn pip_packages(name: &str, requirements: &[&str]) -> PathBuf {
+    let dir = target_dir().join("test-packages").join(name);
+    let _lock = FileLock::acquire(&target_dir().join("test-packages").join(format!(".{name}.lock")));
+    let marker = dir.join(".installed");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"])
+        .arg(&dir)
+        .args(requirements)
+        .status()
+        .expect("run pip");
+    assert!(status.success(), "pip install {requirements:?} failed");
+    std::fs::write(&marker, wanted).unwrap();
+    dir
+}
+
+/// A scratch directory under target/, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = target_dir().join("test-tmp").join(format!("{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The server's log, filled by a reader thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<String>, Condvar)>);
+
+impl Log {
+    pub fn text(&self) -> String {
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &*self.0;
+        let mut text = lock.lock().unwrap();
+        loop {
+            if text.contains(needle) {
+                return text.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!("the log never showed {needle:?} within {timeout:?}:\n{text}");
+            }
+            text = cond.wait_timeout(text, deadline - now).unwrap().0;
+        }
+    }
+
+    fn push(&self, line: &str) {
+        let (lock, cond) = &*self.0;
+        let mut text = lock.lock().unwrap();
+        text.push_str(line);
+        text.push('\n');
+        cond.notify_all();
+    }
+}
+
+/// A running `wasgi run`.
+pub struct Wasgi {
+    pub child: Child,
+    pub log: Log,
+    /// `127.0.0.1:PORT`, or the socket path for a Unix listener.
+    pub addr: String,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts `wasgi run` with `args` (the script first) and a listener on a free
+/// loopback port unless `args` has its own `--listen`.
+pub fn start_command(args: &[&str]) -> Command {
+    setup();
+    let mut cmd = Command::new(wasgi_bin());
+    cmd.arg("run").args(args).arg("--cache-dir").arg(cache_dir());
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.env("NO_COLOR", "1").env_remove("WASGI_LOG").env_remove("WASGI_PYTHON_WASM");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+impl Wasgi {
+    /// Starts the server and waits until it serves.
+    pub fn start(args: &[&str]) -> Wasgi {
+        Wasgi::spawn(args).wait_ready()
+    }
+
+    /// Starts the server without waiting (for startup-failure tests).
+    pub fn spawn(args: &[&str]) -> Wasgi {
+        let mut child = start_command(args).spawn().expect("spawn wasgi");
+        let log = Log::default();
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let log2 = log.clone();
+        let log3 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                log3.push(&line);
+            }
+        });
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log2.push(&line);
+            }
+        });
+        Wasgi { child, log, addr: String::new(), reader: Some(reader) }
+    }
+
+    /// The address from the "serving … on http://ADDR" line, once it appears.
+    pub fn wait_ready(mut self) -> Wasgi {
+        let text = self.log.wait_for("serving ", Duration::from_secs(120));
+        let line = text.lines().find(|l| l.contains("serving ")).expect("a serving line");
+        let on = line.split(" on ").nth(1).unwrap();
+        let addr = on.split_whitespace().next().unwrap();
+        self.addr = addr.trim_start_matches("http://").trim_start_matches("unix:").to_owned();
+        self
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// Waits for the process to exit; panics with the log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("wasgi did not exit within {timeout:?}; log:\n{}", self.log.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client connection to the server.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(&self.addr).unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, raw: &[u8]) -> http::Response {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        http::read_response(&mut stream, raw.starts_with(b"HEAD ")).expect("a response")
+    }
+
+    pub fn get(&self, path: &str) -> http::Response {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> http::Response {
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        self.request(&raw)
+    }
+
+    /// Resident set size of the server process, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+}
+
+impl Drop for Wasgi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub mod http {
+    //! A minimal HTTP/1.1 client reader: enough to see exactly what a server sent.
+    use super::*;
+
+    #[derive(Debug)]
+    pub struct Response {
+        pub status: u16,
+        pub reason: String,
+        /// Header names lower-cased, in order.
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+        /// True if the body was chunked.
+        pub chunked: bool,
+    }
+
+    impl Response {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        }
+
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+
+    /// Reads one response head (status line and headers).
+    pub fn read_head(stream: &mut impl Read) -> std::io::Result<(u16, String, Vec<(String, String)>)> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("connection closed after {:?}", String::from_utf8_lossy(&head)),
+                ));
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        let _version = parts.next();
+        let status: u16 = parts.next().unwrap_or("0").parse().unwrap_or(0);
+        let reason = parts.next().unwrap_or("").to_owned();
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        Ok((status, reason, headers))
+    }
+
+    /// Reads one response; `head_request` means no body follows whatever the headers say.
+    pub fn read_response(stream: &mut impl Read, head_request: bool) -> std::io::Result<Response> {
+        let (mut status, mut reason, mut headers) = read_head(stream)?;
+        while status == 100 {
+            (status, reason, headers) = read_head(stream)?;
+        }
+        let get = |name: &str| headers.iter().find(|(n, _): &&(String, String)| n == name).map(|(_, v)| v.clone());
+        let mut body = Vec::new();
+        let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if head_request || status == 204 || status == 304 {
+        } else if chunked {
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut size_line = String::new();
+                reader.read_line(&mut size_line)?;
+                let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap(), 16)
+                    .map_err(|_| std::io::Error::other(format!("bad chunk size {size_line:?}")))?;
+                if size == 0 {
+                    let mut trailer = String::new();
+                    reader.read_line(&mut trailer)?;
+                    break;
+                }
+                let mut chunk = vec![0u8; size + 2];
+                reader.read_exact(&mut chunk)?;
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(len) = get("content-length") {
+            let len: usize = len.parse().unwrap();
+            body.resize(len, 0);
+            stream.read_exact(&mut body)?;
+        } else {
+            stream.read_to_end(&mut body)?;
+        }
+        Ok(Response { status, reason, headers, body, chunked })
+    }
+
+    /// One request over a Unix socket.
+    pub fn unix_request(path: &str, raw: &[u8]) -> Response {
+        let mut stream = UnixStream::connect(path).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream.write_all(raw).unwrap();
+        read_response(&mut stream, false).unwrap()
+    }
+}

@@ -1,0 +1,4 @@
+import json
+
+CONFIG = json.loads("{not json")  # fails at import
+application = None

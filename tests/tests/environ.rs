@@ -1,0 +1,80 @@
+//! The WSGI environ, pinned by request/expected fixture pairs in
+//! tests/fixtures/environ: each `NNN-name.http` is sent byte for byte (with
+//! `\n` turned into CRLF and `\xNN` into that byte) to an app that returns its
+//! environ as JSON, which must match `NNN-name.json`.
+
+use wasgi_tests::{apps, root, Wasgi};
+
+fn raw_request(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chars = text.replace('\n', "\r\n").into_bytes().into_iter().peekable();
+    while let Some(b) = chars.next() {
+        if b == b'\\' && chars.peek() == Some(&b'x') {
+            chars.next();
+            let hi = chars.next().unwrap();
+            let lo = chars.next().unwrap();
+            out.push(u8::from_str_radix(std::str::from_utf8(&[hi, lo]).unwrap(), 16).unwrap());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+#[test]
+fn environ_matches_every_fixture() {
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
+    let dir = root().join("tests/fixtures/environ");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "http"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "fixtures missing from {}", dir.display());
+    let mut failures = Vec::new();
+    for http in names {
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(http.with_extension("json")).unwrap()).unwrap();
+        let response = server.request(&raw_request(&std::fs::read_to_string(&http).unwrap()));
+        let name = http.file_name().unwrap().to_string_lossy().into_owned();
+        if response.status != 200 {
+            failures.push(format!("{name}: status {} body {}", response.status, response.text()));
+            continue;
+        }
+        let environ: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        for (key, want) in expected["expect"].as_object().unwrap() {
+            if environ.get(key) != Some(want) {
+                failures.push(format!("{name}: {key} = {:?}, expected {want}", environ.get(key)));
+            }
+        }
+        for key in expected["absent"].as_array().unwrap() {
+            if let Some(v) = environ.get(key.as_str().unwrap()) {
+                failures.push(format!("{name}: {key} should be absent, is {v}"));
+            }
+        }
+        for key in expected.get("present").and_then(|p| p.as_array()).into_iter().flatten() {
+            if environ.get(key.as_str().unwrap()).is_none() {
+                failures.push(format!("{name}: {key} is missing"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "environ mismatches:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn peer_address_and_port_come_from_the_connection() {
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
+    let mut stream = server.connect();
+    let local = stream.local_addr().unwrap();
+    use std::io::Write;
+    stream.write_all(b"GET /environ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let response = wasgi_tests::http::read_response(&mut stream, false).unwrap();
+    let environ: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(environ["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(environ["REMOTE_PORT"], local.port().to_string());
+    let server_port = server.addr.rsplit(':').next().unwrap();
+    assert_eq!(environ["SERVER_PORT"], server_port, "no port in Host: the listener's port");
+}
