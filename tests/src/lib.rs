@@ -185,7 +185,10 @@ pub struct Wasgi {
 pub fn start_command(args: &[&str]) -> Command {
     setup();
     let mut cmd = Command::new(wasgi_bin());
-    cmd.arg("run").args(args).arg("--cache-dir").arg(cache_dir());
+    cmd.arg("run").args(args);
+    if !args.contains(&"--cache-dir") {
+        cmd.arg("--cache-dir").arg(cache_dir());
+    }
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }

@@ -83,3 +83,69 @@ fn a_wrong_interpreter_is_refused_naming_both_hashes() {
     assert!(log.contains("e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"), "{log}");
     assert!(log.contains("found "), "{log}");
 }
+
+#[test]
+fn replacements_that_keep_failing_back_off_instead_of_storming() {
+    let dir = wasgi_tests::TempDir::new("flaky");
+    let script = dir.path().join("flaky_start.wsgi");
+    std::fs::copy(apps().join("flaky_start.wsgi"), &script).unwrap();
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-write", dir.path().to_str().unwrap()]);
+    assert_eq!(server.get("/").text(), "up");
+    assert_eq!(server.get("/exit").status, 502);
+    // Every replacement now fails; the delays between attempts grow.
+    server.log.wait_for("3 failed starts in a row", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let log = server.log.text();
+    let attempts = log.matches("replacement instance failed to start").count();
+    assert!(attempts <= 8, "{attempts} start attempts in a few seconds is a storm:\n{log}");
+    assert!(log.contains("refusing to start a second time"), "the failure's traceback is logged: {log}");
+}
+
+#[test]
+fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
+    wasgi_tests::setup();
+    let cache = wasgi_tests::TempDir::new("cache");
+    let shared = wasgi_tests::cache_dir();
+    std::fs::create_dir_all(cache.path().join("modules")).unwrap();
+    let python = std::fs::read_dir(shared.join("python")).unwrap().next().unwrap().unwrap().path();
+    for entry in std::fs::read_dir(shared.join("modules")).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = cache.path().join("modules").join(path.file_name().unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        if path.extension().is_some_and(|x| x == "cwasm") {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff; // one flipped byte in the compiled code
+        }
+        std::fs::write(dest, bytes).unwrap();
+    }
+    let script = apps().join("features.wsgi");
+    let mut cmd = wasgi_tests::start_command(&[
+        script.to_str().unwrap(),
+        "--instances",
+        "1",
+        "--python-wasm",
+        python.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    let output_log = {
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        let mut log = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("serving ") || line.contains("ERROR") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        log
+    };
+    assert!(output_log.contains("checksum mismatch"), "{output_log}");
+    assert!(output_log.contains("recompiling"), "{output_log}");
+    assert!(output_log.contains("serving "), "{output_log}");
+}
