@@ -36,7 +36,7 @@ fn target_dir() -> PathBuf {
 pub fn wasgi_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("wasgi");
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace` (they are integration tests of the wasgi package)", bin.display());
     bin
 }
 
