@@ -47,14 +47,21 @@ class ClientGone(Exception):
 
 
 def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    n = os.write(fd, data)
+    if n < len(data):
+        view = memoryview(data)[n:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+_pack_header = __import__("struct").Struct(">cI").pack
 
 
 def frame(kind, payload=b""):
-    return kind + len(payload).to_bytes(4, "big") + payload
+    return _pack_header(kind, len(payload)) + payload
+
+
+_END_FRAME = frame(K_END)
 
 
 def send(*frames):
@@ -137,6 +144,10 @@ class LogStream:
     @property
     def buffer(self):
         return _LogBuffer(self)
+
+
+_stdout = LogStream("stdout")
+_stderr = LogStream("stderr")
 
 
 class _LogBuffer:
@@ -313,6 +324,8 @@ def load_application(script, callable_name):
 class Input:
     """wsgi.input: the request body, fetched from the host as the app reads it."""
 
+    __slots__ = ("_remaining", "_buf", "_eof")
+
     def __init__(self, length):
         # None: read until the host says the body ended (chunked uploads).
         self._remaining = length
@@ -414,26 +427,31 @@ class FileWrapper:
         raise StopIteration
 
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_CONTENT_LENGTH = "content-length"
+import re
+
+# RFC 9110 token characters for header names; values may hold any latin-1
+# character but CR, LF and NUL.
+_header_name_ok = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+_header_value_bad = re.compile(r"[\r\n\0]|[^\x00-\xff]").search
 
 
 def _check_header(name, value):
     if type(name) is not str or type(value) is not str:
         raise TypeError(f"header name and value must be str, got {name!r}: {value!r}")
-    try:
-        raw_name = name.encode("latin-1")
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(f"header {name!r} is not latin-1 encodable (PEP 3333)") from None
-    if not raw_name or not set(raw_name) <= _TOKEN:
+    if not _header_name_ok(name):
         raise ValueError(f"invalid header name {name!r}")
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"header {name!r} contains a control character (CR, LF or NUL)")
+    bad = _header_value_bad(value)
+    if bad:
+        if bad.group() in "\r\n\0":
+            raise ValueError(f"header {name!r} contains a control character (CR, LF or NUL)")
+        raise ValueError(f"header {name!r} is not latin-1 encodable (PEP 3333)")
 
 
 class Response:
     """One request's response side: start_response, write() and the body frames."""
+
+    __slots__ = ("status", "headers", "sent", "head_only", "pending", "unacked_bytes",
+                 "unacked_frames", "has_length")
 
     def __init__(self, head_only):
         self.status = None
@@ -443,7 +461,7 @@ class Response:
         self.pending = []  # frames not yet written
         self.unacked_bytes = 0
         self.unacked_frames = 0
-        self.has_length = False
+        self.has_length = False  # the app gave a Content-Length
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -458,17 +476,21 @@ class Response:
             raise TypeError(f"status must be str, got {type(status).__name__}")
         if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
             raise ValueError(f"status must look like '200 OK', got {status!r}")
-        if "\r" in status or "\n" in status:
-            raise ValueError("status contains CR or LF")
-        status.encode("latin-1")
+        if _header_value_bad(status):
+            raise ValueError(f"status {status!r} contains CR, LF, NUL or non-latin-1 characters")
         if type(headers) is not list:
             raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+        has_length = False
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
-            _check_header(*item)
+            name, value = item
+            _check_header(name, value)
+            if not has_length and len(name) == 14 and name.lower() == "content-length":
+                has_length = True
         self.status = status
         self.headers = headers
+        self.has_length = has_length
         return self.write
 
     def _head_frame(self):
@@ -479,8 +501,9 @@ class Response:
         return frame(K_START, "\0".join(parts).encode("latin-1"))
 
     def add_content_length(self, length):
-        if not any(n.lower() == _CONTENT_LENGTH for n, _ in self.headers):
+        if not self.has_length:
             self.headers.append(("Content-Length", str(length)))
+            self.has_length = True
 
     def _ensure_head(self):
         if not self.sent:
@@ -495,11 +518,15 @@ class Response:
                 data = bytes(data)
             else:
                 raise TypeError(f"the application must produce bytes, not {type(data).__name__}")
-        self._ensure_head()
+        if not self.sent:
+            self._ensure_head()
         if self.head_only or not data:
             return
-        for start in range(0, len(data), MAX_DATA):
-            chunk = data[start:start + MAX_DATA]
+        if len(data) <= MAX_DATA:
+            chunks = (data,)
+        else:
+            chunks = [data[i:i + MAX_DATA] for i in range(0, len(data), MAX_DATA)]
+        for chunk in chunks:
             self.pending.append(frame(K_DATA, chunk))
             self.unacked_bytes += len(chunk)
             self.unacked_frames += 1
@@ -532,19 +559,24 @@ def _request_label(environ):
     return f"{environ.get('REQUEST_METHOD', '?')} {path}{'?' + qs if qs else ''}"
 
 
+# The environ keys that are the same for every request.
+_WSGI_STATIC = {
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.file_wrapper": FileWrapper,
+    "wsgi.input_terminated": True,
+}
+
+
 def handle(app, payload, errors):
-    parts = payload.decode("latin-1").split("\0")
-    it = iter(parts)
+    it = iter(payload.decode("latin-1").split("\0"))
     environ = dict(zip(it, it))
+    environ.update(_WSGI_STATIC)
     length = environ.get("CONTENT_LENGTH")
-    environ["wsgi.version"] = (1, 0)
     environ["wsgi.input"] = Input(int(length) if length else None)
     environ["wsgi.errors"] = errors
-    environ["wsgi.multithread"] = False
-    environ["wsgi.multiprocess"] = True
-    environ["wsgi.run_once"] = False
-    environ["wsgi.file_wrapper"] = FileWrapper
-    environ["wsgi.input_terminated"] = True
     response = Response(environ["REQUEST_METHOD"] == "HEAD")
 
     result = None
@@ -552,23 +584,25 @@ def handle(app, payload, errors):
         result = app(environ, response.start_response)
         if type(result) in (list, tuple) and response.status is not None and not response.sent:
             # The whole body is known: give it a length and send it in one write.
-            if all(type(c) is bytes for c in result):
+            if not response.has_length and all(type(c) is bytes for c in result):
                 response.add_content_length(sum(map(len, result)))
             for chunk in result:
-                response.write(chunk, flush=False)
+                response.write(chunk, False)
         else:
             for chunk in result:
                 if chunk:
                     response.write(chunk)
+                    if response.head_only:
+                        break  # the head is out and HEAD sends no body: stop early
         if not response.sent:
             if response.status is None:
                 raise AssertionError("the application returned without calling start_response()")
             response.add_content_length(0)
         response._ensure_head()
-        response.pending.append(frame(K_END))
+        response.pending.append(_END_FRAME)
         response.flush()
     except ClientGone:
-        response.pending = [frame(K_END)]
+        response.pending = [_END_FRAME]
         response.flush()
     except (ProtocolError, SystemExit):
         raise
@@ -597,8 +631,10 @@ def handle(app, payload, errors):
                 close()
             except Exception as e:
                 log("error", f"close() of the response iterable raised on {_request_label(environ)}:\n{_format_exc(e)}")
-        sys.stdout.flush()
-        sys.stderr.flush()
+        if _stdout._partial:
+            _stdout.flush()
+        if _stderr._partial:
+            _stderr.flush()
 
 
 def main():
@@ -612,8 +648,8 @@ def main():
         sys.path.insert(0, p)
     if config.get("home"):
         os.chdir(config["home"])
-    sys.stdout = sys.__stdout__ = LogStream("stdout")
-    sys.stderr = sys.__stderr__ = LogStream("stderr")
+    sys.stdout = sys.__stdout__ = _stdout
+    sys.stderr = sys.__stderr__ = _stderr
     errors = LogStream("wsgi.errors")
     _install_no_network()
 
@@ -626,4 +662,5 @@ def main():
         handle(app, payload, errors)
 
 
-main()
+if __name__ == "wasgi_bridge":
+    main()

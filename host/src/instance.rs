@@ -24,9 +24,11 @@ use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS
 
 /// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
 const BRIDGE_SOURCE: &str = include_str!("../../guest/bridge.py");
-/// Compiles the bridge under a name that tracebacks can show lines for.
-const BOOT: &str = "import sys,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
-l.cache[n]=(len(s),None,s.splitlines(True),n);exec(compile(s,n,'exec'),{'__name__':'wasgi_bridge'})";
+/// Runs the bridge as module `wasgi_bridge`, under a file name that
+/// tracebacks can show source lines for.
+const BOOT: &str = "import sys,types,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
+l.cache[n]=(len(s),None,s.splitlines(True),n);m=types.ModuleType('wasgi_bridge');m.__file__=n;\
+sys.modules['wasgi_bridge']=m;exec(compile(s,n,'exec'),m.__dict__)";
 
 /// A directory the guest may use, at the same absolute path as on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -127,7 +127,16 @@ pub async fn serve(
     head_tx: oneshot::Sender<Head>,
     body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
-    let mut lease = match group.check_out().await {
+    let mut head_tx = head_tx;
+    let checked_out = tokio::select! {
+        lease = group.check_out() => lease,
+        // A client that gives up while queued costs no instance time.
+        _ = head_tx.closed() => {
+            access_log(&group, &info, None, 0, "client gone while queued");
+            return;
+        }
+    };
+    let mut lease = match checked_out {
         Ok(lease) => lease,
         Err(e @ Unavailable::QueueFull(..)) => {
             tracing::warn!(group = %group.name, request = info.id, "{e}");

@@ -1,0 +1,325 @@
+"""Helpers for bench/run: ports, readiness polling, wrk parsing, the summary.
+
+Standard library only: it runs on the host's python3 before any venv exists.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+EXPECTED_BODY = "Hello from Flask inside wasgi!\n"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def alive(pid):
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0): look at its state too.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_freeport(args):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def cmd_wait_log(args):
+    """Waits until the log contains the word; prints the "ready in" seconds."""
+    deadline = time.monotonic() + args.timeout
+    word = re.compile(r"\b%s\b" % re.escape(args.word))
+    while True:
+        try:
+            with open(args.log, errors="replace") as f:
+                text = ANSI.sub("", f.read())
+        except FileNotFoundError:
+            text = ""
+        for line in text.splitlines():
+            if word.search(line):
+                m = re.search(r"ready in ([0-9.]+)s", line)
+                print(m.group(1) if m else "")
+                return 0
+        if not alive(args.pid):
+            sys.stderr.write(f"the server (pid {args.pid}) exited before logging {args.word!r}; see {args.log}\n")
+            return 1
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"no {args.word!r} in {args.log} after {args.timeout:.0f}s\n")
+            return 1
+        time.sleep(0.05)
+
+
+def get(url, timeout):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def cmd_wait_http(args):
+    """Polls url until it answers 200; prints seconds since --since (epoch)."""
+    start = args.since if args.since else time.time()
+    deadline = time.monotonic() + args.timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not alive(args.pid):
+            sys.stderr.write(f"the server (pid {args.pid}) exited before answering {args.url} ({last})\n")
+            return 1
+        try:
+            # A listener that is bound but not serving yet holds the request
+            # in its backlog: the answer then comes the moment it is ready.
+            status, _ = get(args.url, max(0.5, deadline - time.monotonic()))
+            if status == 200:
+                print(f"{time.time() - start:.3f}")
+                return 0
+            last = f"status {status}"
+        except urllib.error.HTTPError as e:
+            last = f"status {e.code}"
+        except (OSError, urllib.error.URLError) as e:
+            last = str(e)
+        time.sleep(0.005)
+    sys.stderr.write(f"{args.url} did not answer 200 within {args.timeout:.0f}s (last: {last})\n")
+    return 1
+
+
+def cmd_get(args):
+    """Prints the body; with --expect, fails unless it is 200 with that body."""
+    try:
+        status, body = get(args.url, args.timeout)
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read().decode("utf-8", "replace")
+    if args.expect is not None:
+        expected = args.expect.encode().decode("unicode_escape")
+        if status != 200 or body != expected:
+            sys.stderr.write(f"{args.url}: expected 200 {expected!r}, got {status} {body[:200]!r}\n")
+            return 1
+    elif status != 200:
+        sys.stderr.write(f"{args.url}: status {status}: {body[:500]}\n")
+        return 1
+    sys.stdout.write(body)
+    return 0
+
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"cannot read the latency {text!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(path):
+    with open(path) as f:
+        text = f.read()
+    out = {"file": path}
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if not m:
+        raise ValueError(f"{path}: no Requests/sec line in wrk's output:\n{text}")
+    out["rps"] = float(m.group(1))
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, text, re.M)
+        if m:
+            out[f"p{pct}_ms"] = to_ms(m.group(1))
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+\w+)", text, re.M)
+    out["requests"] = int(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    out["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()))) if m else {}
+    )
+    return out
+
+
+def median_of(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def server_figures(files):
+    runs = [parse_wrk(f) for f in files]
+    return {
+        "rps": median_of(runs, "rps"),
+        "p50_ms": median_of(runs, "p50_ms"),
+        "p99_ms": median_of(runs, "p99_ms"),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(sum(r["socket_errors"].values()) for r in runs),
+        "runs": runs,
+    }
+
+
+def log_problems(paths):
+    """WARN/ERROR lines of the server logs (tracing's levels, gunicorn's)."""
+    found = []
+    for path in paths:
+        try:
+            with open(path, errors="replace") as f:
+                lines = ANSI.sub("", f.read()).splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            if re.search(r"\b(WARN|ERROR|CRITICAL|Traceback)\b|\[(ERROR|CRITICAL)\]", line):
+                found.append(f"{os.path.basename(path)}: {line.strip()}")
+    return found
+
+
+def version_of(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fmt(value, spec, suffix=""):
+    return "n/a" if value is None else format(value, spec) + suffix
+
+
+def cmd_summary(args):
+    wasgi = server_figures(args.wasgi_wrk)
+    gunicorn = server_figures(args.gunicorn_wrk)
+    single = server_figures(args.wasgi1_wrk)
+
+    inguest_all = []
+    for path in args.inguest:
+        with open(path) as f:
+            m = re.match(r"\s*([0-9.]+) calls/s", f.read())
+        inguest_all.append(float(m.group(1)) if m else None)
+    inguest = inguest_all[-1] if inguest_all else None  # the second query: warm
+
+    ratio = wasgi["rps"] / gunicorn["rps"] if wasgi["rps"] and gunicorn["rps"] else None
+    overhead = 1 - single["rps"] / inguest if single["rps"] and inguest else None
+    warm = statistics.median(args.warm_start) if args.warm_start else None
+    problems = log_problems(args.log)
+
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {
+            "duration": args.duration,
+            "connections": args.connections,
+            "connections_1instance": args.connections_single,
+            "warmup": args.warmup,
+            "rounds": len(args.wasgi_wrk),
+            "cores": os.cpu_count(),
+            "machine": platform.machine(),
+            "host_python": platform.python_version(),
+            "wasgi_commit": version_of(["git", "rev-parse", "--short", "HEAD"]),
+            "wrk": version_of(["sh", "-c", "wrk -v 2>&1 | head -1"]),
+        },
+        "wasgi_2_instances": wasgi,
+        "gunicorn_2_sync_workers": gunicorn,
+        "ratio_wasgi_over_gunicorn": ratio,
+        "inguest_calls_per_s": inguest,
+        "inguest_calls_per_s_all": inguest_all,
+        "wasgi_1_instance": single,
+        "host_overhead": overhead,
+        "ready_in_first_start_s": args.ready_in,
+        "warm_start_s": warm,
+        "warm_start_s_all": args.warm_start,
+        "log_problems": problems,
+    }
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+
+    rows = [
+        ("wasgi --instances 2", f"{fmt(wasgi['rps'], '.0f')} req/s",
+         f"p50 {fmt(wasgi['p50_ms'], '.2f', ' ms')}", f"p99 {fmt(wasgi['p99_ms'], '.2f', ' ms')}"),
+        ("gunicorn -w 2 (sync)", f"{fmt(gunicorn['rps'], '.0f')} req/s",
+         f"p50 {fmt(gunicorn['p50_ms'], '.2f', ' ms')}", f"p99 {fmt(gunicorn['p99_ms'], '.2f', ' ms')}"),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print()
+    print(f"== wasgi benchmark: examples/hello (Flask), wrk -t1 -c{args.connections} -d{args.duration}"
+          f", {len(args.wasgi_wrk)} round(s), {os.cpu_count()} cores ==")
+    for r in rows:
+        print(f"  {r[0]:<{w}}  {r[1]:>12}  {r[2]:>14}  {r[3]:>14}")
+    print(f"  {'ratio wasgi / gunicorn':<{w}}  {fmt(ratio, '.2f', 'x'):>12}")
+    print()
+    print(f"  {'in-guest Flask calls':<{w}}  {fmt(inguest, '.0f', ' calls/s'):>12}   (1 guest, no HTTP)")
+    print(f"  {'wasgi --instances 1':<{w}}  {fmt(single['rps'], '.0f', ' req/s'):>12}   "
+          f"(HTTP, wrk -c{args.connections_single}; p50 {fmt(single['p50_ms'], '.2f', ' ms')})")
+    print(f"  {'host overhead':<{w}}  {fmt(overhead * 100 if overhead is not None else None, '.1f', ' %'):>12}"
+          f"   (1 - HTTP req/s / in-guest calls/s)")
+    print()
+    print(f"  {'ready in (log, 1st start)':<{w}}  {fmt(args.ready_in, '.2f', ' s'):>12}")
+    print(f"  {'warm start to first 200':<{w}}  {fmt(warm, '.2f', ' s'):>12}   (2 instances, warm module cache)")
+    print()
+    bad = [(name, s) for name, s in (("wasgi x2", wasgi), ("gunicorn", gunicorn), ("wasgi x1", single))
+           if s["non_2xx"] or s["socket_errors"]]
+    for name, s in bad:
+        print(f"  ! {name}: {s['non_2xx']} non-2xx responses, {s['socket_errors']} socket errors (see {args.out})")
+    if problems:
+        print(f"  ! {len(problems)} warning/error line(s) in the server logs, e.g.:")
+        for line in problems[:5]:
+            print(f"      {line[:160]}")
+    print(f"  results: {args.out}")
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("freeport").set_defaults(func=cmd_freeport)
+
+    s = sub.add_parser("wait-log")
+    s.add_argument("log")
+    s.add_argument("--word", default="serving")
+    s.add_argument("--timeout", type=float, default=300)
+    s.add_argument("--pid", type=int)
+    s.set_defaults(func=cmd_wait_log)
+
+    s = sub.add_parser("wait-http")
+    s.add_argument("url")
+    s.add_argument("--since", type=float, help="epoch seconds the server was started at")
+    s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--pid", type=int)
+    s.set_defaults(func=cmd_wait_http)
+
+    s = sub.add_parser("get")
+    s.add_argument("url")
+    s.add_argument("--expect", help="the exact body wanted (backslash escapes allowed)")
+    s.add_argument("--timeout", type=float, default=120)
+    s.set_defaults(func=cmd_get)
+
+    s = sub.add_parser("summary")
+    s.add_argument("--out", required=True)
+    s.add_argument("--wasgi-wrk", action="append", required=True)
+    s.add_argument("--gunicorn-wrk", action="append", required=True)
+    s.add_argument("--wasgi1-wrk", action="append", required=True)
+    s.add_argument("--inguest", action="append", default=[])
+    s.add_argument("--ready-in", type=lambda v: float(v) if v else None)
+    s.add_argument("--warm-start", type=float, action="append", default=[])
+    s.add_argument("--log", action="append", default=[])
+    s.add_argument("--duration", default="")
+    s.add_argument("--connections", default="")
+    s.add_argument("--connections-single", default="")
+    s.add_argument("--warmup", default="")
+    s.set_defaults(func=cmd_summary)
+
+    args = p.parse_args()
+    sys.exit(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    main()
