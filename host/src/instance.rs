@@ -2,19 +2,20 @@
 //!
 //! The store's data is the guest's WASI context, built from the app's grants
 //! and nothing else, plus its memory limits. `_start` runs once, as a tokio
-//! task: the bridge imports the app and then loops on its stdin, so an idle
+//! future: the bridge imports the app and then loops on its stdin, so an idle
 //! instance is a parked future, not a thread. The host talks to it through
-//! [`Instance::send`] and [`Instance::recv`]; when the guest exits or traps its
-//! channels close and the next `recv` says why.
+//! [`GuestIo`] inside [`Instance::drive`], which also says why the guest
+//! stopped if it exits or traps.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -87,88 +88,21 @@ pub enum StartError {
 #[error("{0}")]
 pub struct Gone(pub String);
 
-/// A running guest and the host's ends of its stdin and stdout.
-pub struct Instance {
+/// The host's ends of a guest's stdin and stdout.
+pub struct GuestIo {
     pub id: u64,
     to_guest: mpsc::Sender<Bytes>,
     from_guest: mpsc::Receiver<Bytes>,
     decoder: Decoder,
     /// The request being served, so the guest's log lines can name it.
     current_request: Arc<AtomicU64>,
-    run: Option<JoinHandle<String>>,
     app: Arc<str>,
-    /// Requests completed by this instance.
-    pub served: u64,
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // Dropping the task's future drops the store and frees the guest.
-        if let Some(run) = self.run.take() {
-            run.abort();
-        }
-    }
-}
-
-impl Instance {
-    /// Starts a guest and waits until the app is imported.
-    pub async fn start(pre: &InstancePre<GuestState>, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
-        let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
-        let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
-        let current_request = Arc::new(AtomicU64::new(0));
-        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
-        let wasi = wasi_context(spec, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
-            .map_err(StartError::Setup)?;
-        let limits = StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build();
-        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
-        store.limiter(|s| &mut s.limits);
-        // Yield to tokio at every epoch tick so one busy guest cannot hold a
-        // worker thread that other connections need.
-        store.epoch_deadline_async_yield_and_update(1);
-
-        let instance = match pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            // Copy-on-write memory setup has been seen to fail once with
-            // "cannot add seals to the memfd"; one retry gets past it.
-            Err(first) => {
-                tracing::warn!(app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
-                pre.instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
-            }
-        };
-        let start = instance
-            .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(|e| StartError::Setup(anyhow::anyhow!("python.wasm has no _start: {e:#}")))?;
-        let run = tokio::spawn(async move {
-            let outcome = start.call_async(&mut store, ()).await;
-            describe_exit(outcome)
-        });
-
-        let mut instance = Instance {
-            id,
-            to_guest,
-            from_guest,
-            decoder: Decoder::default(),
-            current_request,
-            run: Some(run),
-            app: spec.name.clone(),
-            served: 0,
-        };
-        match instance.recv().await {
-            Ok((Kind::Ready, _)) => Ok(instance),
-            Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
-            Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
-            Err(Gone(reason)) => Err(StartError::Crashed(reason)),
-        }
-    }
-
+impl GuestIo {
     /// Sends one frame to the guest.
     pub async fn send(&mut self, frame: Bytes) -> Result<(), Gone> {
-        if self.to_guest.send(frame).await.is_err() {
-            return Err(self.gone().await);
-        }
-        Ok(())
+        self.to_guest.send(frame).await.map_err(|_| Gone("the guest closed its stdin".into()))
     }
 
     /// The guest's next frame; its log records are logged on the way.
@@ -185,7 +119,7 @@ impl Instance {
             }
             match self.from_guest.recv().await {
                 Some(bytes) => self.decoder.push(&bytes),
-                None => return Err(self.gone().await),
+                None => return Err(Gone("the guest closed its stdout".into())),
             }
         }
     }
@@ -193,17 +127,6 @@ impl Instance {
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
         self.current_request.store(id, Ordering::Relaxed);
-    }
-
-    /// Waits for the guest task to end and says how it ended.
-    async fn gone(&mut self) -> Gone {
-        match self.run.take() {
-            Some(run) => match run.await {
-                Ok(reason) => Gone(reason),
-                Err(e) => Gone(format!("the guest task failed: {e}")),
-            },
-            None => Gone("the guest had already stopped".into()),
-        }
     }
 
     fn log_record(&self, payload: &[u8]) {
@@ -215,6 +138,91 @@ impl Instance {
             b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
             b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
             _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
+        }
+    }
+}
+
+/// The guest's `_start` call; it owns the Store and ends when the guest does.
+type Run = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// A running guest.
+///
+/// The guest only makes progress while [`Instance::drive`] polls it, together
+/// with the host's side of the exchange, in one task: handing frames across
+/// costs no thread wake-ups, and an idle instance is a parked future.
+pub struct Instance {
+    pub io: GuestIo,
+    /// `None` once the guest has stopped.
+    run: Option<Run>,
+    /// Requests completed by this instance.
+    pub served: u64,
+}
+
+impl Instance {
+    /// Starts a guest and waits until the app is imported.
+    pub async fn start(pre: &InstancePre<GuestState>, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
+        let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
+        let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
+        let current_request = Arc::new(AtomicU64::new(0));
+        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
+        let wasi = wasi_context(spec, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
+            .map_err(StartError::Setup)?;
+        let limits = StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build();
+        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
+        store.limiter(|s| &mut s.limits);
+        // Yield at every epoch tick so one busy guest cannot hold a worker
+        // thread that other connections need.
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let instance = match pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            // Copy-on-write memory setup has been seen to fail once with
+            // "cannot add seals to the memfd"; one retry gets past it.
+            Err(first) => {
+                tracing::warn!(app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
+                pre.instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
+            }
+        };
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| StartError::Setup(anyhow::anyhow!("python.wasm has no _start: {e:#}")))?;
+        let run: Run = Box::pin(async move {
+            let outcome = start.call_async(&mut store, ()).await;
+            describe_exit(outcome)
+        });
+
+        let io = GuestIo {
+            id,
+            to_guest,
+            from_guest,
+            decoder: Decoder::default(),
+            current_request,
+            app: spec.name.clone(),
+        };
+        let mut instance = Instance { io, run: Some(run), served: 0 };
+        match instance.drive(async |io| io.recv().await).await {
+            Ok((Kind::Ready, _)) => Ok(instance),
+            Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+            Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
+            Err(Gone(reason)) => Err(StartError::Crashed(reason)),
+        }
+    }
+
+    /// Runs `work` against the guest's I/O while the guest runs. If the guest
+    /// stops first (exit, trap), the result says how.
+    pub async fn drive<T>(&mut self, work: impl AsyncFnOnce(&mut GuestIo) -> Result<T, Gone>) -> Result<T, Gone> {
+        let Some(run) = self.run.as_mut() else {
+            return Err(Gone("the guest had already stopped".into()));
+        };
+        tokio::select! {
+            biased;
+            result = work(&mut self.io) => result,
+            reason = run => {
+                self.run = None;
+                Err(Gone(reason))
+            }
         }
     }
 }

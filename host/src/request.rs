@@ -1,10 +1,10 @@
 //! One request's trip through an instance: the host side of the bridge protocol.
 //!
-//! The exchange runs in its own task, apart from the HTTP handler, so that a
-//! client that disconnects mid-response cannot leave the guest out of step:
+//! The exchange runs in the instance's task, apart from the HTTP handler, so
+//! a client that disconnects mid-response cannot leave the guest out of step:
 //! the task keeps reading the guest's frames until `End`, tells it `Cancel`
 //! at the next flow-control point so it stops and calls `close()`, and only
-//! then gives the instance back.
+//! then takes the next request.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
-use crate::group::{Group, Lease, Unavailable};
-use crate::instance::Gone;
+use crate::group::Group;
+use crate::instance::{Gone, GuestIo, Instance};
 
 /// What the HTTP handler gets back first: the response head, or an error the
 /// handler turns into a plain response.
@@ -117,45 +117,40 @@ struct Outcome {
     note: &'static str,
 }
 
-/// Serves one request on `group`: waits for an instance, runs the exchange,
-/// reports the head through `head_tx` and streams the body into `body_tx`.
-pub async fn serve(
-    group: std::sync::Arc<Group>,
-    info: RequestInfo,
-    environ: Bytes,
-    body: Incoming,
-    head_tx: oneshot::Sender<Head>,
-    body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let mut head_tx = head_tx;
-    let checked_out = tokio::select! {
-        lease = group.check_out() => lease,
-        // A client that gives up while queued costs no instance time.
-        _ = head_tx.closed() => {
-            access_log(&group, &info, None, 0, "client gone while queued");
-            return;
-        }
-    };
-    let mut lease = match checked_out {
-        Ok(lease) => lease,
-        Err(e @ Unavailable::QueueFull(..)) => {
-            tracing::warn!(group = %group.name, request = info.id, "{e}");
-            let _ = head_tx.send(Head::Error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the server is overloaded\n"));
-            access_log(&group, &info, Some(StatusCode::SERVICE_UNAVAILABLE), 0, "queue full");
-            return;
-        }
-    };
-    lease.instance().set_request(info.id);
+/// A request waiting for an instance, with the channels its answer goes to.
+pub struct Job {
+    pub info: RequestInfo,
+    /// The environ payload of the `Request` frame.
+    pub environ: Bytes,
+    pub body: Incoming,
+    pub head_tx: oneshot::Sender<Head>,
+    pub body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+/// Serves one request on `instance`: runs the exchange, reports the head
+/// through `head_tx` and streams the body into `body_tx`. An `Err` means the
+/// instance is lost and must be discarded.
+pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(), Gone> {
+    let Job { info, environ, body, head_tx, body_tx } = job;
+    if head_tx.is_closed() {
+        // The client gave up while queued: it costs no instance time.
+        access_log(group, &info, None, 0, "client gone while queued");
+        return Ok(());
+    }
+    instance.io.set_request(info.id);
     let mut head_tx = Some(head_tx);
-    let reader = BodyReader { body, leftover: Bytes::new(), ended: false };
-    match exchange(&mut lease, environ, reader, &mut head_tx, &body_tx).await {
-        Ok(outcome) => {
-            access_log(&group, &info, outcome.status, outcome.bytes, outcome.note);
-            lease.release();
+    let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false };
+    let mut outcome = Outcome { status: None, bytes: 0, note: "" };
+    let result = instance.drive(async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
+    instance.io.set_request(0);
+    match result {
+        Ok(()) => {
+            instance.served += 1;
+            access_log(group, &info, outcome.status, outcome.bytes, outcome.note);
+            Ok(())
         }
-        Err((Gone(reason), outcome)) => {
-            let instance = lease.instance().id;
-            tracing::error!(group = %group.name, instance, request = info.id, "instance lost during {} {}: {reason}", info.method, info.target);
+        Err(gone) => {
+            tracing::error!(group = %group.name, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
             let status = match head_tx.take() {
                 Some(tx) => {
                     let _ = tx.send(Head::Error(StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n"));
@@ -168,46 +163,35 @@ pub async fn serve(
                     outcome.status
                 }
             };
-            access_log(&group, &info, status, outcome.bytes, "instance lost");
-            drop(lease); // discards the instance and starts a replacement
+            access_log(group, &info, status, outcome.bytes, "instance lost");
+            Err(gone)
         }
     }
 }
 
 async fn exchange(
-    lease: &mut Lease,
-    environ: Bytes,
-    mut body: BodyReader,
+    io: &mut GuestIo,
+    environ: &[u8],
+    body: &mut BodyReader,
     head_tx: &mut Option<oneshot::Sender<Head>>,
     body_tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-) -> Result<Outcome, (Gone, Outcome)> {
-    let instance = lease.instance();
-    let mut outcome = Outcome { status: None, bytes: 0, note: "" };
+    outcome: &mut Outcome,
+) -> Result<(), Gone> {
     let mut client_gone = false;
     // The app's head was unusable: the client got a 500, drop its body.
     let mut discard = false;
     let (mut unacked_bytes, mut unacked_frames) = (0usize, 0usize);
 
-    macro_rules! send {
-        ($frame:expr) => {
-            if let Err(gone) = instance.send($frame).await {
-                return Err((gone, outcome));
-            }
-        };
-    }
 
-    send!(frames::encode(Kind::Request, &environ));
+    io.send(frames::encode(Kind::Request, environ)).await?;
     loop {
-        let (kind, payload) = match instance.recv().await {
-            Ok(frame) => frame,
-            Err(gone) => return Err((gone, outcome)),
-        };
+        let (kind, payload) = io.recv().await?;
         match kind {
             Kind::Read => {
                 let max = payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
                 match body.read(max as usize).await {
-                    Ok(data) => send!(frames::encode(Kind::Body, &data)),
-                    Err(e) => send!(frames::encode(Kind::BodyError, e.as_bytes())),
+                    Ok(data) => io.send(frames::encode(Kind::Body, &data)).await?,
+                    Err(e) => io.send(frames::encode(Kind::BodyError, e.as_bytes())).await?,
                 }
             }
             Kind::Start => match parse_head(&payload) {
@@ -218,7 +202,7 @@ async fn exchange(
                     }
                 }
                 Err(why) => {
-                    tracing::error!(request = instance.id, "the application sent an invalid response head: {why}");
+                    tracing::error!(instance = io.id, "the application sent an invalid response head: {why}");
                     outcome.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
                     discard = true;
                     if let Some(tx) = head_tx.take() {
@@ -236,22 +220,22 @@ async fn exchange(
                 if unacked_bytes >= ACK_BYTES || unacked_frames >= ACK_FRAMES {
                     unacked_bytes = 0;
                     unacked_frames = 0;
-                    send!(frames::encode(if client_gone { Kind::Cancel } else { Kind::Continue }, b""));
+                    io.send(frames::encode(if client_gone { Kind::Cancel } else { Kind::Continue }, b"")).await?;
                 }
             }
             Kind::End => {
                 if client_gone {
                     outcome.note = "client gone";
                 }
-                return Ok(outcome);
+                return Ok(());
             }
             Kind::Failed => {
                 let message = String::from_utf8_lossy(&payload).into_owned();
                 let _ = body_tx.send(Err(std::io::Error::other(message))).await;
                 outcome.note = "app failed mid-response";
-                return Ok(outcome);
+                return Ok(());
             }
-            other => return Err((Gone(format!("protocol error: unexpected {other:?} frame during a request")), outcome)),
+            other => return Err(Gone(format!("protocol error: unexpected {other:?} frame during a request"))),
         }
     }
 }

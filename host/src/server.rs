@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
 use crate::group::Group;
-use crate::request::{self, ChannelBody, Head, RequestInfo};
+use crate::request::{ChannelBody, Head, Job, RequestInfo};
 
 /// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,9 +161,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(4);
-    // The exchange outlives this handler if the client goes away, so the
-    // guest is always walked back to a clean state.
-    tokio::spawn(request::serve(server.group.clone(), info, environ, body, head_tx, body_tx));
+    let job = Job { info, environ, body, head_tx, body_tx };
+    if let Err(job) = server.group.submit(job) {
+        tracing::warn!(target: "wasgi::access", group = %server.group.name, request = id, status = 503,
+            "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, server.group.queued());
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the server is overloaded\n");
+    }
     match head_rx.await {
         Ok(Head::Response(status, headers)) => {
             let mut response = Response::new(ChannelBody(body_rx).boxed_unsync());
