@@ -31,11 +31,19 @@ const BOOT: &str = "import sys,types,linecache as l;s=sys.argv[1];n='<wasgi-brid
 l.cache[n]=(len(s),None,s.splitlines(True),n);m=types.ModuleType('wasgi_bridge');m.__file__=n;\
 sys.modules['wasgi_bridge']=m;exec(compile(s,n,'exec'),m.__dict__)";
 
-/// A directory the guest may use, at the same absolute path as on the host.
+/// A directory the guest may use. It appears at the same absolute path as on
+/// the host, except the group's private temporary directory, seen as `/tmp`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub path: PathBuf,
+    pub guest_path: PathBuf,
     pub write: bool,
+}
+
+impl Grant {
+    pub fn same_path(path: PathBuf, write: bool) -> Grant {
+        Grant { guest_path: path.clone(), path, write }
+    }
 }
 
 /// Everything an instance of one app is made from; shared by its group.
@@ -253,7 +261,7 @@ fn wasi_context(spec: &GuestSpec, stdin: ChannelStdin, stdout: ChannelStdout, ta
     builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
     for grant in &spec.grants {
         let perms = if grant.write { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        let guest_path = guest_path(&grant.path)?;
+        let guest_path = guest_path(&grant.guest_path)?;
         builder
             .preopened_dir(&grant.path, guest_path, perms)
             .map_err(|e| anyhow::anyhow!("{e:#}"))

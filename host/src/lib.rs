@@ -20,14 +20,21 @@
 //! - [`frames`]: the host ↔ bridge wire format.
 //! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
+//! - [`router`]: Host header and mount prefix → the app that serves a request.
+//! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
+//! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
 //! - [`run`]: `wasgi run`: one script, one group, from command-line flags.
 
+pub mod check;
+pub mod config;
 pub mod environ;
 pub mod frames;
 pub mod group;
 pub mod instance;
 pub mod interpreter;
+pub mod policy;
 pub mod request;
+pub mod router;
 pub mod run;
 pub mod server;
 pub mod stdio;

@@ -1,5 +1,6 @@
 //! The `wasgi` command line. Thin: parse, then hand over to the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,23 @@ struct Cli {
 enum Command {
     /// Serve one WSGI script (a mod_wsgi `.wsgi` file or any module defining `application`).
     Run(wasgi::run::RunArgs),
+    /// Serve the apps of a wasgi.toml (groups, virtual hosts, capability policies).
+    Serve {
+        #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
+        config: PathBuf,
+        /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        graceful_timeout: u64,
+        #[command(flatten)]
+        interpreter: wasgi::run::InterpreterArgs,
+    },
+    /// Check a wasgi.toml and its policies; print each group's capabilities and each app's routes.
+    Check {
+        #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
+        config: PathBuf,
+        #[command(flatten)]
+        interpreter: wasgi::run::InterpreterArgs,
+    },
     /// Fetch, verify and compile the Python interpreter, then print where it is.
     Python {
         #[command(flatten)]
@@ -32,6 +50,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => wasgi::run::run(args),
+        Command::Serve { config, graceful_timeout, interpreter } => {
+            wasgi::check::serve(&config, &interpreter, std::time::Duration::from_secs(graceful_timeout))
+        }
+        Command::Check { config, interpreter } => match wasgi::check::plan(&config, &interpreter.cache_dir()) {
+            Ok(plan) => {
+                print!("{}", wasgi::check::report(&plan));
+                Ok(())
+            }
+            Err(problems) => {
+                println!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
+                return ExitCode::FAILURE;
+            }
+        },
         Command::Python { interpreter } => wasgi::run::prepare_interpreter(&interpreter).map(|path| {
             println!("{}", path.display());
         }),

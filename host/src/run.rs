@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::group::Group;
 use crate::instance::{Grant, GuestSpec};
 use crate::interpreter;
+use crate::router::{Route, Router};
 use crate::server::{self, ListenAddr, Listener, Server};
 
 #[derive(Args, Debug, Clone)]
@@ -29,7 +30,7 @@ pub struct InterpreterArgs {
 }
 
 impl InterpreterArgs {
-    fn cache_dir(&self) -> PathBuf {
+    pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir)
     }
 }
@@ -88,11 +89,25 @@ fn existing_dir(path: &Path, flag: &str) -> Result<PathBuf> {
 }
 
 /// Adds a grant; the same path granted twice keeps the wider access.
-fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool) {
+pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool) {
     match grants.iter_mut().find(|g| g.path == path) {
         Some(existing) => existing.write |= write,
-        None => grants.push(Grant { path, write }),
+        None => grants.push(Grant::same_path(path, write)),
     }
+}
+
+/// The private, writable directories every group gets: a bytecode cache (so
+/// a read-only app directory does not mean recompiling every module at every
+/// start) and a temporary directory seen as `/tmp`. `key` names the group.
+pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
+    let pycache = cache_dir.join("pycache").join(key);
+    let tmp = cache_dir.join("tmp").join(key);
+    for dir in [&pycache, &tmp] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    add_grant(grants, pycache.clone(), true);
+    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true });
+    Ok(pycache)
 }
 
 /// Turns the flags into what each instance is built from.
@@ -120,12 +135,8 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         add_grant(&mut grants, existing_dir(dir, "--grant-write")?, true);
     }
 
-    // A private, writable bytecode cache, so a read-only app directory does
-    // not mean recompiling every module at every start.
-    let key = hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]);
-    let pycache = cache_dir.join("pycache").join(key);
-    std::fs::create_dir_all(&pycache).with_context(|| format!("cannot create {}", pycache.display()))?;
-    add_grant(&mut grants, pycache.clone(), true);
+    let key = format!("run-{}", hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]));
+    let pycache = private_dirs(cache_dir, &key, &mut grants)?;
 
     let home = match &args.home {
         Some(home) => {
@@ -152,7 +163,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
 }
 
 /// Ticks the engine's epoch so busy guests yield to other work.
-struct EpochTicker {
+pub struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -192,6 +203,22 @@ pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     Ok(python.path)
 }
 
+/// The interpreter, compiled (or loaded from the cache) and linked, with the
+/// epoch ticker that keeps busy guests yielding. Keep the ticker alive while
+/// guests run.
+pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<(wasmtime::InstancePre<crate::instance::GuestState>, EpochTicker)> {
+    let python = interpreter::locate(args.python_wasm.as_deref(), cache_dir)?;
+    let engine = interpreter::engine()?;
+    let module = {
+        let engine = engine.clone();
+        let cache_dir = cache_dir.to_owned();
+        tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
+    };
+    let ticker = EpochTicker::start(engine);
+    let pre = crate::instance::prepare(&module)?;
+    Ok((pre, ticker))
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let cache_dir = args.interpreter.cache_dir();
@@ -209,15 +236,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             listeners.push(Listener::bind(addr).await?);
         }
 
-        let python = interpreter::locate(args.interpreter.python_wasm.as_deref(), &cache_dir)?;
-        let engine = interpreter::engine()?;
-        let module = {
-            let engine = engine.clone();
-            let cache_dir = cache_dir.clone();
-            tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
-        };
-        let _ticker = EpochTicker::start(engine.clone());
-        let pre = crate::instance::prepare(&module)?;
+        let (pre, _ticker) = prepare_guests(&args.interpreter, &cache_dir).await?;
 
         let name = spec.name.clone();
         tracing::info!(app = %name, "starting {instances} instance(s) of {}", spec.script.display());
@@ -225,7 +244,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
 
-        let server = Server::new(group, String::new());
+        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]));
         for listener in &listeners {
             tracing::info!(
                 "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",
@@ -242,7 +261,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
     let mut int = signal(SignalKind::interrupt()).expect("can listen for SIGINT");

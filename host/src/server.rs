@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
-use crate::group::Group;
 use crate::request::{ChannelBody, Head, Job, RequestInfo};
+use crate::router::Router;
 
 /// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,15 +114,13 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
 
 /// What every connection shares.
 pub struct Server {
-    pub group: Arc<Group>,
-    /// The app's mount point (SCRIPT_NAME), "" for the root.
-    pub mount: String,
+    pub router: Router,
     next_request: AtomicU64,
 }
 
 impl Server {
-    pub fn new(group: Arc<Group>, mount: String) -> Arc<Server> {
-        Arc::new(Server { group, mount, next_request: AtomicU64::new(1) })
+    pub fn new(router: Router) -> Arc<Server> {
+        Arc::new(Server { router, next_request: AtomicU64::new(1) })
     }
 }
 
@@ -152,19 +150,26 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         target: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.to_string()),
         started: Instant::now(),
     };
-    let environ = match environ::build(&parts, &conn, &server.mount, id) {
+    let host = parts.headers.get(http::header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+    let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
+    let Some(route) = server.router.route(host, &path) else {
+        tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
+        return plain(StatusCode::NOT_FOUND, "Not Found\n");
+    };
+    let environ = match environ::build(&parts, &conn, &route.mount, id) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
             return bad_request();
         }
     };
+    let group = &route.group;
     let (head_tx, head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(4);
     let job = Job { info, environ, body, head_tx, body_tx };
-    if let Err(job) = server.group.submit(job) {
-        tracing::warn!(target: "wasgi::access", group = %server.group.name, request = id, status = 503,
-            "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, server.group.queued());
+    if let Err(job) = group.submit(job) {
+        tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
+            "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, group.queued());
         return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the server is overloaded\n");
     }
     match head_rx.await {

@@ -1,0 +1,269 @@
+//! From a validated `wasgi.toml` to what runs: each app's guest spec (its
+//! capability set: policies, script directory, python_path, venv, private
+//! caches), the `wasgi check` report, and `wasgi serve`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, AppConfig, Config, GroupConfig, Problem, Problems};
+use crate::group::Group;
+use crate::instance::{Grant, GuestSpec};
+use crate::policy::{self, Capability, Origin};
+use crate::router::{Route, Router};
+use crate::run::{private_dirs, InterpreterArgs};
+use crate::server::{self, Listener, Server};
+
+/// One app as it will run: its group's settings and its guest spec.
+pub struct AppPlan {
+    pub app: AppConfig,
+    pub group: GroupConfig,
+    pub spec: GuestSpec,
+    /// Every grant with where it comes from, for the report.
+    pub capabilities: Vec<Capability>,
+}
+
+/// A whole configuration, checked and ready to start.
+pub struct Plan {
+    pub config: Config,
+    pub apps: Vec<AppPlan>,
+    /// Things that will not stop the server but deserve a look.
+    pub warnings: Vec<String>,
+}
+
+/// `venv/lib/python3.*/site-packages`, whatever the venv's Python minor version.
+fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Native extensions built for the host cannot load inside the sandbox:
+/// name each package that has one.
+fn native_extensions(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().filter_map(|e| e.ok()) {
+            seen += 1;
+            if seen > 50_000 {
+                return found;
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "so") {
+                let package = path
+                    .strip_prefix(dir)
+                    .ok()
+                    .and_then(|p| p.components().next())
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.push((package, path));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn problem(config: &Config, line: usize, key: String, message: String) -> Problem {
+    Problem { file: config.file.clone(), line, key, message }
+}
+
+/// Validates the config and its policies and works out every app's spec.
+pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
+    let config = config::load(config_file)?;
+    let capabilities = policy::resolve(&config)?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let config_key = hex::encode(&Sha256::digest(config.file.as_os_str().as_encoded_bytes())[..6]);
+    let mut apps = Vec::new();
+
+    for app in &config.apps {
+        let Some(group) = config.groups.iter().find(|g| g.name == app.group) else { continue };
+        let (policy_caps, policy_memory) = &capabilities[&group.name];
+        let mut caps: Vec<Capability> = policy_caps.clone();
+        let implied = |caps: &mut Vec<Capability>, path: PathBuf, why: &'static str| {
+            policy::add_capability(caps, Capability { path, write: false, shared: false, origin: Origin::Config(why) });
+        };
+
+        match std::fs::metadata(&app.script) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => problems.push(problem(&config, app.line, "app.script".into(), format!("{} is not a file", app.script.display()))),
+            Err(e) => problems.push(problem(&config, app.line, "app.script".into(), format!("{}: {e}", app.script.display()))),
+        }
+        let script_dir = app.script.parent().map(Path::to_owned).unwrap_or_default();
+        implied(&mut caps, script_dir.clone(), "the app's script directory");
+
+        let mut python_path = Vec::new();
+        for dir in &group.python_path {
+            if dir.is_dir() {
+                implied(&mut caps, dir.clone(), "python_path");
+                python_path.push(dir.clone());
+            } else {
+                problems.push(problem(&config, group.line, format!("group {:?}: python_path", group.name), format!("{} is not a directory", dir.display())));
+            }
+        }
+        if let Some(venv) = &group.venv {
+            let site = venv_site_packages(venv);
+            if site.is_empty() {
+                problems.push(problem(
+                    &config,
+                    group.line,
+                    format!("group {:?}: venv", group.name),
+                    format!("no lib/python3.*/site-packages under {}", venv.display()),
+                ));
+            }
+            for dir in site {
+                for (package, so) in native_extensions(&dir) {
+                    warnings.push(format!(
+                        "group {:?}: package {package:?} has a native extension ({}) built for the host; it cannot load inside the sandbox unless the package falls back to pure Python",
+                        group.name,
+                        so.display()
+                    ));
+                }
+                implied(&mut caps, dir.clone(), "venv site-packages");
+                python_path.push(dir);
+            }
+        }
+
+        let key = format!("{}-{config_key}", group.name);
+        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write)).collect();
+        let pycache = match private_dirs(cache_dir, &key, &mut grants) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(problem(&config, group.line, format!("group {:?}", group.name), format!("{e:#}")));
+                continue;
+            }
+        };
+        caps.push(Capability { path: pycache.clone(), write: true, shared: false, origin: Origin::Config("private bytecode cache") });
+        caps.push(Capability {
+            path: cache_dir.join("tmp").join(&key),
+            write: true,
+            shared: false,
+            origin: Origin::Config("private /tmp"),
+        });
+
+        let home = group.home.clone().unwrap_or(script_dir);
+        if !caps.iter().any(|c| home.starts_with(&c.path)) {
+            problems.push(problem(
+                &config,
+                group.line,
+                format!("group {:?}: home", group.name),
+                format!("{} is not inside any directory the group may use", home.display()),
+            ));
+        }
+        let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
+        let mut env = group.env.clone();
+        env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));
+        let name = format!("{}:{}", group.name, app.script.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+        let spec = GuestSpec {
+            name: name.into(),
+            script: app.script.clone(),
+            callable: app.callable.clone(),
+            python_path,
+            grants,
+            home: Some(home),
+            env,
+            memory_limit: memory_limit.saturating_mul(1 << 20),
+        };
+        apps.push(AppPlan { app: app.clone(), group: group.clone(), spec, capabilities: caps });
+    }
+    if problems.is_empty() {
+        Ok(Plan { config, apps, warnings })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// The `wasgi check` report: each group's capability table and each app's route.
+pub fn report(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", plan.config.file.display());
+    let _ = writeln!(out, "listen: {}", plan.config.listen.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "));
+    for a in &plan.apps {
+        let g = &a.group;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "app {} (group {:?}: {} instance(s), user {}, group {}, memory {} MiB)",
+            a.app.script.display(),
+            g.name,
+            g.instances,
+            g.user.as_deref().unwrap_or("-"),
+            g.group.as_deref().unwrap_or("-"),
+            a.spec.memory_limit >> 20,
+        );
+        let mount = if a.app.mount.is_empty() { "/" } else { &a.app.mount };
+        for host in &a.app.hosts {
+            let _ = writeln!(out, "  route  {host}{mount}");
+        }
+        let width = a.capabilities.iter().map(|c| c.path.as_os_str().len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(out, "  {:<width$}  {:<6}  granted by", "path", "access");
+        for c in &a.capabilities {
+            let _ = writeln!(out, "  {:<width$}  {:<6}  {}", c.path.display(), if c.write { "write" } else { "read" }, c.origin);
+        }
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "\nwarning: {w}");
+    }
+    out
+}
+
+/// `wasgi serve --config FILE`: check, bind, start every group, serve.
+pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let cache_dir = interpreter.cache_dir();
+    let plan = plan(config_file, &cache_dir)?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for addr in &plan.config.listen {
+            listeners.push(Listener::bind(addr).await?);
+        }
+        let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
+        let starts = plan.apps.into_iter().map(|a| {
+            let pre = pre.clone();
+            async move {
+                let name = a.spec.name.clone();
+                tracing::info!(app = %name, "starting {} instance(s) of {}", a.group.instances, a.spec.script.display());
+                Group::start(a.spec, pre, a.group.instances, a.group.max_queue)
+                    .await
+                    .map(|group| (a.app, group))
+                    .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))
+            }
+        });
+        let mut routes = Vec::new();
+        for result in futures::future::join_all(starts).await {
+            let (app, group): (AppConfig, Arc<Group>) = result?;
+            for host in &app.hosts {
+                routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone() });
+            }
+        }
+        let server = Server::new(Router::new(routes));
+        for listener in &listeners {
+            tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
+        }
+        server::serve(server, listeners, crate::run::shutdown_signal(), graceful_timeout).await
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!("stopped");
+    Ok(())
+}

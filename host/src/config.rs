@@ -1,0 +1,427 @@
+//! `wasgi.toml`: listeners, process groups and apps.
+//!
+//! The file is read in two steps: serde fills raw structs that refuse unknown
+//! keys and wrong types, keeping the byte span of every value; then one
+//! validation pass turns them into [`Config`], and every problem it finds is
+//! reported as `file:line: key: what is wrong`, all of them at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::server::ListenAddr;
+
+/// One problem, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct Problems(pub Vec<Problem>);
+
+/// A source file and its text, for turning byte spans into line numbers.
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Source {
+    pub fn read(path: &Path) -> Result<Source, Problems> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Source { path: path.to_owned(), text }),
+            Err(e) => Err(Problems(vec![Problem {
+                file: path.to_owned(),
+                line: 0,
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }])),
+        }
+    }
+
+    pub fn line_of(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    pub fn problem(&self, span: &Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { file: self.path.clone(), line: self.line_of(span), key: key.into(), message: message.into() }
+    }
+
+    /// Parses the whole file; a syntax error, an unknown key or a wrong type
+    /// is one problem with its line.
+    pub fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, Problems> {
+        toml::from_str(&self.text).map_err(|e| {
+            let line = e.span().map(|s| self.line_of(&s)).unwrap_or(0);
+            let message = e.message().trim().to_owned();
+            let key = if message.starts_with("unknown field") {
+                "(unknown key)"
+            } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
+                "(wrong type)"
+            } else if message.starts_with("missing field") {
+                "(missing key)"
+            } else {
+                "(syntax)"
+            };
+            Problems(vec![Problem { file: self.path.clone(), line, key: key.into(), message }])
+        })
+    }
+}
+
+// ---------------------------------------------------------------- raw file
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// The policies directory, relative to this file.
+    policies: Option<Spanned<String>>,
+    #[serde(default)]
+    listen: Vec<RawListen>,
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    #[serde(default)]
+    app: Vec<RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    instances: Option<Spanned<i64>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    #[serde(default)]
+    python_path: Vec<Spanned<String>>,
+    venv: Option<Spanned<String>>,
+    home: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    memory_limit: Option<Spanned<i64>>,
+    max_queue: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    /// A name or a list of names.
+    host: Option<Spanned<toml::Value>>,
+    mount: Option<Spanned<String>>,
+    script: Spanned<String>,
+    callable: Option<Spanned<String>>,
+    group: Spanned<String>,
+}
+
+// ---------------------------------------------------------------- validated
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub policies: PathBuf,
+    pub listen: Vec<ListenAddr>,
+    pub groups: Vec<GroupConfig>,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub name: String,
+    pub instances: usize,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub python_path: Vec<PathBuf>,
+    pub venv: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    /// MiB of linear memory per instance.
+    pub memory_limit: usize,
+    pub max_queue: usize,
+    /// Where the group was declared, for later messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Host names (lower case, no port); `*.example.com` and `*` allowed.
+    pub hosts: Vec<String>,
+    /// The SCRIPT_NAME prefix: "" for the root, else "/path" without a trailing slash.
+    pub mount: String,
+    pub script: PathBuf,
+    pub callable: String,
+    pub group: String,
+    pub line: usize,
+}
+
+pub const DEFAULT_MEMORY_LIMIT_MIB: usize = 1024;
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+
+fn default_instances() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, Problems> {
+    let source = Source::read(path)?;
+    let raw: RawConfig = source.parse()?;
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    validate(&source, &base, raw)
+}
+
+/// Normalises a mount: "" or "/" is the root (""), otherwise "/a/b".
+fn normalise_mount(mount: &str) -> Option<String> {
+    if mount.is_empty() || mount == "/" {
+        return Some(String::new());
+    }
+    if !mount.starts_with('/') || mount.contains("//") || mount.split('/').any(|s| s == ".." || s == ".") {
+        return None;
+    }
+    Some(mount.trim_end_matches('/').to_owned())
+}
+
+/// Checks a host pattern: a name, `*.name` or `*`.
+fn normalise_host(host: &str) -> Option<String> {
+    let host = host.trim().to_ascii_lowercase();
+    let name = host.strip_prefix("*.").unwrap_or(&host);
+    let valid = host == "*"
+        || (!name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }));
+    valid.then_some(host)
+}
+
+fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let absolute = |value: &Spanned<String>, key: &str, problems: &mut Vec<Problem>| -> Option<PathBuf> {
+        let path = PathBuf::from(value.get_ref());
+        if path.is_absolute() {
+            Some(path)
+        } else {
+            problems.push(source.problem(&value.span(), key, format!("{:?} is not an absolute path", value.get_ref())));
+            None
+        }
+    };
+
+    let policies = match &raw.policies {
+        Some(p) => base.join(p.get_ref()),
+        None => base.join("policies"),
+    };
+
+    let mut listen = Vec::new();
+    for (i, l) in raw.listen.iter().enumerate() {
+        match l.address.get_ref().parse::<ListenAddr>() {
+            Ok(addr) => listen.push(addr),
+            Err(e) => problems.push(source.problem(&l.address.span(), format!("listen[{i}].address"), e)),
+        }
+    }
+    if listen.is_empty() {
+        listen.push("127.0.0.1:8000".parse().expect("a valid default"));
+    }
+
+    let mut groups = Vec::new();
+    let mut group_names: HashMap<String, usize> = HashMap::new();
+    for g in &raw.group {
+        let name = g.name.get_ref().clone();
+        let line = source.line_of(&g.name.span());
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            problems.push(source.problem(&g.name.span(), "group.name", format!("{name:?}: use letters, digits, '-', '_' and '.'")));
+        }
+        if let Some(first) = group_names.insert(name.clone(), line) {
+            problems.push(source.problem(&g.name.span(), "group.name", format!("group {name:?} is already defined on line {first}")));
+        }
+        let positive = |v: &Option<Spanned<i64>>, key: &str, default: usize, problems: &mut Vec<Problem>| match v {
+            None => default,
+            Some(v) if *v.get_ref() >= 1 => *v.get_ref() as usize,
+            Some(v) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: {key}"), format!("must be at least 1, not {}", v.get_ref())));
+                default
+            }
+        };
+        let instances = positive(&g.instances, "instances", default_instances(), &mut problems);
+        let memory_limit = positive(&g.memory_limit, "memory_limit", DEFAULT_MEMORY_LIMIT_MIB, &mut problems);
+        let max_queue = positive(&g.max_queue, "max_queue", DEFAULT_MAX_QUEUE, &mut problems);
+        let python_path = g
+            .python_path
+            .iter()
+            .filter_map(|p| absolute(p, &format!("group {name:?}: python_path"), &mut problems))
+            .collect();
+        let venv = g.venv.as_ref().and_then(|v| absolute(v, &format!("group {name:?}: venv"), &mut problems));
+        let home = g.home.as_ref().and_then(|v| absolute(v, &format!("group {name:?}: home"), &mut problems));
+        let env = g.env.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect();
+        groups.push(GroupConfig {
+            name,
+            instances,
+            user: g.user.as_ref().map(|u| u.get_ref().clone()),
+            group: g.group.as_ref().map(|u| u.get_ref().clone()),
+            python_path,
+            venv,
+            home,
+            env,
+            memory_limit,
+            max_queue,
+            line,
+        });
+    }
+
+    let mut apps = Vec::new();
+    let mut routes: HashMap<(String, String), usize> = HashMap::new();
+    for a in &raw.app {
+        let line = source.line_of(&a.script.span());
+        let mut hosts = Vec::new();
+        if let Some(h) = &a.host {
+            let names: Vec<&toml::Value> = match h.get_ref() {
+                toml::Value::Array(items) => items.iter().collect(),
+                one => vec![one],
+            };
+            for name in names {
+                match name.as_str().and_then(normalise_host) {
+                    Some(host) => hosts.push(host),
+                    None => problems.push(source.problem(&h.span(), "app.host", format!("{name} is not a host name, `*.domain` or `*`"))),
+                }
+            }
+        }
+        if hosts.is_empty() {
+            hosts.push("*".into());
+        }
+        let mount = match &a.mount {
+            None => String::new(),
+            Some(m) => normalise_mount(m.get_ref()).unwrap_or_else(|| {
+                problems.push(source.problem(&m.span(), "app.mount", format!("{:?} must be \"/\" or an absolute path like \"/blog\"", m.get_ref())));
+                String::new()
+            }),
+        };
+        let script = absolute(&a.script, "app.script", &mut problems).unwrap_or_default();
+        if !group_names.contains_key(a.group.get_ref()) {
+            let known: Vec<&str> = raw.group.iter().map(|g| g.name.get_ref().as_str()).collect();
+            problems.push(source.problem(
+                &a.group.span(),
+                "app.group",
+                format!("no group named {:?} (defined: {})", a.group.get_ref(), if known.is_empty() { "none".into() } else { known.join(", ") }),
+            ));
+        }
+        for host in &hosts {
+            if let Some(first) = routes.insert((host.clone(), mount.clone()), line) {
+                problems.push(source.problem(
+                    &a.script.span(),
+                    "app",
+                    format!("host {host:?} mount {:?} is already served by the app on line {first}", if mount.is_empty() { "/" } else { &mount }),
+                ));
+            }
+        }
+        apps.push(AppConfig {
+            hosts,
+            mount,
+            script,
+            callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "application".into()),
+            group: a.group.get_ref().clone(),
+            line,
+        });
+    }
+    if apps.is_empty() {
+        problems.push(Problem { file: source.path.clone(), line: 1, key: "app".into(), message: "no [[app]] is defined: nothing to serve".into() });
+    }
+
+    if problems.is_empty() {
+        Ok(Config { file: source.path.clone(), policies, listen, groups, apps })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, Problems> {
+        let source = Source { path: "wasgi.toml".into(), text: text.into() };
+        let raw: RawConfig = source.parse()?;
+        validate(&source, Path::new("/etc/wasgi"), raw)
+    }
+
+    fn errors(text: &str) -> String {
+        check(text).err().expect("problems").to_string()
+    }
+
+    const GOOD: &str = r#"
+[[listen]]
+address = "127.0.0.1:8000"
+
+[[group]]
+name = "alice"
+instances = 2
+user = "alice"
+
+[[app]]
+host = ["Alice.Example", "*.alice.example"]
+mount = "/blog/"
+script = "/srv/alice/app.wsgi"
+group = "alice"
+"#;
+
+    #[test]
+    fn a_good_file_validates() {
+        let config = check(GOOD).unwrap();
+        assert_eq!(config.groups[0].instances, 2);
+        assert_eq!(config.apps[0].hosts, vec!["alice.example", "*.alice.example"]);
+        assert_eq!(config.apps[0].mount, "/blog");
+        assert_eq!(config.policies, Path::new("/etc/wasgi/policies"));
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let text = GOOD.replace("instances = 2", "instances = 2\nprocesses = 3");
+        assert_eq!(errors(&text).lines().next().unwrap().split(": ").take(2).collect::<Vec<_>>(), ["wasgi.toml:8", "(unknown key)"]);
+        assert!(errors(&text).contains("processes"), "{}", errors(&text));
+    }
+
+    #[test]
+    fn wrong_types_name_their_line() {
+        let text = GOOD.replace("instances = 2", "instances = \"two\"");
+        assert!(errors(&text).starts_with("wasgi.toml:7: (wrong type): invalid type"), "{}", errors(&text));
+    }
+
+    #[test]
+    fn every_validation_problem_is_reported_with_file_line_and_key() {
+        let text = format!(
+            "{GOOD}\n[[group]]\nname = \"alice\"\ninstances = 0\n\n[[app]]\nhost = \"alice.example\"\nmount = \"/blog\"\nscript = \"relative.wsgi\"\ngroup = \"bob\"\n"
+        );
+        let text = errors(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"wasgi.toml:17: group.name: group \"alice\" is already defined on line 6"), "{text}");
+        assert!(lines.contains(&"wasgi.toml:18: group \"alice\": instances: must be at least 1, not 0"), "{text}");
+        assert!(lines.contains(&"wasgi.toml:23: app.script: \"relative.wsgi\" is not an absolute path"), "{text}");
+        assert!(lines.contains(&"wasgi.toml:24: app.group: no group named \"bob\" (defined: alice, alice)"), "{text}");
+        assert!(
+            lines.contains(&"wasgi.toml:23: app: host \"alice.example\" mount \"/blog\" is already served by the app on line 13"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_addresses_mounts_and_hosts_are_refused() {
+        let text = GOOD.replace("127.0.0.1:8000", "nowhere").replace("mount = \"/blog/\"", "mount = \"blog\"").replace("*.alice.example", "a b");
+        let text = errors(&text);
+        assert!(text.contains("wasgi.toml:3: listen[0].address"), "{text}");
+        assert!(text.contains("wasgi.toml:12: app.mount"), "{text}");
+        assert!(text.contains("wasgi.toml:11: app.host: \"a b\""), "{text}");
+    }
+}

@@ -1,0 +1,230 @@
+//! Capability policies: what a process group may touch.
+//!
+//! mod_wsgi drops a daemon process to `user=` and `group=` and lets the
+//! kernel decide; wasgi reads `policies/users/NAME.toml` and
+//! `policies/groups/NAME.toml` and grants the guest exactly the union of their
+//! directories (write wins over read on the same path). Nothing else exists
+//! inside the sandbox. A grant of a missing or relative path, or a write grant
+//! that overlaps another tenant's grant, is an error naming file and line.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{Config, Problem, Problems, Source};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    grant: Vec<RawGrant>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    path: Spanned<String>,
+    access: Spanned<String>,
+    /// Allows this grant to overlap other tenants' grants.
+    #[serde(default)]
+    shared: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// MiB of linear memory per instance; caps the group's own setting.
+    memory_limit: Option<Spanned<i64>>,
+}
+
+/// Where a grant came from, for `wasgi check` and for denials in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `policies/users/alice.toml:3`
+    Policy { file: PathBuf, line: usize },
+    /// Implied by the config (script directory, python_path, venv, caches).
+    Config(&'static str),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Policy { file, line } => write!(f, "{}:{line}", file.display()),
+            Origin::Config(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One directory a group may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    pub path: PathBuf,
+    pub write: bool,
+    pub shared: bool,
+    pub origin: Origin,
+}
+
+/// A parsed policy file.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub grants: Vec<Capability>,
+    pub memory_limit: Option<usize>,
+}
+
+/// The policies a configuration names, each read once.
+#[derive(Default)]
+pub struct PolicySet {
+    /// Keyed by ("users" | "groups", name).
+    pub policies: HashMap<(&'static str, String), Policy>,
+}
+
+fn read_policy(path: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
+    let source = match Source::read(path) {
+        Ok(s) => s,
+        Err(Problems(mut p)) => {
+            problems.append(&mut p);
+            return None;
+        }
+    };
+    let raw: RawPolicy = match source.parse() {
+        Ok(r) => r,
+        Err(Problems(mut p)) => {
+            problems.append(&mut p);
+            return None;
+        }
+    };
+    let mut policy = Policy::default();
+    for (i, g) in raw.grant.iter().enumerate() {
+        let key = format!("grant[{i}]");
+        let write = match g.access.get_ref().as_str() {
+            "read" => false,
+            "write" => true,
+            other => {
+                problems.push(source.problem(&g.access.span(), format!("{key}.access"), format!("{other:?}: use \"read\" or \"write\"")));
+                continue;
+            }
+        };
+        let path = PathBuf::from(g.path.get_ref());
+        if !path.is_absolute() {
+            problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{:?} is not an absolute path", g.path.get_ref())));
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{} is not a directory (grants are directories)", path.display())));
+                continue;
+            }
+            Err(e) => {
+                problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{}: {e}", path.display())));
+                continue;
+            }
+        }
+        policy.grants.push(Capability {
+            path,
+            write,
+            shared: g.shared,
+            origin: Origin::Policy { file: source.path.clone(), line: source.line_of(&g.path.span()) },
+        });
+    }
+    if let Some(limits) = &raw.limits {
+        if let Some(m) = &limits.memory_limit {
+            if *m.get_ref() < 1 {
+                problems.push(source.problem(&m.span(), "limits.memory_limit", format!("must be at least 1 (MiB), not {}", m.get_ref())));
+            } else {
+                policy.memory_limit = Some(*m.get_ref() as usize);
+            }
+        }
+    }
+    Some(policy)
+}
+
+/// Adds `cap`, merging with an existing grant of the same path (write wins).
+pub fn add_capability(set: &mut Vec<Capability>, cap: Capability) {
+    match set.iter_mut().find(|c| c.path == cap.path) {
+        Some(existing) => {
+            if cap.write && !existing.write {
+                *existing = cap;
+            }
+        }
+        None => set.push(cap),
+    }
+}
+
+/// The capability set of every group, from its user and group policies.
+pub fn resolve(config: &Config) -> Result<HashMap<String, (Vec<Capability>, Option<usize>)>, Problems> {
+    let mut problems = Vec::new();
+    let mut loaded: HashMap<PathBuf, Option<Policy>> = HashMap::new();
+    let mut result = HashMap::new();
+    for group in &config.groups {
+        let mut caps = Vec::new();
+        let mut memory_limit: Option<usize> = None;
+        for (kind, name) in [("users", &group.user), ("groups", &group.group)] {
+            let Some(name) = name else { continue };
+            let file = config.policies.join(kind).join(format!("{name}.toml"));
+            if !file.exists() {
+                problems.push(Problem {
+                    file: config.file.clone(),
+                    line: group.line,
+                    key: format!("group {:?}: {}", group.name, if kind == "users" { "user" } else { "group" }),
+                    message: format!("no policy file {} for {name:?}", file.display()),
+                });
+                continue;
+            }
+            let policy = loaded.entry(file.clone()).or_insert_with(|| read_policy(&file, &mut problems)).clone();
+            if let Some(policy) = policy {
+                for cap in policy.grants {
+                    add_capability(&mut caps, cap);
+                }
+                if let Some(limit) = policy.memory_limit {
+                    memory_limit = Some(memory_limit.map_or(limit, |m| m.min(limit)));
+                }
+            }
+        }
+        result.insert(group.name.clone(), (caps, memory_limit));
+    }
+
+    // No tenant may write where another can read or write, unless the grant
+    // says it is shared on purpose.
+    for a in &config.groups {
+        for b in &config.groups {
+            if a.name == b.name {
+                continue;
+            }
+            for wa in result[&a.name].0.iter().filter(|c| c.write && !c.shared) {
+                for gb in &result[&b.name].0 {
+                    if wa.path.starts_with(&gb.path) || gb.path.starts_with(&wa.path) {
+                        let (file, line) = match &wa.origin {
+                            Origin::Policy { file, line } => (file.clone(), *line),
+                            Origin::Config(_) => (config.file.clone(), a.line),
+                        };
+                        problems.push(Problem {
+                            file,
+                            line,
+                            key: "grant".into(),
+                            message: format!(
+                                "group {:?} may write {}, which overlaps group {:?}'s grant of {} ({}, {}); \
+                                 tenants must not share writable directories (set shared = true on the grant to allow it)",
+                                a.name,
+                                wa.path.display(),
+                                b.name,
+                                gb.path.display(),
+                                if gb.write { "write" } else { "read" },
+                                gb.origin
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(result)
+    } else {
+        problems.dedup();
+        Err(Problems(problems))
+    }
+}

@@ -1,0 +1,101 @@
+//! Which app serves a request: the Host header first (as Apache picks a
+//! `<VirtualHost>` by ServerName/ServerAlias), then the longest mount prefix
+//! on a `/` boundary (as WSGIScriptAlias does).
+
+use std::sync::Arc;
+
+use crate::group::Group;
+
+/// An app reachable at `host` + `mount`.
+pub struct Route {
+    /// A host name, `*.domain` or `*` (lower case).
+    pub host: String,
+    /// "" for the root, else "/path".
+    pub mount: String,
+    pub group: Arc<Group>,
+}
+
+/// All routes, in configuration order.
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+/// How well a host pattern matches a name: exact beats the longest wildcard
+/// suffix, which beats `*`.
+fn host_score(pattern: &str, host: &str) -> Option<usize> {
+    if pattern == host {
+        Some(usize::MAX)
+    } else if let Some(suffix) = pattern.strip_prefix("*.") {
+        (host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.')
+            .then_some(suffix.len() + 1)
+    } else if pattern == "*" {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+fn mount_matches(mount: &str, path: &[u8]) -> bool {
+    let m = mount.as_bytes();
+    m.is_empty() || (path.starts_with(m) && matches!(path.get(m.len()), None | Some(b'/')))
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Router {
+        assert!(!routes.is_empty(), "a router needs at least one route");
+        Router { routes }
+    }
+
+    /// The route for a request. `host` is the Host header (any case, port
+    /// allowed); `path` is the percent-decoded path. A host that matches no
+    /// pattern falls to the first configured host, Apache's default
+    /// virtual host.
+    pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
+        let name = host
+            .map(|h| {
+                let h = String::from_utf8_lossy(h).to_ascii_lowercase();
+                match h.rfind(':') {
+                    Some(i) if !h.ends_with(']') => h[..i].to_owned(),
+                    _ => h,
+                }
+            })
+            .unwrap_or_default();
+        let name = name.trim_end_matches('.');
+        let best = self.routes.iter().filter_map(|r| host_score(&r.host, name)).max();
+        let host = match best {
+            Some(score) => &self.routes.iter().find(|r| host_score(&r.host, name) == Some(score))?.host,
+            None => &self.routes[0].host,
+        };
+        self.routes
+            .iter()
+            .filter(|r| &r.host == host && mount_matches(&r.mount, path))
+            .max_by_key(|r| r.mount.len())
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_scores() {
+        assert_eq!(host_score("a.example", "a.example"), Some(usize::MAX));
+        assert_eq!(host_score("*.example", "a.example"), Some(8));
+        assert_eq!(host_score("*.example", "example"), None);
+        assert_eq!(host_score("*.example", "aexample"), None);
+        assert_eq!(host_score("*", "anything"), Some(0));
+        assert_eq!(host_score("b.example", "a.example"), None);
+    }
+
+    #[test]
+    fn mounts_match_on_segment_boundaries() {
+        assert!(mount_matches("", b"/x"));
+        assert!(mount_matches("/blog", b"/blog"));
+        assert!(mount_matches("/blog", b"/blog/post"));
+        assert!(!mount_matches("/blog", b"/blogger"));
+    }
+}
