@@ -157,6 +157,9 @@ pub struct GroupConfig {
     pub max_queue: usize,
     /// Where the group was declared, for later messages.
     pub line: usize,
+    /// The lines of its `user` and `group` keys.
+    pub user_line: usize,
+    pub group_line: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -279,6 +282,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             memory_limit,
             max_queue,
             line,
+            user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
+            group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),
         });
     }
 

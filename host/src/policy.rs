@@ -162,13 +162,13 @@ pub fn resolve(config: &Config) -> Result<HashMap<String, (Vec<Capability>, Opti
     for group in &config.groups {
         let mut caps = Vec::new();
         let mut memory_limit: Option<usize> = None;
-        for (kind, name) in [("users", &group.user), ("groups", &group.group)] {
+        for (kind, name, line) in [("users", &group.user, group.user_line), ("groups", &group.group, group.group_line)] {
             let Some(name) = name else { continue };
             let file = config.policies.join(kind).join(format!("{name}.toml"));
             if !file.exists() {
                 problems.push(Problem {
                     file: config.file.clone(),
-                    line: group.line,
+                    line,
                     key: format!("group {:?}: {}", group.name, if kind == "users" { "user" } else { "group" }),
                     message: format!("no policy file {} for {name:?}", file.display()),
                 });

@@ -197,7 +197,44 @@ pub fn start_command(args: &[&str]) -> Command {
     cmd
 }
 
+/// `wasgi serve --config FILE` on a free port (the file's [[listen]] is
+/// replaced by the caller writing `127.0.0.1:0`).
+pub fn serve_command(config: &Path) -> Command {
+    setup();
+    let mut cmd = Command::new(wasgi_bin());
+    cmd.arg("serve").arg("--config").arg(config).arg("--cache-dir").arg(cache_dir());
+    cmd.env("NO_COLOR", "1").env_remove("WASGI_LOG").env_remove("WASGI_PYTHON_WASM");
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// `wasgi check --config FILE`: its exit status and everything it printed.
+pub fn check(config: &Path) -> (bool, String) {
+    setup();
+    let output = Command::new(wasgi_bin())
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run wasgi check");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 impl Wasgi {
+    /// Starts `wasgi serve` and waits until it serves.
+    pub fn serve(config: &Path) -> Wasgi {
+        Wasgi::from_command(serve_command(config)).wait_ready()
+    }
+
+    /// Starts `wasgi serve` without waiting (for startup-failure tests).
+    pub fn from_serve_without_waiting(config: &Path) -> Wasgi {
+        Wasgi::from_command(serve_command(config))
+    }
+
     /// Starts the server and waits until it serves.
     pub fn start(args: &[&str]) -> Wasgi {
         Wasgi::spawn(args).wait_ready()
@@ -205,7 +242,11 @@ impl Wasgi {
 
     /// Starts the server without waiting (for startup-failure tests).
     pub fn spawn(args: &[&str]) -> Wasgi {
-        let mut child = start_command(args).spawn().expect("spawn wasgi");
+        Wasgi::from_command(start_command(args))
+    }
+
+    fn from_command(mut command: Command) -> Wasgi {
+        let mut child = command.spawn().expect("spawn wasgi");
         let log = Log::default();
         let stderr = child.stderr.take().unwrap();
         let stdout = child.stdout.take().unwrap();
