@@ -241,6 +241,83 @@ def _guard_sockets():
     return restore
 
 
+def _install_denial_explainer(config):
+    """Explains, in the host log, an open() the sandbox will refuse.
+
+    The sandbox itself enforces the grants (the app sees the ordinary Python
+    error); this audit hook only says why, once per path, naming the group,
+    the policies in force and the grant that would allow it."""
+    grants = sorted(
+        ((g["path"].rstrip("/") or "/", g["write"]) for g in config.get("grants", [])),
+        key=lambda g: -len(g[0]),
+    )
+    group = config.get("group", "?")
+    policies = config.get("policies", [])
+    # On WASI, O_RDONLY is a bit of its own and O_RDWR = O_RDONLY | O_WRONLY.
+    write_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    normpath = os.path.normpath
+    explained = set()
+
+    def hook(event, args):
+        if event != "open":
+            return
+        path, mode, flags = args
+        if not isinstance(path, str):
+            return  # a file descriptor or bytes path: nothing to explain cheaply
+        writing = bool(flags & write_flags) if isinstance(flags, int) else False
+        if isinstance(mode, str) and any(c in mode for c in "wax+"):
+            writing = True
+        if not path.startswith("/"):
+            path = os.path.join(os.getcwd(), path)
+        path = normpath(path)
+        if path.startswith("/usr/local/lib/python3"):
+            return  # the interpreter's own standard library
+        for root, write in grants:
+            if path == root or path.startswith(root + "/") or root == "/":
+                if write or not writing:
+                    return
+                reason = f"{root} is granted read-only"
+                access = "write"
+                break
+        else:
+            reason = "it is outside every directory this group may use"
+            access = "write" if writing else "read"
+        if (path, writing) in explained or len(explained) > 1000:
+            return
+        explained.add((path, writing))
+        granted = ", ".join(f"{r} ({'write' if w else 'read'})" for r, w in reversed(grants)) or "none"
+        log(
+            "warn",
+            f"denied: {'writing' if writing else 'reading'} {path}: {reason}. Group {group!r};"
+            f" policies in force: {', '.join(policies) or 'none'}; grants: {granted}."
+            f" A grant that would allow it:\n[[grant]]\npath = {os.path.dirname(path)!r}\naccess = {access!r}",
+        )
+
+    sys.addaudithook(hook)
+
+
+def _native_extension_hint(module_name):
+    """If `module_name` exists only as a native extension built for the host,
+    say so: such files cannot load inside the sandbox."""
+    import glob
+
+    parts = module_name.split(".")
+    for entry in sys.path:
+        if not entry or entry.endswith(".zip"):
+            continue
+        pattern = os.path.join(glob.escape(entry), *map(glob.escape, parts[:-1]), glob.escape(parts[-1]) + ".*.so")
+        found = glob.glob(pattern)
+        if found:
+            top = parts[0]
+            return (
+                f"\nHint: {module_name!r} is a native extension built for the host ({found[0]})."
+                f" Native code cannot load inside the WebAssembly sandbox, and package {top!r}"
+                f" has no pure-Python fallback for it. Use a pure-Python alternative or a version"
+                f" of {top!r} that does not need it."
+            )
+    return ""
+
+
 def _startup_failed(message):
     send(frame(K_STARTUP_FAILED, message.encode("utf-8", "backslashreplace")))
     raise SystemExit(1)
@@ -288,7 +365,9 @@ def load_application(script, callable_name):
     except BaseException as e:
         text = "".join(traceback.format_exception(e))
         hint = ""
-        if isinstance(e, ModuleNotFoundError):
+        if isinstance(e, ModuleNotFoundError) and e.name and _native_extension_hint(e.name):
+            hint = _native_extension_hint(e.name)
+        elif isinstance(e, ModuleNotFoundError):
             hint = (
                 f"\nHint: module {e.name!r} is not on sys.path inside the sandbox"
                 f" ({', '.join(p for p in sys.path if p) or 'empty'})."
@@ -652,6 +731,7 @@ def main():
     sys.stderr = sys.__stderr__ = _stderr
     errors = LogStream("wsgi.errors")
     _install_no_network()
+    _install_denial_explainer(config)
 
     app = load_application(config["script"], config["callable"])
     send(frame(K_READY))

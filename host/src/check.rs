@@ -142,7 +142,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
         }
 
         let key = format!("{}-{config_key}", group.name);
-        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write)).collect();
+        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string())).collect();
         let pycache = match private_dirs(cache_dir, &key, &mut grants) {
             Ok(p) => p,
             Err(e) => {
@@ -180,6 +180,11 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             home: Some(home),
             env,
             memory_limit: memory_limit.saturating_mul(1 << 20),
+            group: group.name.clone(),
+            policies: [("users", &group.user), ("groups", &group.group)]
+                .iter()
+                .filter_map(|(kind, name)| name.as_ref().map(|n| config.policies.join(kind).join(format!("{n}.toml")).display().to_string()))
+                .collect(),
         };
         apps.push(AppPlan { app: app.clone(), group: group.clone(), spec, capabilities: caps });
     }

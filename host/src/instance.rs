@@ -38,11 +38,13 @@ pub struct Grant {
     pub path: PathBuf,
     pub guest_path: PathBuf,
     pub write: bool,
+    /// Where it comes from (a policy file and line, a flag), for messages.
+    pub origin: String,
 }
 
 impl Grant {
-    pub fn same_path(path: PathBuf, write: bool) -> Grant {
-        Grant { guest_path: path.clone(), path, write }
+    pub fn same_path(path: PathBuf, write: bool, origin: impl Into<String>) -> Grant {
+        Grant { guest_path: path.clone(), path, write, origin: origin.into() }
     }
 }
 
@@ -60,6 +62,9 @@ pub struct GuestSpec {
     pub home: Option<PathBuf>,
     /// The only environment variables the guest sees.
     pub env: Vec<(String, String)>,
+    /// The process group, and what its grants come from, for denial messages.
+    pub group: String,
+    pub policies: Vec<String>,
     /// Linear-memory cap per instance, in bytes.
     pub memory_limit: usize,
 }
@@ -281,11 +286,19 @@ fn guest_path(path: &Path) -> Result<&str> {
 
 /// What the bridge reads from its command line.
 fn bridge_config(spec: &GuestSpec) -> String {
+    let grants: Vec<_> = spec
+        .grants
+        .iter()
+        .map(|g| serde_json::json!({"path": g.guest_path, "write": g.write, "origin": g.origin}))
+        .collect();
     serde_json::json!({
         "script": spec.script,
         "callable": spec.callable,
         "python_path": spec.python_path,
         "home": spec.home,
+        "group": spec.group,
+        "policies": spec.policies,
+        "grants": grants,
     })
     .to_string()
 }

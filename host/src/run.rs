@@ -30,8 +30,10 @@ pub struct InterpreterArgs {
 }
 
 impl InterpreterArgs {
+    /// Absolute, because the guest is handed paths inside it.
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir)
+        let dir = self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir);
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 }
 
@@ -89,10 +91,11 @@ fn existing_dir(path: &Path, flag: &str) -> Result<PathBuf> {
 }
 
 /// Adds a grant; the same path granted twice keeps the wider access.
-pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool) {
+pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str) {
     match grants.iter_mut().find(|g| g.path == path) {
-        Some(existing) => existing.write |= write,
-        None => grants.push(Grant::same_path(path, write)),
+        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin),
+        Some(_) => {}
+        None => grants.push(Grant::same_path(path, write, origin)),
     }
 }
 
@@ -105,8 +108,8 @@ pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Res
     for dir in [&pycache, &tmp] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    add_grant(grants, pycache.clone(), true);
-    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true });
+    add_grant(grants, pycache.clone(), true, "the group's private bytecode cache");
+    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: "the group's private /tmp".into() });
     Ok(pycache)
 }
 
@@ -121,18 +124,18 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
     let script_dir = script.parent().expect("an absolute file path has a parent").to_owned();
 
     let mut grants = Vec::new();
-    add_grant(&mut grants, script_dir.clone(), false);
+    add_grant(&mut grants, script_dir.clone(), false, "the script's directory");
     let mut python_path = Vec::new();
     for dir in &args.python_path {
         let dir = existing_dir(dir, "--python-path")?;
-        add_grant(&mut grants, dir.clone(), false);
+        add_grant(&mut grants, dir.clone(), false, "--python-path");
         python_path.push(dir);
     }
     for dir in &args.grant_read {
-        add_grant(&mut grants, existing_dir(dir, "--grant-read")?, false);
+        add_grant(&mut grants, existing_dir(dir, "--grant-read")?, false, "--grant-read");
     }
     for dir in &args.grant_write {
-        add_grant(&mut grants, existing_dir(dir, "--grant-write")?, true);
+        add_grant(&mut grants, existing_dir(dir, "--grant-write")?, true, "--grant-write");
     }
 
     let key = format!("run-{}", hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]));
@@ -149,15 +152,17 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         None => script_dir,
     };
 
-    let name: Arc<str> = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().into();
+    let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(GuestSpec {
-        name,
+        name: name.as_str().into(),
         script,
         callable: args.callable.clone(),
         python_path,
         grants,
         home: Some(home),
         env: vec![("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned())],
+        group: name,
+        policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path)".into()],
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
     })
 }

@@ -149,3 +149,17 @@ fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
     assert!(output_log.contains("recompiling"), "{output_log}");
     assert!(output_log.contains("serving "), "{output_log}");
 }
+
+#[test]
+fn a_package_that_needs_a_native_extension_is_named_with_its_so_file() {
+    let dir = wasgi_tests::TempDir::new("native");
+    let pkg = dir.path().join("fastthing");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("__init__.py"), "from ._core import speed\n").unwrap();
+    std::fs::write(pkg.join("_core.cpython-311-x86_64-linux-gnu.so"), b"\x7fELF not loadable here").unwrap();
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(&script, "import fastthing\napplication = None\n").unwrap();
+    let log = failed_start(&[script.to_str().unwrap(), "--python-path", dir.path().to_str().unwrap(), "--instances", "1"]);
+    assert!(log.contains("'fastthing._core' is a native extension built for the host"), "{log}");
+    assert!(log.contains("_core.cpython-311-x86_64-linux-gnu.so"), "{log}");
+}
