@@ -188,6 +188,18 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
         };
         apps.push(AppPlan { app: app.clone(), group: group.clone(), spec, capabilities: caps });
     }
+    // The private cache and /tmp are per group by construction; everything
+    // else a tenant may use is checked against every other tenant.
+    let shared_view: Vec<Vec<Capability>> = apps
+        .iter()
+        .map(|a| a.capabilities.iter().filter(|c| !matches!(c.origin, Origin::Config("private bytecode cache" | "private /tmp"))).cloned().collect())
+        .collect();
+    let tenants: Vec<policy::Tenant<'_>> = apps
+        .iter()
+        .zip(&shared_view)
+        .map(|(a, caps)| policy::Tenant { group: &a.group.name, line: a.group.line, capabilities: caps })
+        .collect();
+    problems.extend(policy::overlapping_tenants(&config.file, &tenants));
     if problems.is_empty() {
         Ok(Plan { config, apps, warnings })
     } else {

@@ -187,44 +187,56 @@ pub fn resolve(config: &Config) -> Result<HashMap<String, (Vec<Capability>, Opti
         result.insert(group.name.clone(), (caps, memory_limit));
     }
 
-    // No tenant may write where another can read or write, unless the grant
-    // says it is shared on purpose.
-    for a in &config.groups {
-        for b in &config.groups {
-            if a.name == b.name {
-                continue;
-            }
-            for wa in result[&a.name].0.iter().filter(|c| c.write && !c.shared) {
-                for gb in &result[&b.name].0 {
-                    if wa.path.starts_with(&gb.path) || gb.path.starts_with(&wa.path) {
-                        let (file, line) = match &wa.origin {
-                            Origin::Policy { file, line } => (file.clone(), *line),
-                            Origin::Config(_) => (config.file.clone(), a.line),
-                        };
-                        problems.push(Problem {
-                            file,
-                            line,
-                            key: "grant".into(),
-                            message: format!(
-                                "group {:?} may write {}, which overlaps group {:?}'s grant of {} ({}, {}); \
-                                 tenants must not share writable directories (set shared = true on the grant to allow it)",
-                                a.name,
-                                wa.path.display(),
-                                b.name,
-                                gb.path.display(),
-                                if gb.write { "write" } else { "read" },
-                                gb.origin
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-    }
     if problems.is_empty() {
         Ok(result)
     } else {
         problems.dedup();
         Err(Problems(problems))
     }
+}
+
+/// One tenant's view for the overlap check: its group name, the config line
+/// declaring it, and every directory it may use.
+pub struct Tenant<'a> {
+    pub group: &'a str,
+    pub line: usize,
+    pub capabilities: &'a [Capability],
+}
+
+/// No tenant may write where another tenant can read or write, unless the
+/// grant says it is shared on purpose.
+pub fn overlapping_tenants(config_file: &Path, tenants: &[Tenant<'_>]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for a in tenants {
+        for b in tenants.iter().filter(|b| b.group != a.group) {
+            for wa in a.capabilities.iter().filter(|c| c.write && !c.shared) {
+                for gb in b.capabilities.iter().filter(|c| !c.shared) {
+                    if !(wa.path.starts_with(&gb.path) || gb.path.starts_with(&wa.path)) {
+                        continue;
+                    }
+                    let (file, line) = match &wa.origin {
+                        Origin::Policy { file, line } => (file.clone(), *line),
+                        Origin::Config(_) => (config_file.to_owned(), a.line),
+                    };
+                    problems.push(Problem {
+                        file,
+                        line,
+                        key: "grant".into(),
+                        message: format!(
+                            "group {:?} may write {}, which overlaps group {:?}'s grant of {} ({}, {}); \
+                             tenants must not share writable directories (set shared = true on the grant to allow it)",
+                            a.group,
+                            wa.path.display(),
+                            b.group,
+                            gb.path.display(),
+                            if gb.write { "write" } else { "read" },
+                            gb.origin
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    problems.dedup();
+    problems
 }

@@ -204,6 +204,16 @@ fn config_and_policy_errors_name_file_line_and_key() {
             Box::new(|t: &Tenants| t.write_policy("users/bob.toml", &format!("[[grant]]\npath = \"{}\"\naccess = \"write\"\n", t.path("").display()))),
             "policies/users/bob.toml:2: grant: group \"bob\" may write".into(),
         ),
+        (
+            "a write grant over another tenant's app directory",
+            Box::new(|t: &Tenants| {
+                t.write_policy(
+                    "users/bob.toml",
+                    &format!("[[grant]]\npath = \"{}\"\naccess = \"write\"\n", t.path("alice/admin").display()),
+                )
+            }),
+            "(read, the app's script directory)".into(),
+        ),
     ];
     for (name, break_it, expected) in cases {
         let t = Tenants::new();
@@ -215,5 +225,33 @@ fn config_and_policy_errors_name_file_line_and_key() {
         let status = server.wait(std::time::Duration::from_secs(60));
         assert!(!status.success(), "{name}: serve started anyway");
         assert!(server.log.text().contains(&expected), "{name}: serve's log lacks {expected:?}:\n{}", server.log.text());
+    }
+}
+
+#[test]
+fn fifty_groups_of_one_instance_start_and_answer() {
+    let dir = TempDir::new("fifty");
+    let mut config = String::from("[[listen]]\naddress = \"127.0.0.1:0\"\n");
+    for i in 0..50 {
+        let home = dir.path().join(format!("t{i:02}"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join("app.wsgi"),
+            format!(
+                "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'tenant {i:02}']\n"
+            ),
+        )
+        .unwrap();
+        config.push_str(&format!(
+            "\n[[group]]\nname = \"t{i:02}\"\ninstances = 1\n\n[[app]]\nhost = \"t{i:02}.example\"\nscript = \"{}\"\ngroup = \"t{i:02}\"\n",
+            home.join("app.wsgi").display()
+        ));
+    }
+    let file = dir.path().join("wasgi.toml");
+    std::fs::write(&file, config).unwrap();
+    let server = Wasgi::serve(&file);
+    for i in 0..50 {
+        let (status, body) = get(&server, &format!("t{i:02}.example"), "/");
+        assert_eq!((status, body.as_str()), (200, format!("tenant {i:02}").as_str()));
     }
 }
