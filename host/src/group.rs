@@ -55,6 +55,8 @@ impl Group {
         for result in futures::future::join_all(starts).await {
             instances.push(result?);
         }
+        let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
+        tracing::info!(group = %group.name, "{size} instance(s) ready; linear memory {:.1} MiB each", memory as f64 / (1 << 20) as f64);
         for instance in instances {
             group.spawn_worker(instance);
         }

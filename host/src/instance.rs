@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -72,7 +72,30 @@ pub struct GuestSpec {
 /// A store's data: the guest's WASI view and its limits.
 pub struct GuestState {
     wasi: WasiP1Ctx,
+    limits: MemoryWatch,
+}
+
+/// The store's limits, which also publish the guest's linear-memory size so
+/// the host can report it without touching the running store.
+struct MemoryWatch {
     limits: StoreLimits,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.bytes.store(if allowed { desired } else { current }, Ordering::Relaxed);
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
 }
 
 /// The linker every guest is instantiated with: WASIp1 and nothing more.
@@ -167,6 +190,8 @@ pub struct Instance {
     pub io: GuestIo,
     /// `None` once the guest has stopped.
     run: Option<Run>,
+    /// The guest's linear memory, in bytes.
+    memory_bytes: Arc<AtomicUsize>,
     /// Requests completed by this instance.
     pub served: u64,
 }
@@ -180,7 +205,11 @@ impl Instance {
         let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
         let wasi = wasi_context(spec, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
             .map_err(StartError::Setup)?;
-        let limits = StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build();
+        let memory_bytes = Arc::new(AtomicUsize::new(0));
+        let limits = MemoryWatch {
+            limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
+            bytes: memory_bytes.clone(),
+        };
         let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick so one busy guest cannot hold a worker
@@ -214,13 +243,21 @@ impl Instance {
             current_request,
             app: spec.name.clone(),
         };
-        let mut instance = Instance { io, run: Some(run), served: 0 };
+        let mut instance = Instance { io, run: Some(run), memory_bytes, served: 0 };
         match instance.drive(async |io| io.recv().await).await {
-            Ok((Kind::Ready, _)) => Ok(instance),
+            Ok((Kind::Ready, _)) => {
+                tracing::debug!(app = %spec.name, instance = id, "ready; linear memory {} MiB", instance.memory_bytes() >> 20);
+                Ok(instance)
+            }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
             Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
             Err(Gone(reason)) => Err(StartError::Crashed(reason)),
         }
+    }
+
+    /// The guest's linear memory, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes.load(Ordering::Relaxed)
     }
 
     /// Runs `work` against the guest's I/O while the guest runs. If the guest
