@@ -255,3 +255,38 @@ fn fifty_groups_of_one_instance_start_and_answer() {
         assert_eq!((status, body.as_str()), (200, format!("tenant {i:02}").as_str()));
     }
 }
+
+#[test]
+fn a_virtualenv_of_another_python_minor_version_serves_its_pure_python_packages() {
+    // The host's python3 (3.11 here) makes the venv; the guest is 3.12.
+    let venv = wasgi_tests::venv("itsdangerous-markupsafe", &["itsdangerous==2.2.*", "markupsafe==3.0.*"]);
+    let dir = TempDir::new("venv-app");
+    std::fs::write(
+        dir.path().join("app.wsgi"),
+        "import itsdangerous, markupsafe\n\
+         def application(environ, start_response):\n\
+         \x20   signed = itsdangerous.Signer('k').sign(b'v').decode()\n\
+         \x20   body = f'{signed} {markupsafe.escape(\"<b>\")}'.encode()\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [body]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("wasgi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[group]]\nname = \"v\"\ninstances = 1\nvenv = \"{}\"\n\n[[app]]\nscript = \"{}\"\ngroup = \"v\"\n",
+            venv.display(),
+            dir.path().join("app.wsgi").display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = check(&config);
+    assert!(ok, "{out}");
+    assert!(out.contains("venv site-packages"), "{out}");
+    assert!(out.contains("package \"markupsafe\" has a native extension"), "check lists native extensions: {out}");
+    let server = Wasgi::serve(&config);
+    let (status, body) = get(&server, "x", "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("v.") && body.ends_with("&lt;b&gt;"), "{body}");
+}
