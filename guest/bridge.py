@@ -295,6 +295,76 @@ def _install_denial_explainer(config):
 
     sys.addaudithook(hook)
 
+    def grant_of(path):
+        for root, write in grants:
+            if path == root or path.startswith(root + "/") or root == "/":
+                return root
+        return None
+
+    def symlink_escape(path):
+        """The first symlink on `path` the sandbox will not follow, as
+        (link, target, grant holding the link), or None."""
+        if not isinstance(path, str):
+            return None
+        path = normpath(os.path.join(os.getcwd(), path))
+        current = ""
+        for part in path.split("/")[1:]:
+            current = f"{current}/{part}"
+            if not os.path.islink(current):
+                continue
+            try:
+                target = os.readlink(current)
+            except OSError:
+                # The sandbox will not even reveal an absolute link's target.
+                return current, "an absolute path", grant_of(current)
+            resolved = normpath(os.path.join(os.path.dirname(current), target))
+            if os.path.isabs(target) or grant_of(resolved) is None:
+                return current, target, grant_of(current)
+            current = resolved
+        return None
+
+    def explain_symlink(path):
+        found = symlink_escape(path)
+        if found is None:
+            return ""
+        link, target, grant = found
+        message = (
+            f"{link} is a symlink to {target}, which the sandbox does not follow: a link may"
+            f" only lead to a place inside the same grant ({grant}), by a relative path."
+            f" Grant the real directory to group {group!r} and use it directly, or put it on"
+            f" python_path instead of symlinking a module into place."
+        )
+        log("warn", f"denied: {path}: {message}")
+        return message
+
+    global _explain_symlink
+    _explain_symlink = explain_symlink
+
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def open(file, *args, **kwargs):
+        try:
+            return real_open(file, *args, **kwargs)
+        except OSError as e:
+            if e.errno in _DENIED_ERRNOS:
+                explain_symlink(file)
+            raise
+
+    open.__doc__ = real_open.__doc__
+    builtins.open = io.open = open
+
+
+# errno values a symlink escape can surface as inside the sandbox.
+_DENIED_ERRNOS = {2, 44, 63, 76}  # WASI EACCES, ENOENT, EPERM, ENOTCAPABLE
+
+
+def _explain_symlink(path):
+    """Replaced by _install_denial_explainer; explains nothing before it runs."""
+    return ""
+
 
 def _native_extension_hint(module_name):
     """If `module_name` exists only as a native extension built for the host,
@@ -365,7 +435,21 @@ def load_application(script, callable_name):
     except BaseException as e:
         text = "".join(traceback.format_exception(e))
         hint = ""
-        if isinstance(e, ModuleNotFoundError) and e.name and _native_extension_hint(e.name):
+        failed_path = getattr(e, "filename", None) or getattr(e, "path", None)
+        symlink = _explain_symlink(failed_path) if failed_path else ""
+        if not symlink and isinstance(e, ModuleNotFoundError) and e.name:
+            # A module symlinked in from outside the grants is invisible to
+            # the import system: look for the link itself.
+            top = e.name.split(".")[0]
+            for entry in sys.path:
+                for candidate in (os.path.join(entry, top + ".py"), os.path.join(entry, top)):
+                    if entry and not symlink and os.path.islink(candidate):
+                        symlink = _explain_symlink(candidate)
+        if symlink:
+            hint = f"\nHint: {symlink}"
+        if hint:
+            pass
+        elif isinstance(e, ModuleNotFoundError) and e.name and _native_extension_hint(e.name):
             hint = _native_extension_hint(e.name)
         elif isinstance(e, ModuleNotFoundError):
             hint = (

@@ -163,3 +163,23 @@ fn a_package_that_needs_a_native_extension_is_named_with_its_so_file() {
     assert!(log.contains("'fastthing._core' is a native extension built for the host"), "{log}");
     assert!(log.contains("_core.cpython-311-x86_64-linux-gnu.so"), "{log}");
 }
+
+#[test]
+fn a_module_symlinked_from_outside_the_grants_is_explained() {
+    // The mod_wsgi guide's trap: a single .py file symlinked into site-packages.
+    let dir = wasgi_tests::TempDir::new("symlinked");
+    let outside = dir.path().join("project");
+    let packages = dir.path().join("site-packages");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(&packages).unwrap();
+    std::fs::write(outside.join("yourapplication.py"), "def app(e, s):\n    s('200 OK', [])\n    return [b'']\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("yourapplication.py"), packages.join("yourapplication.py")).unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("app.wsgi");
+    std::fs::write(&script, "from yourapplication import app as application\n").unwrap();
+    let log = failed_start(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
+    let link = packages.join("yourapplication.py");
+    assert!(log.contains(&format!("{} is a symlink to", link.display())), "{log}");
+    assert!(log.contains("which the sandbox does not follow"), "{log}");
+}

@@ -268,6 +268,11 @@ fn the_guest_sees_only_its_grants_no_host_environment_and_no_network() {
     let r = server.get(&format!("/write-file?path={}/ok.txt", writable.path().display()));
     assert_eq!(r.text(), "written");
     assert_eq!(std::fs::read_to_string(writable.path().join("ok.txt")).unwrap(), "written");
+    // A symlink inside a grant that points outside is not followed, and the log says why.
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), writable.path().join("link.txt")).unwrap();
+    let r = server.get(&format!("/read-file?path={}/link.txt", writable.path().display()));
+    assert!(r.text().starts_with("denied"), "a symlink out of the grant was followed: {}", r.text());
+    server.log.wait_for(&format!("{}/link.txt is a symlink to", writable.path().display()), Duration::from_secs(10));
     let r = server.get("/env");
     assert!(!r.text().contains("PATH=") && !r.text().contains("HOME="), "no host environment: {}", r.text());
     let r = server.get(&format!("/socket?port={}", server.addr.rsplit(':').next().unwrap()));
