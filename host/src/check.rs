@@ -180,6 +180,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             home: Some(home),
             env,
             memory_limit: memory_limit.saturating_mul(1 << 20),
+            limits: group.limits.clone(),
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()

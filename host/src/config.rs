@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::instance::Limits;
 use crate::server::ListenAddr;
 
 /// One problem, located in a file.
@@ -117,6 +118,10 @@ struct RawGroup {
     env: BTreeMap<String, Spanned<String>>,
     memory_limit: Option<Spanned<i64>>,
     max_queue: Option<Spanned<i64>>,
+    request_timeout: Option<Spanned<i64>>,
+    startup_timeout: Option<Spanned<i64>>,
+    queue_timeout: Option<Spanned<i64>>,
+    maximum_requests: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +160,7 @@ pub struct GroupConfig {
     /// MiB of linear memory per instance.
     pub memory_limit: usize,
     pub max_queue: usize,
+    pub limits: Limits,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -262,6 +268,24 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         let instances = positive(&g.instances, "instances", default_instances(), &mut problems);
         let memory_limit = positive(&g.memory_limit, "memory_limit", DEFAULT_MEMORY_LIMIT_MIB, &mut problems);
         let max_queue = positive(&g.max_queue, "max_queue", DEFAULT_MAX_QUEUE, &mut problems);
+        // Seconds (or a count); 0 turns the limit off.
+        let off_or_more = |v: &Option<Spanned<i64>>, key: &str, default: Option<u64>, problems: &mut Vec<Problem>| match v {
+            None => default,
+            Some(v) if *v.get_ref() == 0 => None,
+            Some(v) if *v.get_ref() > 0 => Some(*v.get_ref() as u64),
+            Some(v) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: {key}"), format!("must be 0 (off) or more, not {}", v.get_ref())));
+                default
+            }
+        };
+        let defaults = Limits::default();
+        let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs());
+        let limits = Limits {
+            request_timeout: off_or_more(&g.request_timeout, "request_timeout", secs(defaults.request_timeout), &mut problems).map(std::time::Duration::from_secs),
+            startup_timeout: off_or_more(&g.startup_timeout, "startup_timeout", secs(defaults.startup_timeout), &mut problems).map(std::time::Duration::from_secs),
+            queue_timeout: off_or_more(&g.queue_timeout, "queue_timeout", secs(defaults.queue_timeout), &mut problems).map(std::time::Duration::from_secs),
+            maximum_requests: off_or_more(&g.maximum_requests, "maximum_requests", defaults.maximum_requests, &mut problems),
+        };
         let python_path = g
             .python_path
             .iter()
@@ -281,6 +305,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             env,
             memory_limit,
             max_queue,
+            limits,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),

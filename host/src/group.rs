@@ -111,13 +111,28 @@ impl Group {
     }
 }
 
-/// One instance's life: take the next request, serve it, repeat; if the
-/// instance is lost on the way, start a replacement and end.
+/// `maximum` plus up to 10% more, so instances started together do not all
+/// recycle at the same moment.
+fn with_jitter(maximum: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    maximum + random % (maximum / 10 + 1)
+}
+
+/// One instance's life: take the next request, serve it, repeat. If the
+/// instance is lost on the way, or has served its maximum_requests, a
+/// replacement is started and this one ends.
 async fn serve_requests(group: Arc<Group>, mut instance: Instance) {
+    let recycle_after = group.spec.limits.maximum_requests.map(with_jitter);
     while let Ok(job) = group.jobs.recv().await {
         if let Err(lost) = request::serve(&group, &mut instance, job).await {
             tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
             drop(instance);
+            group.replace();
+            return;
+        }
+        if recycle_after.is_some_and(|limit| instance.served >= limit) {
+            tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
             group.replace();
             return;
         }

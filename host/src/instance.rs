@@ -67,6 +67,32 @@ pub struct GuestSpec {
     pub policies: Vec<String>,
     /// Linear-memory cap per instance, in bytes.
     pub memory_limit: usize,
+    pub limits: Limits,
+}
+
+/// The lifecycle limits of a group (mod_wsgi's daemon-process options).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request running longer is interrupted: 504, the instance replaced.
+    pub request_timeout: Option<std::time::Duration>,
+    /// An instance still importing the app after this is abandoned.
+    pub startup_timeout: Option<std::time::Duration>,
+    /// A request waiting longer for a free instance gets 503 + Retry-After.
+    pub queue_timeout: Option<std::time::Duration>,
+    /// An instance is replaced after about this many requests (±10%).
+    pub maximum_requests: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use std::time::Duration;
+        Limits {
+            request_timeout: Some(Duration::from_secs(60)),
+            startup_timeout: Some(Duration::from_secs(60)),
+            queue_timeout: Some(Duration::from_secs(30)),
+            maximum_requests: None,
+        }
+    }
 }
 
 /// A store's data: the guest's WASI view and its limits.
@@ -192,6 +218,8 @@ pub struct Instance {
     run: Option<Run>,
     /// The guest's linear memory, in bytes.
     memory_bytes: Arc<AtomicUsize>,
+    /// Set when a deadline stopped the guest mid-work.
+    timed_out: bool,
     /// Requests completed by this instance.
     pub served: u64,
 }
@@ -212,8 +240,8 @@ impl Instance {
         };
         let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
         store.limiter(|s| &mut s.limits);
-        // Yield at every epoch tick so one busy guest cannot hold a worker
-        // thread that other connections need.
+        // Yield at every epoch tick (10 ms), so a busy guest neither holds a
+        // worker thread other connections need nor escapes its deadline.
         store.epoch_deadline_async_yield_and_update(1);
 
         let instance = match pre.instantiate_async(&mut store).await {
@@ -243,8 +271,16 @@ impl Instance {
             current_request,
             app: spec.name.clone(),
         };
-        let mut instance = Instance { io, run: Some(run), memory_bytes, served: 0 };
-        match instance.drive(async |io| io.recv().await).await {
+        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, served: 0 };
+        let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
+        if instance.timed_out() {
+            let limit = spec.limits.startup_timeout.unwrap_or_default().as_secs_f64();
+            return Err(StartError::App(format!(
+                "{}: the app was still importing after startup_timeout ({limit:.0}s); the instance was stopped",
+                spec.script.display()
+            )));
+        }
+        match ready {
             Ok((Kind::Ready, _)) => {
                 tracing::debug!(app = %spec.name, instance = id, "ready; linear memory {} MiB", instance.memory_bytes() >> 20);
                 Ok(instance)
@@ -260,11 +296,28 @@ impl Instance {
         self.memory_bytes.load(Ordering::Relaxed)
     }
 
+    /// True if a deadline stopped the guest; it must not be used again.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     /// Runs `work` against the guest's I/O while the guest runs. If the guest
-    /// stops first (exit, trap), the result says how.
-    pub async fn drive<T>(&mut self, work: impl AsyncFnOnce(&mut GuestIo) -> Result<T, Gone>) -> Result<T, Gone> {
+    /// stops first (exit, trap), the result says how. Past `limit`, the guest
+    /// is stopped wherever it is (it yields at every epoch tick, so even a
+    /// busy loop is interrupted within about 10 ms) and the instance is spent.
+    pub async fn drive<T>(
+        &mut self,
+        limit: Option<std::time::Duration>,
+        work: impl AsyncFnOnce(&mut GuestIo) -> Result<T, Gone>,
+    ) -> Result<T, Gone> {
         let Some(run) = self.run.as_mut() else {
             return Err(Gone("the guest had already stopped".into()));
+        };
+        let deadline = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             biased;
@@ -272,6 +325,12 @@ impl Instance {
             reason = run => {
                 self.run = None;
                 Err(Gone(reason))
+            }
+            _ = deadline => {
+                // Dropping the suspended guest frees it; it is never resumed.
+                self.run = None;
+                self.timed_out = true;
+                Err(Gone(format!("stopped after {:.1}s (deadline)", limit.unwrap_or_default().as_secs_f64())))
             }
         }
     }

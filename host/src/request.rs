@@ -125,23 +125,29 @@ pub struct Job {
     pub body: Incoming,
     pub head_tx: oneshot::Sender<Head>,
     pub body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    /// Set when an instance takes the job, so queue_timeout only answers
+    /// for requests that are still waiting.
+    pub picked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Serves one request on `instance`: runs the exchange, reports the head
 /// through `head_tx` and streams the body into `body_tx`. An `Err` means the
 /// instance is lost and must be discarded.
 pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(), Gone> {
-    let Job { info, environ, body, head_tx, body_tx } = job;
+    let Job { info, environ, body, head_tx, body_tx, picked } = job;
+    picked.store(true, std::sync::atomic::Ordering::Release);
     if head_tx.is_closed() {
-        // The client gave up while queued: it costs no instance time.
-        access_log(group, &info, None, 0, "client gone while queued");
+        // The client gave up, or queue_timeout answered, while it waited:
+        // it costs no instance time.
+        tracing::debug!(group = %group.name, request = info.id, "dropped from the queue: already answered or abandoned");
         return Ok(());
     }
     instance.io.set_request(info.id);
     let mut head_tx = Some(head_tx);
     let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false };
     let mut outcome = Outcome { status: None, bytes: 0, note: "" };
-    let result = instance.drive(async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
+    let limit = group.spec.limits.request_timeout;
+    let result = instance.drive(limit, async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
     instance.io.set_request(0);
     match result {
         Ok(()) => {
@@ -150,11 +156,25 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
             Ok(())
         }
         Err(gone) => {
-            tracing::error!(group = %group.name, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+            let timed_out = instance.timed_out();
+            if timed_out {
+                tracing::error!(
+                    group = %group.name, instance = instance.io.id, request = info.id,
+                    "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
+                    info.method, info.target, limit.unwrap_or_default().as_secs_f64()
+                );
+            } else {
+                tracing::error!(group = %group.name, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+            }
+            let (code, text) = if timed_out {
+                (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout: the application took too long\n")
+            } else {
+                (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n")
+            };
             let status = match head_tx.take() {
                 Some(tx) => {
-                    let _ = tx.send(Head::Error(StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n"));
-                    Some(StatusCode::BAD_GATEWAY)
+                    let _ = tx.send(Head::Error(code, text));
+                    Some(code)
                 }
                 None => {
                     // The head went out already: cut the body short so the
@@ -163,7 +183,7 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
                     outcome.status
                 }
             };
-            access_log(group, &info, status, outcome.bytes, "instance lost");
+            access_log(group, &info, status, outcome.bytes, if timed_out { "request_timeout" } else { "instance lost" });
             Err(gone)
         }
     }

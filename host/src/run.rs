@@ -14,7 +14,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::group::Group;
-use crate::instance::{Grant, GuestSpec};
+use crate::instance::{Grant, GuestSpec, Limits};
 use crate::interpreter;
 use crate::router::{Route, Router};
 use crate::server::{self, ListenAddr, Listener, Server};
@@ -71,8 +71,32 @@ pub struct RunArgs {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub graceful_timeout: u64,
+    /// A request running longer is interrupted (504) and its instance replaced; 0 = no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub request_timeout: u64,
+    /// An instance still importing the app after this is stopped; 0 = no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub startup_timeout: u64,
+    /// A request that waited this long for a free instance gets 503 with Retry-After; 0 = no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub queue_timeout: u64,
+    /// Replace an instance after about this many requests (±10%); 0 = never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub maximum_requests: u64,
     #[command(flatten)]
     pub interpreter: InterpreterArgs,
+}
+
+impl RunArgs {
+    fn limits(&self) -> Limits {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Limits {
+            request_timeout: secs(self.request_timeout),
+            startup_timeout: secs(self.startup_timeout),
+            queue_timeout: secs(self.queue_timeout),
+            maximum_requests: (self.maximum_requests > 0).then_some(self.maximum_requests),
+        }
+    }
 }
 
 /// Makes a path absolute without resolving symlinks, so the guest sees the
@@ -164,6 +188,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         group: name,
         policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path)".into()],
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
+        limits: args.limits(),
     })
 }
 

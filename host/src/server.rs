@@ -133,6 +133,17 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     response
 }
 
+/// A 503 that tells the client when to try again.
+fn unavailable(text: &'static str) -> Response<ResponseBody> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text);
+    response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
+}
+
+fn info_target(parts: &http::request::Parts) -> &str {
+    parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
+}
+
 /// A 400 that also ends the connection: after a request we refuse, nothing
 /// later on the same connection can be trusted to be framed right.
 fn bad_request() -> Response<ResponseBody> {
@@ -164,15 +175,31 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         }
     };
     let group = &route.group;
-    let (head_tx, head_rx) = oneshot::channel();
+    let (head_tx, mut head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(4);
-    let job = Job { info, environ, body, head_tx, body_tx };
+    let picked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job = Job { info, environ, body, head_tx, body_tx, picked: picked.clone() };
     if let Err(job) = group.submit(job) {
         tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
             "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, group.queued());
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the server is overloaded\n");
+        return unavailable("Service Unavailable: the server is overloaded\n");
     }
-    match head_rx.await {
+    let head = match group.spec.limits.queue_timeout {
+        Some(limit) => tokio::select! {
+            head = &mut head_rx => head,
+            _ = tokio::time::sleep(limit) => {
+                if picked.load(std::sync::atomic::Ordering::Acquire) {
+                    head_rx.await
+                } else {
+                    tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
+                        "{} {}: no instance was free within queue_timeout ({}s)", parts.method, info_target(&parts), limit.as_secs());
+                    return unavailable("Service Unavailable: no application instance was free in time\n");
+                }
+            }
+        },
+        None => head_rx.await,
+    };
+    match head {
         Ok(Head::Response(status, headers)) => {
             let mut response = Response::new(ChannelBody(body_rx).boxed_unsync());
             *response.status_mut() = status;

@@ -111,6 +111,12 @@ def application(environ, start_response):
         return _text(start_response, "printed\n")
     if path == "/exit":
         os._exit(3)
+    if path == "/spin":
+        while True:
+            pass
+    if path == "/alloc":
+        hoard = bytearray(int(q.get("mb", "1")) << 20)
+        return _text(start_response, f"allocated {len(hoard) >> 20} MiB")
     if path == "/abort":
         os.abort()  # a wasm trap (unreachable) inside wasi-libc
     if path == "/sleep":

@@ -1,0 +1,3 @@
+# Never finishes importing: startup_timeout must stop it.
+while True:
+    pass
