@@ -275,7 +275,7 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
                 routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone() });
             }
         }
-        let server = Server::new(Router::new(routes));
+        let server = Server::new(Router::new(routes), plan.config.http.clone());
         for listener in &listeners {
             tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
         }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::instance::Limits;
-use crate::server::ListenAddr;
+use crate::server::{HttpLimits, ListenAddr};
 
 /// One problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,19 @@ struct RawConfig {
     group: Vec<RawGroup>,
     #[serde(default)]
     app: Vec<RawApp>,
+    http: Option<RawHttp>,
+}
+
+/// `[http]`: limits on what clients may send; absent keys keep the defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_header_bytes: Option<Spanned<i64>>,
+    max_headers: Option<Spanned<i64>>,
+    max_body_bytes: Option<Spanned<i64>>,
+    header_read_timeout: Option<Spanned<i64>>,
+    body_read_timeout: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +158,7 @@ pub struct Config {
     pub listen: Vec<ListenAddr>,
     pub groups: Vec<GroupConfig>,
     pub apps: Vec<AppConfig>,
+    pub http: HttpLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +258,37 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
     if listen.is_empty() {
         listen.push("127.0.0.1:8000".parse().expect("a valid default"));
+    }
+
+    let mut http = HttpLimits::default();
+    if let Some(h) = &raw.http {
+        let mut at_least_1 = |v: &Option<Spanned<i64>>, key: &str| -> Option<u64> {
+            let v = v.as_ref()?;
+            if *v.get_ref() >= 1 {
+                Some(*v.get_ref() as u64)
+            } else {
+                problems.push(source.problem(&v.span(), format!("http.{key}"), format!("must be at least 1, not {}", v.get_ref())));
+                None
+            }
+        };
+        if let Some(n) = at_least_1(&h.max_header_bytes, "max_header_bytes") {
+            http.max_header_bytes = n as usize;
+        }
+        if let Some(n) = at_least_1(&h.max_headers, "max_headers") {
+            http.max_headers = n as usize;
+        }
+        if let Some(n) = at_least_1(&h.max_body_bytes, "max_body_bytes") {
+            http.max_body_bytes = n;
+        }
+        if let Some(n) = at_least_1(&h.header_read_timeout, "header_read_timeout") {
+            http.header_read_timeout = std::time::Duration::from_secs(n);
+        }
+        if let Some(n) = at_least_1(&h.body_read_timeout, "body_read_timeout") {
+            http.body_read_timeout = std::time::Duration::from_secs(n);
+        }
+        if let Some(n) = at_least_1(&h.max_connections, "max_connections") {
+            http.max_connections = n as usize;
+        }
     }
 
     let mut groups = Vec::new();
@@ -371,7 +416,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { file: source.path.clone(), policies, listen, groups, apps })
+        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http })
     } else {
         Err(Problems(problems))
     }

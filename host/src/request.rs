@@ -52,9 +52,29 @@ pub struct RequestInfo {
     pub started: Instant,
 }
 
+/// The request body with the server's limits on it.
+pub struct LimitedBody {
+    body: Incoming,
+    limits: BodyLimits,
+    received: u64,
+}
+
+/// How much body a client may send, and how slowly.
+#[derive(Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    pub read_timeout: std::time::Duration,
+}
+
+impl BodyLimits {
+    pub fn wrap(self, body: Incoming) -> LimitedBody {
+        LimitedBody { body, limits: self, received: 0 }
+    }
+}
+
 /// The request body, handed out in the slices the guest asks for.
 struct BodyReader {
-    body: Incoming,
+    body: LimitedBody,
     leftover: Bytes,
     ended: bool,
 }
@@ -63,9 +83,22 @@ impl BodyReader {
     /// Up to `max` bytes; empty at the end of the body.
     async fn read(&mut self, max: usize) -> Result<Bytes, String> {
         while self.leftover.is_empty() && !self.ended {
-            match self.body.frame().await {
+            let limits = self.body.limits;
+            let frame = match tokio::time::timeout(limits.read_timeout, self.body.body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    self.ended = true;
+                    return Err(format!("the client sent no body data for {}s (body_read_timeout)", limits.read_timeout.as_secs()));
+                }
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        self.body.received += data.len() as u64;
+                        if self.body.received > limits.max_bytes {
+                            self.ended = true;
+                            return Err(format!("the request body is over max_body_bytes ({})", limits.max_bytes));
+                        }
                         self.leftover = data;
                     }
                 }
@@ -122,7 +155,7 @@ pub struct Job {
     pub info: RequestInfo,
     /// The environ payload of the `Request` frame.
     pub environ: Bytes,
-    pub body: Incoming,
+    pub body: LimitedBody,
     pub head_tx: oneshot::Sender<Head>,
     pub body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     /// Set when an instance takes the job, so queue_timeout only answers

@@ -17,7 +17,7 @@ use crate::group::Group;
 use crate::instance::{Grant, GuestSpec, Limits};
 use crate::interpreter;
 use crate::router::{Route, Router};
-use crate::server::{self, ListenAddr, Listener, Server};
+use crate::server::{self, HttpLimits, ListenAddr, Listener, Server};
 
 #[derive(Args, Debug, Clone)]
 pub struct InterpreterArgs {
@@ -84,7 +84,45 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub maximum_requests: u64,
     #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
     pub interpreter: InterpreterArgs,
+}
+
+/// Limits on what clients may send (defaults in [`HttpLimits`]).
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Request line plus headers, in bytes (431 past it).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpLimits::default().max_header_bytes)]
+    pub max_header_bytes: usize,
+    /// Header fields per request (431 past it).
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_headers)]
+    pub max_headers: usize,
+    /// Request body, in bytes (413 past it).
+    #[arg(long, value_name = "BYTES", default_value_t = HttpLimits::default().max_body_bytes)]
+    pub max_body_bytes: u64,
+    /// Seconds to receive a request's head, idle keep-alive included.
+    #[arg(long, value_name = "SECONDS", default_value_t = HttpLimits::default().header_read_timeout.as_secs())]
+    pub header_read_timeout: u64,
+    /// Longest pause, in seconds, between two pieces of a request body.
+    #[arg(long, value_name = "SECONDS", default_value_t = HttpLimits::default().body_read_timeout.as_secs())]
+    pub body_read_timeout: u64,
+    /// Open connections at most; more wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
+    pub max_connections: usize,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_body_bytes: self.max_body_bytes,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
 }
 
 impl RunArgs {
@@ -274,7 +312,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
 
-        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]));
+        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]), args.http.limits());
         for listener in &listeners {
             tracing::info!(
                 "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",

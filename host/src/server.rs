@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
-use crate::request::{ChannelBody, Head, Job, RequestInfo};
+use crate::request::{BodyLimits, ChannelBody, Head, Job, RequestInfo};
 use crate::router::Router;
 
 /// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
@@ -112,15 +112,46 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
     std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))
 }
 
+/// Limits on what a client may send, checked before anything reaches an app.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// The request line and headers together (431 past it).
+    pub max_header_bytes: usize,
+    /// Header fields per request (431 past it).
+    pub max_headers: usize,
+    /// Request body (413 past it, before the app reads when Content-Length says so).
+    pub max_body_bytes: u64,
+    /// Time to receive a request's head, including an idle keep-alive wait (slowloris).
+    pub header_read_timeout: Duration,
+    /// Longest pause between two pieces of a request body.
+    pub body_read_timeout: Duration,
+    /// Open connections; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1 << 30,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
 /// What every connection shares.
 pub struct Server {
     pub router: Router,
+    pub limits: HttpLimits,
     next_request: AtomicU64,
 }
 
 impl Server {
-    pub fn new(router: Router) -> Arc<Server> {
-        Arc::new(Server { router, next_request: AtomicU64::new(1) })
+    pub fn new(router: Router, limits: HttpLimits) -> Arc<Server> {
+        Arc::new(Server { router, limits, next_request: AtomicU64::new(1) })
     }
 }
 
@@ -167,6 +198,14 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > server.limits.max_body_bytes) {
+        tracing::warn!(target: "wasgi::access", request = id, status = 413,
+            "{} {}: body of {} bytes is over max_body_bytes ({})", info.method, info.target, declared.unwrap_or(0), server.limits.max_body_bytes);
+        let mut response = plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return response;
+    }
     let environ = match environ::build(&parts, &conn, &route.mount, id) {
         Ok(e) => e,
         Err(e) => {
@@ -178,6 +217,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     let (head_tx, mut head_rx) = oneshot::channel();
     let (body_tx, body_rx) = mpsc::channel(4);
     let picked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = BodyLimits { max_bytes: server.limits.max_body_bytes, read_timeout: server.limits.body_read_timeout }.wrap(body);
     let job = Job { info, environ, body, head_tx, body_tx, picked: picked.clone() };
     if let Err(job) = group.submit(job) {
         tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
@@ -215,23 +255,30 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
 /// accepting and lets in-flight requests finish for up to `drain`.
 pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>, drain: Duration) -> Result<()> {
     let graceful = Arc::new(GracefulShutdown::new());
-    let (conn_tx, mut conn_rx) = mpsc::channel::<(Box<dyn IoStream>, Connection)>(64);
+    let (conn_tx, mut conn_rx) = mpsc::channel::<Accepted>(64);
+    let connections = Arc::new(tokio::sync::Semaphore::new(server.limits.max_connections));
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let conn_tx = conn_tx.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx)));
+        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx, connections.clone())));
     }
     drop(conn_tx);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+    let limits = &server.limits;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
 
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = conn_rx.recv() => {
-                let Some((io, conn)) = accepted else { break };
+                let Some((io, conn, slot)) = accepted else { break };
                 let server = server.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
@@ -244,6 +291,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                     if let Err(e) = watched.await {
                         tracing::debug!("connection ended with an error: {e}");
                     }
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => {
@@ -267,8 +315,14 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
 trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> IoStream for T {}
 
-async fn accept_loop(listener: Listener, conns: mpsc::Sender<(Box<dyn IoStream>, Connection)>) {
+/// An accepted connection and its place under max_connections.
+type Accepted = (Box<dyn IoStream>, Connection, tokio::sync::OwnedSemaphorePermit);
+
+async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: Arc<tokio::sync::Semaphore>) {
     loop {
+        // Past max_connections, wait for one to close before accepting;
+        // meanwhile new clients queue in the kernel's listen backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let accepted: std::io::Result<(Box<dyn IoStream>, Connection)> = match &listener {
             Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
@@ -281,8 +335,8 @@ async fn accept_loop(listener: Listener, conns: mpsc::Sender<(Box<dyn IoStream>,
                 .map(|(stream, _)| (Box::new(stream) as Box<dyn IoStream>, Connection { peer: None, local: None, scheme: "http" })),
         };
         match accepted {
-            Ok(conn) => {
-                if conns.send(conn).await.is_err() {
+            Ok((io, conn)) => {
+                if conns.send((io, conn, slot)).await.is_err() {
                     return;
                 }
             }

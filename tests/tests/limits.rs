@@ -87,3 +87,85 @@ fn startup_timeout_stops_an_app_that_never_finishes_importing() {
     let log = server.log.text();
     assert!(log.contains("still importing after startup_timeout (2s)"), "{log}");
 }
+
+fn raw_exchange(server: &Wasgi, raw: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = server.connect();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(raw);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn oversized_heads_get_431_and_oversized_bodies_413_before_the_app_runs() {
+    let server = features(&["--instances", "1", "--max-header-bytes", "8192", "--max-headers", "50", "--max-body-bytes", "1000"]);
+    let big = format!("GET /probe/big HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    assert!(raw_exchange(&server, big.as_bytes()).starts_with("HTTP/1.1 431"), "a 10 kB header is refused");
+    let mut many = String::from("GET /probe/many HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..60 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert!(raw_exchange(&server, many.as_bytes()).starts_with("HTTP/1.1 431"), "60 headers are refused");
+    let body = format!("POST /probe/body HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{}", "b".repeat(5000));
+    let reply = raw_exchange(&server, body.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    // A chunked body that grows past the limit is cut off while the app reads it.
+    let mut chunked = String::from("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    for _ in 0..4 {
+        chunked.push_str(&format!("1f4\r\n{}\r\n", "c".repeat(500)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    let reply = raw_exchange(&server, chunked.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+    server.log.wait_for("over max_body_bytes (1000)", Duration::from_secs(10));
+    let r = server.get("/probe/ok");
+    assert_eq!(r.status, 200);
+    let log = server.log.wait_for("APP-CALLED GET /probe/ok", Duration::from_secs(10));
+    assert_eq!(log.matches("APP-CALLED").count(), 1, "refused requests reached the app:\n{log}");
+}
+
+#[test]
+fn slow_clients_are_cut_off_by_the_read_timeouts() {
+    use std::io::Read;
+    let server = features(&["--instances", "1", "--header-read-timeout", "1", "--body-read-timeout", "1"]);
+    // Slowloris: a head that never ends.
+    let mut s = server.connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(10), "the connection stayed open");
+    // A body that stalls halfway.
+    let mut s = server.connect();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello").unwrap();
+    let r = http::read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 500);
+    server.log.wait_for("body_read_timeout", Duration::from_secs(10));
+    assert_eq!(server.get("/head").status, 200, "the instance serves on");
+}
+
+#[test]
+fn max_connections_holds_new_connections_until_one_closes() {
+    use std::io::Read;
+    let server = features(&["--instances", "1", "--max-connections", "2"]);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = server.connect();
+        s.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(http::read_response(&mut s, false).unwrap().status, 200);
+        open.push(s); // kept alive and idle
+    }
+    let mut third = server.connect();
+    third.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(third.read(&mut byte).is_err(), "a third connection was served while two were open");
+    drop(open.pop());
+    third.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    third.read_to_end(&mut rest).unwrap();
+    assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&rest));
+}
