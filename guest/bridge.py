@@ -408,7 +408,10 @@ def load_application(script, callable_name):
     sys.modules[module_name] = module
     restore_sockets = _guard_sockets()
     try:
-        spec.loader.exec_module(module)
+        # Compiled from source at every start, never from a cached .pyc, so a
+        # script edited twice within a second still loads its newest text.
+        code = compile(spec.loader.get_data(script), script, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
     except ServerAtImport as e:
         frames = _user_frames(e.args[0], script)
         where = frames[-1] if frames else None

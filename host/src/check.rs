@@ -181,6 +181,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             env,
             memory_limit: memory_limit.saturating_mul(1 << 20),
             limits: group.limits.clone(),
+            reload: group.reload,
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::instance::Limits;
+use crate::instance::{Limits, Reload};
 use crate::server::{HttpLimits, ListenAddr};
 
 /// One problem, located in a file.
@@ -135,6 +135,8 @@ struct RawGroup {
     startup_timeout: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<i64>>,
     maximum_requests: Option<Spanned<i64>>,
+    /// true or "script": the script file; "tree": any file under its directory.
+    reload_on_change: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +177,7 @@ pub struct GroupConfig {
     pub memory_limit: usize,
     pub max_queue: usize,
     pub limits: Limits,
+    pub reload: Reload,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -331,6 +334,17 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             queue_timeout: off_or_more(&g.queue_timeout, "queue_timeout", secs(defaults.queue_timeout), &mut problems).map(std::time::Duration::from_secs),
             maximum_requests: off_or_more(&g.maximum_requests, "maximum_requests", defaults.maximum_requests, &mut problems),
         };
+        let reload = match g.reload_on_change.as_ref().map(|v| (v, v.get_ref())) {
+            None => Reload::Off,
+            Some((_, toml::Value::Boolean(false))) => Reload::Off,
+            Some((_, toml::Value::Boolean(true))) => Reload::Script,
+            Some((_, toml::Value::String(s))) if s == "script" => Reload::Script,
+            Some((_, toml::Value::String(s))) if s == "tree" => Reload::Tree,
+            Some((v, other)) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: reload_on_change"), format!("{other}: use true, false, \"script\" or \"tree\"")));
+                Reload::Off
+            }
+        };
         let python_path = g
             .python_path
             .iter()
@@ -351,6 +365,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             memory_limit,
             max_queue,
             limits,
+            reload,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),

@@ -5,6 +5,12 @@
 //! without waking anyone. An instance that trapped, exited or broke the
 //! protocol is dropped and replaced in the background; repeated start
 //! failures back off instead of storming.
+//!
+//! With reload_on_change, a watcher starts a new generation of instances when
+//! the script (or any file under its directory) changes; once all of them
+//! have imported the new code they take requests from the same queue and the
+//! old generation finishes what it holds and stops, so no request fails. New
+//! code that does not import leaves the old generation serving.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use wasmtime::InstancePre;
 
-use crate::instance::{GuestSpec, GuestState, Instance, StartError};
+use crate::instance::{GuestSpec, GuestState, Instance, Reload, StartError};
 use crate::request::{self, Job};
 
 pub struct Group {
@@ -25,6 +31,8 @@ pub struct Group {
     next_instance: AtomicU64,
     /// Consecutive failed starts, for the replacement backoff.
     failed_starts: AtomicU64,
+    /// The generation that should be serving; older workers retire.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl Group {
@@ -43,24 +51,46 @@ impl Group {
             jobs,
             next_instance: AtomicU64::new(1),
             failed_starts: AtomicU64::new(0),
+            generation: tokio::sync::watch::Sender::new(0),
         });
-        let starts = (0..size).map(|_| {
-            let group = group.clone();
+        let instances = group.start_generation().await?;
+        let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
+        tracing::info!(group = %group.name, "{size} instance(s) ready; linear memory {:.1} MiB each", memory as f64 / (1 << 20) as f64);
+        for instance in instances {
+            group.spawn_worker(instance, 0);
+        }
+        if group.spec.reload != Reload::Off {
+            tokio::spawn(watch_for_changes(Arc::downgrade(&group)));
+        }
+        Ok(group)
+    }
+
+    /// Starts `size` instances at once; all must import the app.
+    async fn start_generation(self: &Arc<Self>) -> Result<Vec<Instance>, StartError> {
+        let starts = (0..self.size).map(|_| {
+            let group = self.clone();
             async move {
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
                 Instance::start(&group.pre, &group.spec, id).await
             }
         });
-        let mut instances = Vec::with_capacity(size);
-        for result in futures::future::join_all(starts).await {
-            instances.push(result?);
+        futures::future::join_all(starts).await.into_iter().collect()
+    }
+
+    /// Replaces every instance with one running the code as it is now.
+    async fn reload(self: &Arc<Self>) {
+        let started = std::time::Instant::now();
+        match self.start_generation().await {
+            Ok(instances) => {
+                let next = *self.generation.borrow() + 1;
+                for instance in instances {
+                    self.spawn_worker(instance, next);
+                }
+                self.generation.send_replace(next);
+                tracing::info!(group = %self.name, "reloaded: {} new instance(s) in {:.2}s; the old ones finish their requests and stop", self.size, started.elapsed().as_secs_f64());
+            }
+            Err(e) => tracing::error!(group = %self.name, "the changed app does not start, so the running instances keep serving the old code:\n{e}"),
         }
-        let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
-        tracing::info!(group = %group.name, "{size} instance(s) ready; linear memory {:.1} MiB each", memory as f64 / (1 << 20) as f64);
-        for instance in instances {
-            group.spawn_worker(instance);
-        }
-        Ok(group)
     }
 
     pub fn size(&self) -> usize {
@@ -77,8 +107,8 @@ impl Group {
         self.queue.len()
     }
 
-    fn spawn_worker(self: &Arc<Self>, instance: Instance) {
-        tokio::spawn(serve_requests(self.clone(), instance));
+    fn spawn_worker(self: &Arc<Self>, instance: Instance, generation: u64) {
+        tokio::spawn(serve_requests(self.clone(), instance, generation));
     }
 
     /// Starts a replacement for a lost instance, backing off after failures.
@@ -98,7 +128,8 @@ impl Group {
                     Ok(instance) => {
                         group.failed_starts.store(0, Ordering::Relaxed);
                         tracing::info!(group = %group.name, instance = id, "replacement instance ready");
-                        group.spawn_worker(instance);
+                        let generation = *group.generation.borrow();
+                        group.spawn_worker(instance, generation);
                         return;
                     }
                     Err(e) => {
@@ -122,9 +153,22 @@ fn with_jitter(maximum: u64) -> u64 {
 /// One instance's life: take the next request, serve it, repeat. If the
 /// instance is lost on the way, or has served its maximum_requests, a
 /// replacement is started and this one ends.
-async fn serve_requests(group: Arc<Group>, mut instance: Instance) {
+async fn serve_requests(group: Arc<Group>, mut instance: Instance, generation: u64) {
     let recycle_after = group.spec.limits.maximum_requests.map(with_jitter);
-    while let Ok(job) = group.jobs.recv().await {
+    let mut current = group.generation.subscribe();
+    loop {
+        if *current.borrow_and_update() != generation {
+            tracing::debug!(group = %group.name, instance = instance.io.id, "retired by a reload");
+            return;
+        }
+        let job = tokio::select! {
+            biased;
+            _ = current.changed() => continue,
+            job = group.jobs.recv() => match job {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
         if let Err(lost) = request::serve(&group, &mut instance, job).await {
             tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
             drop(instance);
@@ -135,6 +179,55 @@ async fn serve_requests(group: Arc<Group>, mut instance: Instance) {
             tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
             group.replace();
             return;
+        }
+    }
+}
+
+/// What reload_on_change watches: the newest modification among the files.
+fn fingerprint(spec: &GuestSpec) -> Option<(std::time::SystemTime, u64)> {
+    let stamp = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut newest: Option<(std::time::SystemTime, u64)> = None;
+    let mut note = |path: &std::path::Path| {
+        if let Some((Some(modified), len)) = stamp(path) {
+            let entry = newest.get_or_insert((modified, 0));
+            entry.0 = entry.0.max(modified);
+            entry.1 = entry.1.wrapping_add(len);
+        }
+    };
+    note(&spec.script);
+    if spec.reload == Reload::Tree {
+        let mut stack: Vec<std::path::PathBuf> = spec.script.parent().map(|p| vec![p.to_owned()]).unwrap_or_default();
+        let mut seen = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| e.ok()) {
+                seen += 1;
+                if seen > 20_000 {
+                    break;
+                }
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() && entry.file_name() != "__pycache__" => stack.push(path),
+                    Ok(t) if t.is_file() => note(&path),
+                    _ => {}
+                }
+            }
+        }
+    }
+    newest
+}
+
+/// Polls the app's files once a second and reloads the group when they change.
+async fn watch_for_changes(group: std::sync::Weak<Group>) {
+    let Some(spec) = group.upgrade().map(|g| g.spec.clone()) else { return };
+    let mut last = fingerprint(&spec);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(group) = group.upgrade() else { return };
+        let now = fingerprint(&spec);
+        if now != last {
+            tracing::info!(group = %group.name, "{} changed; starting new instances", spec.script.display());
+            last = now;
+            group.reload().await;
         }
     }
 }

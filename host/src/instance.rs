@@ -68,6 +68,18 @@ pub struct GuestSpec {
     /// Linear-memory cap per instance, in bytes.
     pub memory_limit: usize,
     pub limits: Limits,
+    /// What reload_on_change watches.
+    pub reload: Reload,
+}
+
+/// mod_wsgi's WSGIScriptReloading, and more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    Off,
+    /// The script file.
+    Script,
+    /// Any file under the script's directory.
+    Tree,
 }
 
 /// The lifecycle limits of a group (mod_wsgi's daemon-process options).

@@ -14,7 +14,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::group::Group;
-use crate::instance::{Grant, GuestSpec, Limits};
+use crate::instance::{Grant, GuestSpec, Limits, Reload};
 use crate::interpreter;
 use crate::router::{Route, Router};
 use crate::server::{self, HttpLimits, ListenAddr, Listener, Server};
@@ -80,6 +80,12 @@ pub struct RunArgs {
     /// A request that waited this long for a free instance gets 503 with Retry-After; 0 = no limit.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub queue_timeout: u64,
+    /// Restart the instances, without failing a request, when the script changes (mod_wsgi's WSGIScriptReloading).
+    #[arg(long)]
+    pub reload: bool,
+    /// Like --reload, for any file under the script's directory.
+    #[arg(long)]
+    pub reload_tree: bool,
     /// Replace an instance after about this many requests (±10%); 0 = never.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub maximum_requests: u64,
@@ -227,6 +233,13 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path)".into()],
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
         limits: args.limits(),
+        reload: if args.reload_tree {
+            Reload::Tree
+        } else if args.reload {
+            Reload::Script
+        } else {
+            Reload::Off
+        },
     })
 }
 

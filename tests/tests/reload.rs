@@ -1,0 +1,79 @@
+//! reload_on_change (mod_wsgi's WSGIScriptReloading): an edited script is
+//! picked up while a load loop runs, with no failed request; a broken edit
+//! leaves the old code serving.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasgi_tests::{TempDir, Wasgi};
+
+fn app(version: &str) -> String {
+    format!(
+        "VERSION = {version:?}\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [VERSION.encode()]\n"
+    )
+}
+
+#[test]
+fn an_edited_script_is_reloaded_without_failing_a_request() {
+    let dir = TempDir::new("reload");
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(&script, app("one")).unwrap();
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "2", "--reload"]);
+    assert_eq!(server.get("/").text(), "one");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen_two = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let (addr, stop, failures, seen_two) = (server.addr.clone(), stop.clone(), failures.clone(), seen_two.clone());
+        load.push(std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut done = 0;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && done < 20_000 {
+                done += 1;
+                let reply = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+                    use std::io::Write;
+                    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+                    wasgi_tests::http::read_response(&mut s, false)
+                });
+                match reply {
+                    Ok(r) if r.status == 200 && (r.text() == "one" || r.text() == "two") => {
+                        if r.text() == "two" {
+                            seen_two.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&script, app("two")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen_two.load(Ordering::Relaxed) < 50 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert!(seen_two.load(Ordering::Relaxed) >= 50, "the new code never answered:\n{}", server.log.text());
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the reload:\n{}", server.log.text());
+    for _ in 0..4 {
+        assert_eq!(server.get("/").text(), "two", "every instance runs the new code");
+    }
+
+    // A broken edit: the old code keeps serving and the log shows why.
+    std::fs::write(&script, "import json\njson.loads('{broken')\n").unwrap();
+    server.log.wait_for("keep serving the old code", Duration::from_secs(30));
+    assert!(server.log.text().contains("JSONDecodeError"), "{}", server.log.text());
+    assert_eq!(server.get("/").text(), "two");
+}
