@@ -167,6 +167,9 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
                 format!("{} is not inside any directory the group may use", home.display()),
             ));
         }
+        for (read, write) in policy::read_only_inside_write(&caps) {
+            warnings.push(policy::nested_warning(&group.name, read, write));
+        }
         let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
         let mut env = group.env.clone();
         env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));

@@ -47,6 +47,8 @@ pub enum Origin {
     Policy { file: PathBuf, line: usize },
     /// Implied by the config (script directory, python_path, venv, caches).
     Config(&'static str),
+    /// A command-line flag of `wasgi run`, or what it implies.
+    Flag(String),
 }
 
 impl std::fmt::Display for Origin {
@@ -54,6 +56,7 @@ impl std::fmt::Display for Origin {
         match self {
             Origin::Policy { file, line } => write!(f, "{}:{line}", file.display()),
             Origin::Config(why) => f.write_str(why),
+            Origin::Flag(flag) => f.write_str(flag),
         }
     }
 }
@@ -216,7 +219,7 @@ pub fn overlapping_tenants(config_file: &Path, tenants: &[Tenant<'_>]) -> Vec<Pr
                     }
                     let (file, line) = match &wa.origin {
                         Origin::Policy { file, line } => (file.clone(), *line),
-                        Origin::Config(_) => (config_file.to_owned(), a.line),
+                        Origin::Config(_) | Origin::Flag(_) => (config_file.to_owned(), a.line),
                     };
                     problems.push(Problem {
                         file,
@@ -239,4 +242,30 @@ pub fn overlapping_tenants(config_file: &Path, tenants: &[Tenant<'_>]) -> Vec<Pr
     }
     problems.dedup();
     problems
+}
+
+/// Read-only grants nested inside a write grant of the same group. The
+/// guest's C library picks a grant by path prefix, so `W/./r/file` reaches
+/// the nested directory through the write grant: it cannot stay read-only.
+pub fn read_only_inside_write(capabilities: &[Capability]) -> Vec<(&Capability, &Capability)> {
+    let mut found = Vec::new();
+    for read in capabilities.iter().filter(|c| !c.write) {
+        if let Some(write) = capabilities.iter().find(|w| w.write && read.path.starts_with(&w.path) && read.path != w.path) {
+            found.push((read, write));
+        }
+    }
+    found
+}
+
+/// The warning for one such pair.
+pub fn nested_warning(group: &str, read: &Capability, write: &Capability) -> String {
+    format!(
+        "group {group:?}: {} is granted read-only ({}) but lies inside the write grant {} ({}), \
+         so the app can write it too (through paths such as {}/./…); grant write on a narrower directory to keep it read-only",
+        read.path.display(),
+        read.origin,
+        write.path.display(),
+        write.origin,
+        write.path.display()
+    )
 }

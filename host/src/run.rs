@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::group::Group;
 use crate::instance::{Grant, GuestSpec, Limits, Reload};
 use crate::interpreter;
+use crate::policy::{self, Capability, Origin};
 use crate::router::{Route, Router};
 use crate::server::{self, HttpLimits, ListenAddr, Listener, Server};
 
@@ -221,6 +222,13 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
     };
 
     let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let capabilities: Vec<Capability> = grants
+        .iter()
+        .map(|g| Capability { path: g.path.clone(), write: g.write, shared: false, origin: Origin::Flag(g.origin.clone()) })
+        .collect();
+    for (read, write) in policy::read_only_inside_write(&capabilities) {
+        tracing::warn!("{}", policy::nested_warning(&name, read, write));
+    }
     Ok(GuestSpec {
         name: name.as_str().into(),
         script,
