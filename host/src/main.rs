@@ -45,7 +45,10 @@ fn main() -> ExitCode {
         // wasmtime-wasi opens a span per WASI call: keep them out of the log
         // (and off the hot path) unless asked for.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime_wasi=warn,wasmtime=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal; log files and pipes get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     let cli = Cli::parse();
     let result = match cli.command {
