@@ -242,71 +242,32 @@ def _guard_sockets():
 
 
 def _install_denial_explainer(config):
-    """Explains, in the host log, an open() the sandbox will refuse.
+    """Explains, in the host log, why an open() was refused.
 
-    The sandbox itself enforces the grants (the app sees the ordinary Python
-    error); this audit hook only says why, once per path, naming the group,
-    the policies in force and the grant that would allow it."""
+    The sandbox itself enforces the grants and the app sees the ordinary
+    Python error; this only says why, once per path: a path outside every
+    grant, a write to a read-only grant, or a symlink leaving its grant,
+    naming the group, the policies in force and the grant that would allow it.
+    It wraps open() and does its work only when an open fails, so it costs
+    nothing on the paths that work."""
     grants = sorted(
         ((g["path"].rstrip("/") or "/", g["write"]) for g in config.get("grants", [])),
         key=lambda g: -len(g[0]),
     )
     group = config.get("group", "?")
     policies = config.get("policies", [])
-    # On WASI, O_RDONLY is a bit of its own and O_RDWR = O_RDONLY | O_WRONLY.
-    write_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     normpath = os.path.normpath
     explained = set()
-
-    def hook(event, args):
-        if event != "open":
-            return
-        path, mode, flags = args
-        if not isinstance(path, str):
-            return  # a file descriptor or bytes path: nothing to explain cheaply
-        writing = bool(flags & write_flags) if isinstance(flags, int) else False
-        if isinstance(mode, str) and any(c in mode for c in "wax+"):
-            writing = True
-        if not path.startswith("/"):
-            path = os.path.join(os.getcwd(), path)
-        path = normpath(path)
-        if path.startswith("/usr/local/lib/python3"):
-            return  # the interpreter's own standard library
-        for root, write in grants:
-            if path == root or path.startswith(root + "/") or root == "/":
-                if write or not writing:
-                    return
-                reason = f"{root} is granted read-only"
-                access = "write"
-                break
-        else:
-            reason = "it is outside every directory this group may use"
-            access = "write" if writing else "read"
-        if (path, writing) in explained or len(explained) > 1000:
-            return
-        explained.add((path, writing))
-        granted = ", ".join(f"{r} ({'write' if w else 'read'})" for r, w in reversed(grants)) or "none"
-        log(
-            "warn",
-            f"denied: {'writing' if writing else 'reading'} {path}: {reason}. Group {group!r};"
-            f" policies in force: {', '.join(policies) or 'none'}; grants: {granted}."
-            f" A grant that would allow it:\n[[grant]]\npath = {os.path.dirname(path)!r}\naccess = {access!r}",
-        )
-
-    sys.addaudithook(hook)
 
     def grant_of(path):
         for root, write in grants:
             if path == root or path.startswith(root + "/") or root == "/":
-                return root
+                return root, write
         return None
 
     def symlink_escape(path):
         """The first symlink on `path` the sandbox will not follow, as
         (link, target, grant holding the link), or None."""
-        if not isinstance(path, str):
-            return None
-        path = normpath(os.path.join(os.getcwd(), path))
         current = ""
         for part in path.split("/")[1:]:
             current = f"{current}/{part}"
@@ -316,41 +277,60 @@ def _install_denial_explainer(config):
                 target = os.readlink(current)
             except OSError:
                 # The sandbox will not even reveal an absolute link's target.
-                return current, "an absolute path", grant_of(current)
+                return current, "an absolute path", (grant_of(current) or ("?",))[0]
             resolved = normpath(os.path.join(os.path.dirname(current), target))
             if os.path.isabs(target) or grant_of(resolved) is None:
-                return current, target, grant_of(current)
+                return current, target, (grant_of(current) or ("?",))[0]
             current = resolved
         return None
 
-    def explain_symlink(path):
-        found = symlink_escape(path)
-        if found is None:
+    def explain(path, writing=False):
+        """Logs why opening `path` was refused; returns the explanation."""
+        if not isinstance(path, str) or (path, writing) in explained or len(explained) > 1000:
             return ""
-        link, target, grant = found
-        message = (
-            f"{link} is a symlink to {target}, which the sandbox does not follow: a link may"
-            f" only lead to a place inside the same grant ({grant}), by a relative path."
-            f" Grant the real directory to group {group!r} and use it directly, or put it on"
-            f" python_path instead of symlinking a module into place."
-        )
-        log("warn", f"denied: {path}: {message}")
+        path = normpath(os.path.join(os.getcwd(), path))
+        if path.startswith("/usr/local/lib/python3"):
+            return ""  # the interpreter's own standard library
+        explained.add((path, writing))
+        found = symlink_escape(path)
+        if found:
+            link, target, grant = found
+            message = (
+                f"{link} is a symlink to {target}, which the sandbox does not follow: a link may"
+                f" only lead to a place inside the same grant ({grant}), by a relative path."
+                f" Grant the real directory to group {group!r} and use it directly, or put it on"
+                f" python_path instead of symlinking a module into place."
+            )
+        else:
+            grant = grant_of(path)
+            if grant is None:
+                reason, access = "it is outside every directory this group may use", "write" if writing else "read"
+            elif writing and not grant[1]:
+                reason, access = f"{grant[0]} is granted read-only", "write"
+            else:
+                return ""  # an ordinary error (a missing file inside a grant)
+            granted = ", ".join(f"{r} ({'write' if w else 'read'})" for r, w in reversed(grants)) or "none"
+            message = (
+                f"{reason}. Group {group!r}; policies in force: {', '.join(policies) or 'none'};"
+                f" grants: {granted}. A grant that would allow it:\n[[grant]]\npath = {os.path.dirname(path)!r}\naccess = {access!r}"
+            )
+        log("warn", f"denied: {'writing' if writing else 'reading'} {path}: {message}")
         return message
 
-    global _explain_symlink
-    _explain_symlink = explain_symlink
+    global _explain_denial
+    _explain_denial = explain
 
     import builtins
     import io
 
     real_open = builtins.open
 
-    def open(file, *args, **kwargs):
+    def open(file, mode="r", *args, **kwargs):
         try:
-            return real_open(file, *args, **kwargs)
+            return real_open(file, mode, *args, **kwargs)
         except OSError as e:
             if e.errno in _DENIED_ERRNOS:
-                explain_symlink(file)
+                explain(file, isinstance(mode, str) and any(c in mode for c in "wax+"))
             raise
 
     open.__doc__ = real_open.__doc__
@@ -361,7 +341,7 @@ def _install_denial_explainer(config):
 _DENIED_ERRNOS = {2, 44, 63, 76}  # WASI EACCES, ENOENT, EPERM, ENOTCAPABLE
 
 
-def _explain_symlink(path):
+def _explain_denial(path, writing=False):
     """Replaced by _install_denial_explainer; explains nothing before it runs."""
     return ""
 
@@ -439,7 +419,7 @@ def load_application(script, callable_name):
         text = "".join(traceback.format_exception(e))
         hint = ""
         failed_path = getattr(e, "filename", None) or getattr(e, "path", None)
-        symlink = _explain_symlink(failed_path) if failed_path else ""
+        symlink = _explain_denial(failed_path) if failed_path else ""
         if not symlink and isinstance(e, ModuleNotFoundError) and e.name:
             # A module symlinked in from outside the grants is invisible to
             # the import system: look for the link itself.
@@ -447,7 +427,7 @@ def load_application(script, callable_name):
             for entry in sys.path:
                 for candidate in (os.path.join(entry, top + ".py"), os.path.join(entry, top)):
                     if entry and not symlink and os.path.islink(candidate):
-                        symlink = _explain_symlink(candidate)
+                        symlink = _explain_denial(candidate)
         if symlink:
             hint = f"\nHint: {symlink}"
         if hint:

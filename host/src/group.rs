@@ -67,14 +67,24 @@ impl Group {
 
     /// Starts `size` instances at once; all must import the app.
     async fn start_generation(self: &Arc<Self>) -> Result<Vec<Instance>, StartError> {
-        let starts = (0..self.size).map(|_| {
-            let group = self.clone();
-            async move {
-                let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
-                Instance::start(&group.pre, &group.spec, id).await
+        // One task per instance, so they import the app in parallel.
+        let starts: Vec<_> = (0..self.size)
+            .map(|_| {
+                let group = self.clone();
+                tokio::spawn(async move {
+                    let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
+                    Instance::start(&group.pre, &group.spec, id).await
+                })
+            })
+            .collect();
+        let mut instances = Vec::with_capacity(starts.len());
+        for start in starts {
+            match start.await {
+                Ok(result) => instances.push(result?),
+                Err(e) => return Err(StartError::Crashed(format!("the start task failed: {e}"))),
             }
-        });
-        futures::future::join_all(starts).await.into_iter().collect()
+        }
+        Ok(instances)
     }
 
     /// Replaces every instance with one running the code as it is now.
