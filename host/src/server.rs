@@ -175,10 +175,11 @@ fn info_target(parts: &http::request::Parts) -> &str {
     parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
 }
 
-/// A 400 that also ends the connection: after a request we refuse, nothing
-/// later on the same connection can be trusted to be framed right.
-fn bad_request() -> Response<ResponseBody> {
-    let mut response = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+/// A refusal that also ends the connection: after a request we refuse
+/// unread, nothing later on the same connection can be trusted to be framed
+/// right.
+fn refuse_and_close(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut response = plain(status, text);
     response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     response
 }
@@ -202,15 +203,13 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     if declared.is_some_and(|n| n > server.limits.max_body_bytes) {
         tracing::warn!(target: "wasgi::access", request = id, status = 413,
             "{} {}: body of {} bytes is over max_body_bytes ({})", info.method, info.target, declared.unwrap_or(0), server.limits.max_body_bytes);
-        let mut response = plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
-        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        return response;
+        return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
     }
     let environ = match environ::build(&parts, &conn, &route.mount, id) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
-            return bad_request();
+            return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
         }
     };
     let group = &route.group;
