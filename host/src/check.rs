@@ -246,7 +246,8 @@ pub fn report(plan: &Plan) -> String {
     out
 }
 
-/// `wasgi serve --config FILE`: check, bind, start every group, serve.
+/// `wasgi serve --config FILE`: check, bind, start every group, serve;
+/// SIGHUP re-reads the file and its policies.
 pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Duration) -> Result<()> {
     let started = Instant::now();
     let cache_dir = interpreter.cache_dir();
@@ -256,36 +257,126 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        // Before anything else: SIGHUP's default action would end the process.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut listeners = Vec::new();
         for addr in &plan.config.listen {
             listeners.push(Listener::bind(addr).await?);
         }
         let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
-        let starts = plan.apps.into_iter().map(|a| {
-            let pre = pre.clone();
-            async move {
-                let name = a.spec.name.clone();
-                tracing::info!(app = %name, "starting {} instance(s) of {}", a.group.instances, a.spec.script.display());
-                Group::start(a.spec, pre, a.group.instances, a.group.max_queue)
-                    .await
-                    .map(|group| (a.app, group))
-                    .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))
-            }
-        });
-        let mut routes = Vec::new();
-        for result in futures::future::join_all(starts).await {
-            let (app, group): (AppConfig, Arc<Group>) = result?;
-            for host in &app.hosts {
-                routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone() });
-            }
-        }
+        let (routes, groups) = start_apps(plan.apps, &pre, &[]).await?;
         let server = Server::new(Router::new(routes), plan.config.http.clone());
         for listener in &listeners {
             tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
         }
-        server::serve(server, listeners, crate::run::shutdown_signal(), graceful_timeout).await
+        let reloader = Reloader { server: server.clone(), config_file: config_file.to_owned(), cache_dir, pre, groups, listen: plan.config.listen };
+        let reloads = tokio::spawn(reloader.run(hangup));
+        let result = server::serve(server, listeners, crate::run::shutdown_signal(), graceful_timeout).await;
+        reloads.abort();
+        result
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts a group for each app, reusing a running group whose spec, size and
+/// queue are unchanged. If one fails, the groups started here are retired
+/// and the error returned.
+async fn start_apps(
+    apps: Vec<AppPlan>,
+    pre: &wasmtime::InstancePre<crate::instance::GuestState>,
+    running: &[Arc<Group>],
+) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
+    let mut kept = Vec::new();
+    let mut to_start = Vec::new();
+    for a in apps {
+        match running.iter().find(|g| g.runs(&a.spec, a.group.instances, a.group.max_queue)) {
+            Some(group) => kept.push((a.app, group.clone())),
+            None => to_start.push(a),
+        }
+    }
+    let starts = to_start.into_iter().map(|a| {
+        let pre = pre.clone();
+        async move {
+            let name = a.spec.name.clone();
+            tracing::info!(app = %name, "starting {} instance(s) of {}", a.group.instances, a.spec.script.display());
+            Group::start(a.spec, pre, a.group.instances, a.group.max_queue)
+                .await
+                .map(|group| (a.app, group))
+                .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))
+        }
+    });
+    let mut started = Vec::new();
+    let mut failure = None;
+    for result in futures::future::join_all(starts).await {
+        match result {
+            Ok(pair) => started.push(pair),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        for (_, group) in &started {
+            group.retire();
+        }
+        return Err(e);
+    }
+    let mut routes = Vec::new();
+    let mut groups: Vec<Arc<Group>> = Vec::new();
+    for (app, group) in kept.into_iter().chain(started) {
+        for host in &app.hosts {
+            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone() });
+        }
+        if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
+            groups.push(group);
+        }
+    }
+    Ok((routes, groups))
+}
+
+/// SIGHUP: re-read wasgi.toml and the policies. New groups start, changed
+/// ones are replaced, removed ones finish their queued requests and stop; the
+/// listening sockets stay open throughout. A configuration with problems is
+/// refused with its errors in the log, and the running one keeps serving.
+struct Reloader {
+    server: Arc<Server>,
+    config_file: PathBuf,
+    cache_dir: PathBuf,
+    pre: wasmtime::InstancePre<crate::instance::GuestState>,
+    groups: Vec<Arc<Group>>,
+    listen: Vec<crate::server::ListenAddr>,
+}
+
+impl Reloader {
+    async fn run(mut self, mut hangup: tokio::signal::unix::Signal) {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading {}", self.config_file.display());
+            if let Err(e) = self.reload().await {
+                tracing::error!("the new configuration is refused; the running one keeps serving:\n{e:#}");
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        let plan = plan(&self.config_file, &self.cache_dir)?;
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+        if plan.config.listen != self.listen {
+            tracing::warn!("[[listen]] changed: listeners are kept open across reloads, so the change takes effect at the next restart");
+        }
+        let (routes, groups) = start_apps(plan.apps, &self.pre, &self.groups).await?;
+        self.server.replace_router(Router::new(routes));
+        let mut retired = 0;
+        for old in &self.groups {
+            if !groups.iter().any(|g| Arc::ptr_eq(g, old)) {
+                old.retire();
+                retired += 1;
+            }
+        }
+        let kept = groups.iter().filter(|g| self.groups.iter().any(|o| Arc::ptr_eq(g, o))).count();
+        tracing::info!("configuration reloaded: {kept} group(s) unchanged, {} started, {retired} retired", groups.len() - kept);
+        self.groups = groups;
+        Ok(())
+    }
 }

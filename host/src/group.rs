@@ -88,7 +88,7 @@ impl Group {
     }
 
     /// Replaces every instance with one running the code as it is now.
-    async fn reload(self: &Arc<Self>) {
+    pub async fn reload(self: &Arc<Self>) {
         let started = std::time::Instant::now();
         match self.start_generation().await {
             Ok(instances) => {
@@ -105,6 +105,17 @@ impl Group {
 
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// True if this group runs `spec` with the same size and queue.
+    pub fn runs(&self, spec: &GuestSpec, size: usize, max_queue: usize) -> bool {
+        *self.spec == *spec && self.size == size && self.queue.capacity() == Some(max_queue.max(1))
+    }
+
+    /// Takes no new requests; the queued ones are served, then every
+    /// instance stops (a group removed by a config reload).
+    pub fn retire(&self) {
+        self.queue.close();
     }
 
     /// Queues a request; a full queue gives it back (the caller answers 503).

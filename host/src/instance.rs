@@ -49,7 +49,9 @@ impl Grant {
 }
 
 /// Everything an instance of one app is made from; shared by its group.
-#[derive(Debug)]
+/// Two equal specs make identical instances (a config reload keeps a group
+/// whose spec did not change).
+#[derive(Debug, PartialEq, Eq)]
 pub struct GuestSpec {
     /// The name the log uses for this app.
     pub name: Arc<str>,
@@ -83,7 +85,7 @@ pub enum Reload {
 }
 
 /// The lifecycle limits of a group (mod_wsgi's daemon-process options).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// A request running longer is interrupted: 504, the instance replaced.
     pub request_timeout: Option<std::time::Duration>,

@@ -319,6 +319,8 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before anything else: SIGHUP's default action would end the process.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         // Bind first: an address in use is a flag error, reported at once.
         let mut listeners = Vec::new();
         for addr in &args.listen {
@@ -333,6 +335,15 @@ pub fn run(args: RunArgs) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
 
+        let reloading = group.clone();
+        tokio::spawn(async move {
+            // SIGHUP restarts the instances on the code as it is now, without
+            // failing a request (there is no config file to re-read).
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: restarting the instances");
+                reloading.reload().await;
+            }
+        });
         let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]), args.http.limits());
         for listener in &listeners {
             tracing::info!(

@@ -144,14 +144,24 @@ impl Default for HttpLimits {
 
 /// What every connection shares.
 pub struct Server {
-    pub router: Router,
+    /// Swapped whole by a configuration reload; each request reads it once.
+    router: std::sync::RwLock<Arc<Router>>,
     pub limits: HttpLimits,
     next_request: AtomicU64,
 }
 
 impl Server {
     pub fn new(router: Router, limits: HttpLimits) -> Arc<Server> {
-        Arc::new(Server { router, limits, next_request: AtomicU64::new(1) })
+        Arc::new(Server { router: std::sync::RwLock::new(Arc::new(router)), limits, next_request: AtomicU64::new(1) })
+    }
+
+    pub fn router(&self) -> Arc<Router> {
+        self.router.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Routes new requests by `router` from now on; returns the old one.
+    pub fn replace_router(&self, router: Router) -> Arc<Router> {
+        std::mem::replace(&mut *self.router.write().unwrap_or_else(|e| e.into_inner()), Arc::new(router))
     }
 }
 
@@ -195,7 +205,8 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     let host = parts.headers.get(http::header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
     let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
-    let Some(route) = server.router.route(host, &path) else {
+    let router = server.router();
+    let Some(route) = router.route(host, &path) else {
         tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };

@@ -77,3 +77,52 @@ fn an_edited_script_is_reloaded_without_failing_a_request() {
     assert!(server.log.text().contains("JSONDecodeError"), "{}", server.log.text());
     assert_eq!(server.get("/").text(), "two");
 }
+
+/// A config with one group per (name, script text), each on its own host.
+fn write_config(dir: &std::path::Path, apps: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = String::from("[[listen]]\naddress = \"127.0.0.1:0\"\n");
+    for (name, version) in apps {
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let script = home.join("app.wsgi");
+        if std::fs::read_to_string(&script).ok().as_deref() != Some(app(version).as_str()) {
+            std::fs::write(&script, app(version)).unwrap();
+        }
+        text.push_str(&format!(
+            "\n[[group]]\nname = \"{name}\"\ninstances = 1\n\n[[app]]\nhost = \"{name}.example\"\nscript = \"{}\"\ngroup = \"{name}\"\n",
+            script.display()
+        ));
+    }
+    let file = dir.join("wasgi.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn get_host(server: &Wasgi, host: &str) -> (u16, String) {
+    let r = server.request(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+    (r.status, r.text())
+}
+
+#[test]
+fn sighup_reloads_the_config_keeping_the_listener_and_refuses_a_broken_one() {
+    let dir = TempDir::new("sighup");
+    let config = write_config(dir.path(), &[("alpha", "alpha-1"), ("beta", "beta-1")]);
+    let server = Wasgi::serve(&config);
+    assert_eq!(get_host(&server, "alpha.example").1, "alpha-1");
+    assert_eq!(get_host(&server, "beta.example").1, "beta-1");
+
+    // alpha unchanged, beta removed, gamma added.
+    write_config(dir.path(), &[("alpha", "alpha-1"), ("gamma", "gamma-1")]);
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for("configuration reloaded: 1 group(s) unchanged, 1 started, 1 retired", Duration::from_secs(60));
+    assert_eq!(get_host(&server, "gamma.example").1, "gamma-1", "the same listener serves the new group");
+    assert_eq!(get_host(&server, "alpha.example").1, "alpha-1");
+    assert_eq!(get_host(&server, "beta.example").1, "alpha-1", "beta's host now falls to the default virtual host");
+
+    // A broken config is refused; the running one keeps serving.
+    std::fs::write(&config, "[[group]]\nname = \"x\"\nbogus = 1\n").unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for("the new configuration is refused", Duration::from_secs(30));
+    server.log.wait_for("wasgi.toml:3: (unknown key)", Duration::from_secs(10));
+    assert_eq!(get_host(&server, "gamma.example").1, "gamma-1");
+}
