@@ -135,6 +135,7 @@ struct RawGroup {
     startup_timeout: Option<Spanned<i64>>,
     queue_timeout: Option<Spanned<i64>>,
     maximum_requests: Option<Spanned<i64>>,
+    inactivity_timeout: Option<Spanned<i64>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
 }
@@ -333,6 +334,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             startup_timeout: off_or_more(&g.startup_timeout, "startup_timeout", secs(defaults.startup_timeout), &mut problems).map(std::time::Duration::from_secs),
             queue_timeout: off_or_more(&g.queue_timeout, "queue_timeout", secs(defaults.queue_timeout), &mut problems).map(std::time::Duration::from_secs),
             maximum_requests: off_or_more(&g.maximum_requests, "maximum_requests", defaults.maximum_requests, &mut problems),
+            inactivity_timeout: off_or_more(&g.inactivity_timeout, "inactivity_timeout", secs(defaults.inactivity_timeout), &mut problems)
+                .map(std::time::Duration::from_secs),
         };
         let reload = match g.reload_on_change.as_ref().map(|v| (v, v.get_ref())) {
             None => Reload::Off,

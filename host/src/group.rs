@@ -33,6 +33,10 @@ pub struct Group {
     failed_starts: AtomicU64,
     /// The generation that should be serving; older workers retire.
     generation: tokio::sync::watch::Sender<u64>,
+    /// Instances serving (or waiting for) requests.
+    live: std::sync::atomic::AtomicUsize,
+    /// Set while instances are being started for a group that went idle.
+    waking: std::sync::atomic::AtomicBool,
 }
 
 impl Group {
@@ -52,8 +56,11 @@ impl Group {
             next_instance: AtomicU64::new(1),
             failed_starts: AtomicU64::new(0),
             generation: tokio::sync::watch::Sender::new(0),
+            live: std::sync::atomic::AtomicUsize::new(0),
+            waking: std::sync::atomic::AtomicBool::new(false),
         });
         let instances = group.start_generation().await?;
+        group.live.fetch_add(instances.len(), Ordering::AcqRel);
         let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
         tracing::info!(group = %group.name, "{size} instance(s) ready; linear memory {:.1} MiB each", memory as f64 / (1 << 20) as f64);
         for instance in instances {
@@ -93,6 +100,7 @@ impl Group {
         match self.start_generation().await {
             Ok(instances) => {
                 let next = *self.generation.borrow() + 1;
+                self.live.fetch_add(instances.len(), Ordering::AcqRel);
                 for instance in instances {
                     self.spawn_worker(instance, next);
                 }
@@ -119,8 +127,31 @@ impl Group {
     }
 
     /// Queues a request; a full queue gives it back (the caller answers 503).
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.queue.try_send(job).map_err(|e| e.into_inner())
+    /// A group whose instances all went idle starts them again.
+    pub fn submit(self: &Arc<Self>, job: Job) -> Result<(), Job> {
+        self.queue.try_send(job).map_err(|e| e.into_inner())?;
+        if self.live.load(Ordering::Acquire) == 0 && !self.waking.swap(true, Ordering::AcqRel) {
+            let group = self.clone();
+            group.live.fetch_add(group.size, Ordering::AcqRel);
+            tokio::spawn(async move {
+                tracing::info!(group = %group.name, "a request arrived for an idle group: starting {} instance(s)", group.size);
+                let generation = *group.generation.borrow();
+                match group.start_generation().await {
+                    Ok(instances) => {
+                        for instance in instances {
+                            group.spawn_worker(instance, generation);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(group = %group.name, "the app could not start again: {e}");
+                        group.live.fetch_sub(group.size, Ordering::AcqRel);
+                        group.replace();
+                    }
+                }
+                group.waking.store(false, Ordering::Release);
+            });
+        }
+        Ok(())
     }
 
     /// Requests waiting for an instance.
@@ -128,13 +159,21 @@ impl Group {
         self.queue.len()
     }
 
+    /// Runs `instance` until it stops. Its place in `live` must have been
+    /// reserved by the caller, before the instance started, so that a
+    /// request arriving meanwhile does not wake an idle group twice.
     fn spawn_worker(self: &Arc<Self>, instance: Instance, generation: u64) {
-        tokio::spawn(serve_requests(self.clone(), instance, generation));
+        let group = self.clone();
+        tokio::spawn(async move {
+            serve_requests(group.clone(), instance, generation).await;
+            group.live.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Starts a replacement for a lost instance, backing off after failures.
     fn replace(self: &Arc<Self>) {
         let group = self.clone();
+        group.live.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             loop {
                 let failures = group.failed_starts.load(Ordering::Relaxed);
@@ -182,6 +221,13 @@ async fn serve_requests(group: Arc<Group>, mut instance: Instance, generation: u
             tracing::debug!(group = %group.name, instance = instance.io.id, "retired by a reload");
             return;
         }
+        let idle_limit = group.spec.limits.inactivity_timeout;
+        let idle = async {
+            match idle_limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
         let job = tokio::select! {
             biased;
             _ = current.changed() => continue,
@@ -189,6 +235,11 @@ async fn serve_requests(group: Arc<Group>, mut instance: Instance, generation: u
                 Ok(job) => job,
                 Err(_) => return,
             },
+            _ = idle => {
+                tracing::info!(group = %group.name, instance = instance.io.id,
+                    "stopped after {}s without a request (inactivity_timeout)", idle_limit.unwrap_or_default().as_secs());
+                return;
+            }
         };
         if let Err(lost) = request::serve(&group, &mut instance, job).await {
             tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");

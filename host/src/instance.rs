@@ -95,6 +95,9 @@ pub struct Limits {
     pub queue_timeout: Option<std::time::Duration>,
     /// An instance is replaced after about this many requests (±10%).
     pub maximum_requests: Option<u64>,
+    /// An instance idle this long is stopped; the group starts instances
+    /// again when the next request arrives.
+    pub inactivity_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -105,6 +108,7 @@ impl Default for Limits {
             startup_timeout: Some(Duration::from_secs(60)),
             queue_timeout: Some(Duration::from_secs(30)),
             maximum_requests: None,
+            inactivity_timeout: None,
         }
     }
 }

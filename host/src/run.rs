@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// Replace an instance after about this many requests (±10%); 0 = never.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub maximum_requests: u64,
+    /// Stop instances idle this long; the next request starts them again; 0 = never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub inactivity_timeout: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
@@ -140,6 +143,7 @@ impl RunArgs {
             startup_timeout: secs(self.startup_timeout),
             queue_timeout: secs(self.queue_timeout),
             maximum_requests: (self.maximum_requests > 0).then_some(self.maximum_requests),
+            inactivity_timeout: secs(self.inactivity_timeout),
         }
     }
 }

@@ -169,3 +169,16 @@ fn max_connections_holds_new_connections_until_one_closes() {
     third.read_to_end(&mut rest).unwrap();
     assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&rest));
 }
+
+#[test]
+fn inactivity_timeout_stops_idle_instances_and_the_next_request_starts_them_again() {
+    let server = features(&["--instances", "2", "--inactivity-timeout", "1"]);
+    assert_eq!(server.get("/head").text(), "hello");
+    let log = server.log.wait_for("without a request (inactivity_timeout)", Duration::from_secs(10));
+    let _ = log;
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = server.log.text().matches("without a request (inactivity_timeout)").count();
+    assert_eq!(stopped, 2, "{}", server.log.text());
+    assert_eq!(server.get("/head").text(), "hello", "the next request is served");
+    server.log.wait_for("a request arrived for an idle group: starting 2 instance(s)", Duration::from_secs(10));
+}
