@@ -136,6 +136,7 @@ struct RawGroup {
     queue_timeout: Option<Spanned<i64>>,
     maximum_requests: Option<Spanned<i64>>,
     inactivity_timeout: Option<Spanned<i64>>,
+    cpu_time_limit: Option<Spanned<i64>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
 }
@@ -335,6 +336,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             queue_timeout: off_or_more(&g.queue_timeout, "queue_timeout", secs(defaults.queue_timeout), &mut problems).map(std::time::Duration::from_secs),
             maximum_requests: off_or_more(&g.maximum_requests, "maximum_requests", defaults.maximum_requests, &mut problems),
             inactivity_timeout: off_or_more(&g.inactivity_timeout, "inactivity_timeout", secs(defaults.inactivity_timeout), &mut problems)
+                .map(std::time::Duration::from_secs),
+            cpu_time_limit: off_or_more(&g.cpu_time_limit, "cpu_time_limit", secs(defaults.cpu_time_limit), &mut problems)
                 .map(std::time::Duration::from_secs),
         };
         let reload = match g.reload_on_change.as_ref().map(|v| (v, v.get_ref())) {

@@ -98,6 +98,8 @@ pub struct Limits {
     /// An instance idle this long is stopped; the group starts instances
     /// again when the next request arrives.
     pub inactivity_timeout: Option<std::time::Duration>,
+    /// CPU time one request may use (wasm execution, not waiting).
+    pub cpu_time_limit: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -109,6 +111,7 @@ impl Default for Limits {
             queue_timeout: Some(Duration::from_secs(30)),
             maximum_requests: None,
             inactivity_timeout: None,
+            cpu_time_limit: None,
         }
     }
 }
@@ -117,6 +120,45 @@ impl Default for Limits {
 pub struct GuestState {
     wasi: WasiP1Ctx,
     limits: MemoryWatch,
+    cpu: Arc<CpuBudget>,
+}
+
+/// CPU time a request may use, counted in epoch ticks (10 ms each) during
+/// which the guest was running wasm code; waiting on I/O or a sleep does not
+/// count. Past the budget the guest is interrupted with a trap.
+#[derive(Default)]
+pub struct CpuBudget {
+    used: AtomicU64,
+    /// 0 means no limit.
+    limit: AtomicU64,
+    exceeded: std::sync::atomic::AtomicBool,
+}
+
+/// How often the epoch ticks (see `run::EpochTicker`).
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl CpuBudget {
+    /// Starts counting for a request; `None` lifts the limit.
+    pub fn start(&self, limit: Option<std::time::Duration>) {
+        self.used.store(0, Ordering::Relaxed);
+        let ticks = limit.map_or(0, |l| (l.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
+        self.limit.store(ticks, Ordering::Relaxed);
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// The epoch callback: yield to other tasks, or trap past the budget.
+    fn on_tick(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        let used = self.used.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit != 0 && used > limit {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(wasmtime::format_err!("cpu_time_limit exceeded"));
+        }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    }
 }
 
 /// The store's limits, which also publish the guest's linear-memory size so
@@ -238,6 +280,8 @@ pub struct Instance {
     memory_bytes: Arc<AtomicUsize>,
     /// Set when a deadline stopped the guest mid-work.
     timed_out: bool,
+    /// The CPU budget of the request being served.
+    pub cpu: Arc<CpuBudget>,
     /// Requests completed by this instance.
     pub served: u64,
 }
@@ -256,11 +300,13 @@ impl Instance {
             limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
             bytes: memory_bytes.clone(),
         };
-        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits });
+        let cpu = Arc::new(CpuBudget::default());
+        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits, cpu: cpu.clone() });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick (10 ms), so a busy guest neither holds a
         // worker thread other connections need nor escapes its deadline.
-        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| ctx.data().cpu.on_tick());
 
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(i) => i,
@@ -289,7 +335,7 @@ impl Instance {
             current_request,
             app: spec.name.clone(),
         };
-        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, served: 0 };
+        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0 };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
         if instance.timed_out() {
             let limit = spec.limits.startup_timeout.unwrap_or_default().as_secs_f64();

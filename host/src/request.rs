@@ -180,7 +180,9 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
     let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false };
     let mut outcome = Outcome { status: None, bytes: 0, note: "" };
     let limit = group.spec.limits.request_timeout;
+    instance.cpu.start(group.spec.limits.cpu_time_limit);
     let result = instance.drive(limit, async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
+    instance.cpu.start(None);
     instance.io.set_request(0);
     match result {
         Ok(()) => {
@@ -189,8 +191,15 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
             Ok(())
         }
         Err(gone) => {
-            let timed_out = instance.timed_out();
-            if timed_out {
+            let over_cpu = instance.cpu.exceeded();
+            let timed_out = instance.timed_out() || over_cpu;
+            if over_cpu {
+                tracing::error!(
+                    group = %group.name, instance = instance.io.id, request = info.id,
+                    "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
+                    info.method, info.target, group.spec.limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
+                );
+            } else if timed_out {
                 tracing::error!(
                     group = %group.name, instance = instance.io.id, request = info.id,
                     "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
@@ -216,7 +225,14 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
                     outcome.status
                 }
             };
-            access_log(group, &info, status, outcome.bytes, if timed_out { "request_timeout" } else { "instance lost" });
+            let note = if over_cpu {
+                "cpu_time_limit"
+            } else if timed_out {
+                "request_timeout"
+            } else {
+                "instance lost"
+            };
+            access_log(group, &info, status, outcome.bytes, note);
             Err(gone)
         }
     }

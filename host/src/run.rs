@@ -90,6 +90,9 @@ pub struct RunArgs {
     /// Replace an instance after about this many requests (±10%); 0 = never.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub maximum_requests: u64,
+    /// CPU time one request may use (wasm execution, not waiting); past it, 504 and a new instance; 0 = no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub cpu_time_limit: u64,
     /// Stop instances idle this long; the next request starts them again; 0 = never.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub inactivity_timeout: u64,
@@ -144,6 +147,7 @@ impl RunArgs {
             queue_timeout: secs(self.queue_timeout),
             maximum_requests: (self.maximum_requests > 0).then_some(self.maximum_requests),
             inactivity_timeout: secs(self.inactivity_timeout),
+            cpu_time_limit: secs(self.cpu_time_limit),
         }
     }
 }
@@ -269,7 +273,7 @@ impl EpochTicker {
             .name("wasgi-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(10));
+                    std::thread::sleep(crate::instance::EPOCH_TICK);
                     engine.increment_epoch();
                 }
             })

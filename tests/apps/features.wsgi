@@ -117,6 +117,18 @@ def application(environ, start_response):
     if path == "/alloc":
         hoard = bytearray(int(q.get("mb", "1")) << 20)
         return _text(start_response, f"allocated {len(hoard) >> 20} MiB")
+    if path == "/recurse":
+        def down(n):
+            return down(n + 1)
+
+        down(0)  # RecursionError at the default limit
+    if path == "/deep-json":
+        import json
+
+        nested = []
+        for _ in range(int(q.get("depth", "100000"))):
+            nested = [nested]
+        return _text(start_response, str(len(json.dumps(nested))))
     if path == "/abort":
         os.abort()  # a wasm trap (unreachable) inside wasi-libc
     if path == "/sleep":

@@ -182,3 +182,31 @@ fn inactivity_timeout_stops_idle_instances_and_the_next_request_starts_them_agai
     assert_eq!(server.get("/head").text(), "hello", "the next request is served");
     server.log.wait_for("a request arrived for an idle group: starting 2 instance(s)", Duration::from_secs(10));
 }
+
+#[test]
+fn cpu_time_limit_counts_running_not_waiting() {
+    let server = features(&["--instances", "2", "--cpu-time-limit", "1", "--request-timeout", "30"]);
+    let sleeper = in_background(&server, "/sleep?s=2");
+    let started = Instant::now();
+    let r = server.get("/spin");
+    assert_eq!(r.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    server.log.wait_for("GET /spin exceeded cpu_time_limit (1s)", Duration::from_secs(10));
+    let slept = sleeper.join().unwrap();
+    assert_eq!((slept.status, slept.text().as_str()), (200, "slept\n"), "two seconds of sleep use no CPU time");
+}
+
+#[test]
+fn deep_recursion_fails_the_request_not_the_server() {
+    let server = features(&["--instances", "1"]);
+    let r = server.get("/recurse");
+    assert_eq!(r.status, 500);
+    server.log.wait_for("RecursionError", Duration::from_secs(10));
+    // Recursion in C (the json encoder): a RecursionError, or a trapped
+    // instance that is replaced; either way only this request fails.
+    let r = server.get("/deep-json?depth=200000");
+    assert!(r.status == 500 || r.status == 502, "{} {}", r.status, r.text());
+    for _ in 0..3 {
+        assert_eq!(server.get("/head").text(), "hello");
+    }
+}
