@@ -261,7 +261,7 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut listeners = Vec::new();
         for addr in &plan.config.listen {
-            listeners.push(Listener::bind(addr).await?);
+            listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
         }
         let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
         let (routes, groups) = start_apps(plan.apps, &pre, &[]).await?;

@@ -108,6 +108,7 @@ struct RawHttp {
     header_read_timeout: Option<Spanned<i64>>,
     body_read_timeout: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
+    listen_backlog: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +294,9 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         }
         if let Some(n) = at_least_1(&h.max_connections, "max_connections") {
             http.max_connections = n as usize;
+        }
+        if let Some(n) = at_least_1(&h.listen_backlog, "listen_backlog") {
+            http.listen_backlog = n.min(u32::MAX as u64) as u32;
         }
     }
 

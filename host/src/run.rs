@@ -123,6 +123,9 @@ pub struct HttpArgs {
     /// Open connections at most; more wait in the listen backlog.
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
     pub max_connections: usize,
+    /// Connections the kernel queues for each TCP listener.
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().listen_backlog)]
+    pub listen_backlog: u32,
 }
 
 impl HttpArgs {
@@ -134,6 +137,7 @@ impl HttpArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
             body_read_timeout: Duration::from_secs(self.body_read_timeout.max(1)),
             max_connections: self.max_connections.max(1),
+            listen_backlog: self.listen_backlog.max(1),
         }
     }
 }
@@ -332,7 +336,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         // Bind first: an address in use is a flag error, reported at once.
         let mut listeners = Vec::new();
         for addr in &args.listen {
-            listeners.push(Listener::bind(addr).await?);
+            listeners.push(Listener::bind(addr, args.http.listen_backlog).await?);
         }
 
         let (pre, _ticker) = prepare_guests(&args.interpreter, &cache_dir).await?;

@@ -67,10 +67,17 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub async fn bind(addr: &ListenAddr) -> Result<Listener> {
+    /// Binds `addr`; TCP listeners get a listen queue of `backlog` connections.
+    pub async fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener> {
         match addr {
             ListenAddr::Tcp(a) => {
-                let l = TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
+                let bind = || -> std::io::Result<TcpListener> {
+                    let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(*a)?;
+                    socket.listen(backlog)
+                };
+                let l = bind().with_context(|| format!("cannot listen on {a}"))?;
                 Ok(Listener::Tcp(l))
             }
             ListenAddr::Unix(path) => {
@@ -127,6 +134,8 @@ pub struct HttpLimits {
     pub body_read_timeout: Duration,
     /// Open connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections the kernel queues for a TCP listener before refusing more.
+    pub listen_backlog: u32,
 }
 
 impl Default for HttpLimits {
@@ -138,6 +147,7 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            listen_backlog: 1024,
         }
     }
 }
