@@ -138,6 +138,14 @@ fn slow_clients_are_cut_off_by_the_read_timeouts() {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     assert!(started.elapsed() < Duration::from_secs(10), "the connection stayed open");
+    // An idle keep-alive connection is closed by the same timeout.
+    let mut s = server.connect();
+    s.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(http::read_response(&mut s, false).unwrap().status, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty() && started.elapsed() < Duration::from_secs(10), "the idle connection stayed open");
     // A body that stalls halfway.
     let mut s = server.connect();
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello").unwrap();

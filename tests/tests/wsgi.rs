@@ -309,3 +309,19 @@ fn sigterm_lets_requests_in_flight_finish_then_exits_zero() {
     // New connections are refused once shutdown began.
     assert!(std::net::TcpStream::connect(&server.addr).is_err());
 }
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let mut server = features(&["--instances", "1"]);
+    let mut stream = server.connect();
+    stream.write_all(b"GET /sleep?s=30 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    server.log.wait_for("SIGTERM received", Duration::from_secs(10));
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.wait(Duration::from_secs(10));
+    assert!(!status.success(), "a forced stop is not a clean exit");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(server.log.text().contains("second signal: stopping now"), "{}", server.log.text());
+}
