@@ -248,7 +248,7 @@ pub fn report(plan: &Plan) -> String {
 
 /// `wasgi serve --config FILE`: check, bind, start every group, serve;
 /// SIGHUP re-reads the file and its policies.
-pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Duration) -> Result<()> {
+pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
     let cache_dir = interpreter.cache_dir();
     let plan = plan(config_file, &cache_dir)?;
@@ -271,7 +271,8 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
         }
         let reloader = Reloader { server: server.clone(), config_file: config_file.to_owned(), cache_dir, pre, groups, listen: plan.config.listen };
         let reloads = tokio::spawn(reloader.run(hangup));
-        let result = server::serve(server, listeners, crate::run::shutdown_signal(), graceful_timeout).await;
+        let drain = graceful_timeout.unwrap_or(plan.config.graceful_timeout);
+        let result = server::serve(server, listeners, crate::run::shutdown_signal(), drain).await;
         reloads.abort();
         result
     })?;

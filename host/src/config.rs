@@ -89,6 +89,8 @@ impl Source {
 struct RawConfig {
     /// The policies directory, relative to this file.
     policies: Option<Spanned<String>>,
+    /// Seconds requests in flight may take to finish after SIGTERM/SIGINT.
+    graceful_timeout: Option<Spanned<i64>>,
     #[serde(default)]
     listen: Vec<RawListen>,
     #[serde(default)]
@@ -164,6 +166,7 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     pub apps: Vec<AppConfig>,
     pub http: HttpLimits,
+    pub graceful_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +269,14 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         listen.push("127.0.0.1:8000".parse().expect("a valid default"));
     }
 
+    let graceful_timeout = match &raw.graceful_timeout {
+        None => std::time::Duration::from_secs(30),
+        Some(v) if *v.get_ref() >= 0 => std::time::Duration::from_secs(*v.get_ref() as u64),
+        Some(v) => {
+            problems.push(source.problem(&v.span(), "graceful_timeout", format!("must be 0 or more seconds, not {}", v.get_ref())));
+            std::time::Duration::from_secs(30)
+        }
+    };
     let mut http = HttpLimits::default();
     if let Some(h) = &raw.http {
         let mut at_least_1 = |v: &Option<Spanned<i64>>, key: &str| -> Option<u64> {
@@ -441,7 +452,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http })
+        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout })
     } else {
         Err(Problems(problems))
     }

@@ -20,9 +20,10 @@ enum Command {
     Serve {
         #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
         config: PathBuf,
-        /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-        graceful_timeout: u64,
+        /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds
+        /// (overrides `graceful_timeout` in the file; default 30).
+        #[arg(long, value_name = "SECONDS")]
+        graceful_timeout: Option<u64>,
         #[command(flatten)]
         interpreter: wasgi::run::InterpreterArgs,
     },
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => wasgi::run::run(args),
         Command::Serve { config, graceful_timeout, interpreter } => {
-            wasgi::check::serve(&config, &interpreter, std::time::Duration::from_secs(graceful_timeout))
+            wasgi::check::serve(&config, &interpreter, graceful_timeout.map(std::time::Duration::from_secs))
         }
         Command::Check { config, interpreter } => match wasgi::check::plan(&config, &interpreter.cache_dir()) {
             Ok(plan) => {

@@ -218,3 +218,17 @@ fn deep_recursion_fails_the_request_not_the_server() {
         assert_eq!(server.get("/head").text(), "hello");
     }
 }
+
+#[test]
+fn graceful_timeout_caps_the_drain_after_sigterm() {
+    let mut server = features(&["--instances", "1", "--graceful-timeout", "1"]);
+    let stuck = in_background(&server, "/sleep?s=30");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "{}", server.log.text());
+    assert!(started.elapsed() < Duration::from_secs(10), "the drain was not capped");
+    assert!(server.log.text().contains("gave up waiting for connections after 1s"), "{}", server.log.text());
+    let _ = stuck.join();
+}
