@@ -91,8 +91,10 @@ pub fn flask_packages() -> PathBuf {
     pip_packages("flask", &["flask==3.1.*"])
 }
 
-/// Installs `requirements` with pip into target/test-packages/NAME, once.
-pub fn pip_packages(name: &str, requirements: &[&str]) -> PathBuf {
+/// Runs `install` into target/test-packages/NAME once per set of
+/// requirements (a marker file remembers them), under a lock shared by the
+/// test processes.
+fn install_once(name: &str, requirements: &[&str], install: impl FnOnce(&Path)) -> PathBuf {
     let dir = target_dir().join("test-packages").join(name);
     let _lock = FileLock::acquire(&target_dir().join("test-packages").join(format!(".{name}.lock")));
     let marker = dir.join(".installed");
@@ -101,38 +103,37 @@ pub fn pip_packages(name: &str, requirements: &[&str]) -> PathBuf {
         return dir;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"])
-        .arg(&dir)
-        .args(requirements)
-        .status()
-        .expect("run pip");
-    assert!(status.success(), "pip install {requirements:?} failed");
+    install(&dir);
     std::fs::write(&marker, wanted).unwrap();
     dir
+}
+
+/// Installs `requirements` with pip into target/test-packages/NAME, once.
+pub fn pip_packages(name: &str, requirements: &[&str]) -> PathBuf {
+    install_once(name, requirements, |dir| {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"])
+            .arg(dir)
+            .args(requirements)
+            .status()
+            .expect("run pip");
+        assert!(status.success(), "pip install {requirements:?} failed");
+    })
 }
 
 /// A virtualenv of the host's python3 with `requirements` installed, once
 /// (target/test-packages/venv-NAME): what a mod_wsgi user's python-home is.
 pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
-    let dir = target_dir().join("test-packages").join(format!("venv-{name}"));
-    let _lock = FileLock::acquire(&target_dir().join("test-packages").join(format!(".venv-{name}.lock")));
-    let marker = dir.join(".installed");
-    let wanted = requirements.join("\n");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("run python3 -m venv");
-    assert!(status.success(), "python3 -m venv failed");
-    let status = Command::new(dir.join("bin/python"))
-        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-        .args(requirements)
-        .status()
-        .expect("run pip");
-    assert!(status.success(), "pip install {requirements:?} into the venv failed");
-    std::fs::write(&marker, wanted).unwrap();
-    dir
+    install_once(&format!("venv-{name}"), requirements, |dir| {
+        let status = Command::new("python3").args(["-m", "venv"]).arg(dir).status().expect("run python3 -m venv");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(dir.join("bin/python"))
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(requirements)
+            .status()
+            .expect("run pip");
+        assert!(status.success(), "pip install {requirements:?} into the venv failed");
+    })
 }
 
 /// A scratch directory under target/, removed when dropped.

@@ -468,7 +468,7 @@ impl Table {
                 SymlinkAt => Request::new("symlink", &[b"planted-by-the-guest", p]),
                 WriteNew => Request::new("write", &[p]),
                 CreateExcl => Request::new("create_excl", &[p]),
-                _ => Request::new(op_app_name(op), &[p]),
+                _ => Request::new(op.name(), &[p]),
             };
             if op != CwdRead {
                 req.cwd = attack.cwd.clone();
@@ -496,31 +496,6 @@ impl Table {
                 check,
             });
         }
-    }
-}
-
-fn op_app_name(op: Op) -> &'static str {
-    match op {
-        Read => "read",
-        Write => "write",
-        Append => "append",
-        Truncate => "truncate",
-        Stat => "stat",
-        Lstat => "lstat",
-        Exists => "exists",
-        Chmod => "chmod",
-        Utime => "utime",
-        Lutime => "lutime",
-        Futime => "futime",
-        Unlink => "unlink",
-        Listdir => "listdir",
-        Scandir => "scandir",
-        Walk => "walk",
-        Chdir => "chdir",
-        Rmdir => "rmdir",
-        Readlink => "readlink",
-        Mkdir => "mkdir",
-        _ => unreachable!("{op:?} is built by hand"),
     }
 }
 
@@ -1046,7 +1021,7 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
     for (path, op) in &system {
         let app_op = match op {
             CreateExcl => "create_excl",
-            o => op_app_name(*o),
+            o => o.name(),
         };
         let add = |table: &mut Table, base: &str, trick: &str, p: Vec<u8>, cwd: Option<Vec<u8>>, dir_fd: Option<Vec<u8>>| {
             let mut req = Request::new(app_op, &[&p]);
