@@ -232,3 +232,30 @@ fn graceful_timeout_caps_the_drain_after_sigterm() {
     assert!(server.log.text().contains("gave up waiting for connections after 1s"), "{}", server.log.text());
     let _ = stuck.join();
 }
+
+#[test]
+fn listen_backlog_bounds_the_connections_the_kernel_queues() {
+    // One connection is served and held; the accept loop waits for it to
+    // close, so later clients can only queue in the kernel, up to the backlog.
+    let server = features(&["--instances", "1", "--max-connections", "1", "--listen-backlog", "1"]);
+    let mut held = server.connect();
+    held.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(http::read_response(&mut held, false).unwrap().status, 200);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let mut queued = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
+            Ok(s) => queued.push(s),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(queued.len() <= 3, "{} connections queued past a backlog of 1", queued.len());
+    assert!(refused >= 5, "only {refused} of 8 connections were held off");
+    // Once the held connection closes, the queued ones are served.
+    drop(held);
+    let mut first = queued.remove(0);
+    first.write_all(b"GET /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(http::read_response(&mut first, false).unwrap().status, 200);
+}
