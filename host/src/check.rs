@@ -265,7 +265,7 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
         }
         let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
         let (routes, groups) = start_apps(plan.apps, &pre, &[]).await?;
-        let server = Server::new(Router::new(routes), plan.config.http.clone());
+        let server = Server::new(Router::new(routes), plan.config.http.clone(), plan.config.trusted_proxies.clone());
         for listener in &listeners {
             tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
         }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::instance::{Limits, Reload};
+use crate::forwarded::TrustedProxies;
 use crate::server::{HttpLimits, ListenAddr};
 
 /// One problem, located in a file.
@@ -91,6 +92,9 @@ struct RawConfig {
     policies: Option<Spanned<String>>,
     /// Seconds requests in flight may take to finish after SIGTERM/SIGINT.
     graceful_timeout: Option<Spanned<i64>>,
+    /// Peers whose X-Forwarded-* / Forwarded headers are believed.
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
     #[serde(default)]
     listen: Vec<RawListen>,
     #[serde(default)]
@@ -167,6 +171,7 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub http: HttpLimits,
     pub graceful_timeout: std::time::Duration,
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +282,12 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             std::time::Duration::from_secs(30)
         }
     };
+    let mut trusted_proxies = TrustedProxies::default();
+    for (i, entry) in raw.trusted_proxies.iter().enumerate() {
+        if let Err(e) = trusted_proxies.add(entry.get_ref()) {
+            problems.push(source.problem(&entry.span(), format!("trusted_proxies[{i}]"), e));
+        }
+    }
     let mut http = HttpLimits::default();
     if let Some(h) = &raw.http {
         let mut at_least_1 = |v: &Option<Spanned<i64>>, key: &str| -> Option<u64> {
@@ -452,7 +463,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout })
+        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies })
     } else {
         Err(Problems(problems))
     }

@@ -10,6 +10,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::Version;
 
+use crate::forwarded::Forwarded;
+
 /// What the listener knows about a connection.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -72,8 +74,9 @@ pub fn split_mount<'a>(path: &'a [u8], mount: &'a str) -> (&'a [u8], &'a [u8]) {
     }
 }
 
-/// Builds the environ payload of a `Request` frame.
-pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64) -> Result<Bytes, EnvironError> {
+/// Builds the environ payload of a `Request` frame. `forwarded` is what a
+/// trusted proxy said about the original request (see [`crate::forwarded`]).
+pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, forwarded: Option<&Forwarded>) -> Result<Bytes, EnvironError> {
     // hyper lets Transfer-Encoding win over Content-Length (RFC 9112 §6.3);
     // a proxy in front may have done otherwise, so refuse the pair outright.
     if parts.headers.contains_key(http::header::TRANSFER_ENCODING) && parts.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -111,20 +114,31 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64) -> 
         },
     );
     env.put(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
-    env.put(b"wsgi.url_scheme", conn.scheme.as_bytes());
+    let scheme = forwarded.and_then(|f| f.scheme).unwrap_or(conn.scheme);
+    env.put(b"wsgi.url_scheme", scheme.as_bytes());
+    if scheme == "https" {
+        env.put(b"HTTPS", b"1");
+    }
     env.put(b"wasgi.request_id", request_id.to_string().as_bytes());
 
     // SERVER_NAME/PORT from the Host header (Apache's UseCanonicalName Off),
     // falling back to the address the connection arrived on.
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .map(|h| h.as_bytes().to_vec())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
+    let forwarded_host = forwarded.and_then(|f| f.host.as_ref()).map(|h| h.as_bytes().to_vec());
+    let host = forwarded_host.clone().or_else(|| {
+        parts
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes().to_vec())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
+    });
     let (mut server_name, mut server_port) = match &conn.local {
         Some(addr) => (addr.ip().to_string().into_bytes(), addr.port().to_string().into_bytes()),
         None => (b"localhost".to_vec(), b"80".to_vec()),
     };
+    if forwarded.is_some_and(|f| f.scheme.is_some() || f.host.is_some()) {
+        // Behind a proxy, the port the client used is not ours.
+        server_port = if scheme == "https" { b"443".to_vec() } else { b"80".to_vec() };
+    }
     if let Some(host) = &host {
         let (name, port) = split_host_port(host);
         if !name.is_empty() {
@@ -134,15 +148,24 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64) -> 
             server_port = port.to_vec();
         }
     }
+    if let Some(port) = forwarded.and_then(|f| f.port) {
+        server_port = port.to_string().into_bytes();
+    }
     env.put(b"SERVER_NAME", &server_name);
     env.put(b"SERVER_PORT", &server_port);
 
-    match conn.peer {
-        Some(peer) => {
+    match (forwarded.and_then(|f| f.client), conn.peer) {
+        (Some((ip, port)), _) => {
+            env.put(b"REMOTE_ADDR", ip.to_string().as_bytes());
+            if let Some(port) = port {
+                env.put(b"REMOTE_PORT", port.to_string().as_bytes());
+            }
+        }
+        (None, Some(peer)) => {
             env.put(b"REMOTE_ADDR", peer.ip().to_string().as_bytes());
             env.put(b"REMOTE_PORT", peer.port().to_string().as_bytes());
         }
-        None => env.put(b"REMOTE_ADDR", b""),
+        (None, None) => env.put(b"REMOTE_ADDR", b""),
     }
 
     if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
@@ -177,6 +200,10 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64) -> 
             value.extend_from_slice(v.as_bytes());
         }
         env.put(&key, &value);
+    }
+    if let Some(host) = &forwarded_host {
+        // Written last, so it replaces the proxy's own Host in the app's dict.
+        env.put(b"HTTP_HOST", host);
     }
     Ok(env.finish())
 }

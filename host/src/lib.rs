@@ -17,6 +17,7 @@
 //! - [`group`]: a pool of instances of one app; queueing, replacement, backoff.
 //! - [`request`]: one request's exchange with an instance, and the access log.
 //! - [`environ`]: HTTP request → WSGI environ (PEP 3333, CGI).
+//! - [`forwarded`]: what a trusted proxy says about the original request.
 //! - [`frames`]: the host ↔ bridge wire format.
 //! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
@@ -28,6 +29,7 @@
 pub mod check;
 pub mod config;
 pub mod environ;
+pub mod forwarded;
 pub mod frames;
 pub mod group;
 pub mod instance;

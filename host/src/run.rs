@@ -42,6 +42,9 @@ impl InterpreterArgs {
 pub struct RunArgs {
     /// The WSGI script: a `.wsgi` file (or `.py`) that defines `application`.
     pub script: PathBuf,
+    /// A proxy whose X-Forwarded-* / Forwarded headers are believed: an address, a CIDR block, or `unix` for Unix-socket peers (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxy: Vec<String>,
     /// Where to listen: HOST:PORT or unix:/path/to.sock (repeatable).
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: Vec<ListenAddr>,
@@ -328,6 +331,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if instances == 0 {
         bail!("--instances must be at least 1");
     }
+    let mut trusted = crate::forwarded::TrustedProxies::default();
+    for entry in &args.trusted_proxy {
+        trusted.add(entry).map_err(|e| anyhow::anyhow!("--trusted-proxy {e}"))?;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -356,7 +363,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 reloading.reload().await;
             }
         });
-        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]), args.http.limits());
+        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]), args.http.limits(), trusted);
         for listener in &listeners {
             tracing::info!(
                 "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",

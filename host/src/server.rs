@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
+use crate::forwarded::{self, TrustedProxies};
 use crate::request::{BodyLimits, ChannelBody, Head, Job, RequestInfo};
 use crate::router::Router;
 
@@ -157,12 +158,13 @@ pub struct Server {
     /// Swapped whole by a configuration reload; each request reads it once.
     router: std::sync::RwLock<Arc<Router>>,
     pub limits: HttpLimits,
+    pub trusted: TrustedProxies,
     next_request: AtomicU64,
 }
 
 impl Server {
-    pub fn new(router: Router, limits: HttpLimits) -> Arc<Server> {
-        Arc::new(Server { router: std::sync::RwLock::new(Arc::new(router)), limits, next_request: AtomicU64::new(1) })
+    pub fn new(router: Router, limits: HttpLimits, trusted: TrustedProxies) -> Arc<Server> {
+        Arc::new(Server { router: std::sync::RwLock::new(Arc::new(router)), limits, trusted, next_request: AtomicU64::new(1) })
     }
 
     pub fn router(&self) -> Arc<Router> {
@@ -213,7 +215,11 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         target: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.to_string()),
         started: Instant::now(),
     };
-    let host = parts.headers.get(http::header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()));
+    let forwarded = server.trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, &server.trusted));
+    let host = match forwarded.as_ref().and_then(|f| f.host.as_deref()) {
+        Some(h) => Some(h.as_bytes()),
+        None => parts.headers.get(http::header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes())),
+    };
     let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
     let router = server.router();
     let Some(route) = router.route(host, &path) else {
@@ -226,7 +232,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
             "{} {}: body of {} bytes is over max_body_bytes ({})", info.method, info.target, declared.unwrap_or(0), server.limits.max_body_bytes);
         return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
     }
-    let environ = match environ::build(&parts, &conn, &route.mount, id) {
+    let environ = match environ::build(&parts, &conn, &route.mount, id, forwarded.as_ref()) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);

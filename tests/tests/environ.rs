@@ -78,3 +78,46 @@ fn peer_address_and_port_come_from_the_connection() {
     let server_port = server.addr.rsplit(':').next().unwrap();
     assert_eq!(environ["SERVER_PORT"], server_port, "no port in Host: the listener's port");
 }
+
+fn environ_of(server: &Wasgi, raw: &str) -> serde_json::Value {
+    let r = server.request(raw.replace('\n', "\r\n").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+const FORWARDED_REQUEST: &str = "GET /environ HTTP/1.1\nHost: 127.0.0.1\nX-Forwarded-For: 203.0.113.5, 198.51.100.2\nX-Forwarded-Proto: https\nX-Forwarded-Host: shop.example\nConnection: close\n\n";
+
+#[test]
+fn forwarding_headers_from_a_trusted_proxy_set_the_client_scheme_and_host() {
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--trusted-proxy", "127.0.0.0/8"]);
+    let env = environ_of(&server, FORWARDED_REQUEST);
+    assert_eq!(env["REMOTE_ADDR"], "198.51.100.2", "the right-most untrusted hop");
+    assert!(env.get("REMOTE_PORT").is_none(), "the client's port is unknown");
+    assert_eq!(env["wsgi.url_scheme"], "https");
+    assert_eq!(env["HTTPS"], "1");
+    assert_eq!(env["HTTP_HOST"], "shop.example");
+    assert_eq!(env["SERVER_NAME"], "shop.example");
+    assert_eq!(env["SERVER_PORT"], "443");
+    assert_eq!(env["HTTP_X_FORWARDED_FOR"], "203.0.113.5, 198.51.100.2", "the headers still reach the app");
+
+    let env = environ_of(
+        &server,
+        "GET /environ HTTP/1.1\nHost: 127.0.0.1\nForwarded: for=192.0.2.60;proto=http, for=\"[2001:db8::7]:4711\";proto=https;host=rfc.example\nConnection: close\n\n",
+    );
+    assert_eq!((env["REMOTE_ADDR"].as_str(), env["REMOTE_PORT"].as_str()), (Some("2001:db8::7"), Some("4711")));
+    assert_eq!(env["HTTP_HOST"], "rfc.example");
+    assert_eq!(env["wsgi.url_scheme"], "https");
+}
+
+#[test]
+fn forwarding_headers_from_anyone_else_change_nothing() {
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--trusted-proxy", "192.0.2.1"]);
+    let env = environ_of(&server, FORWARDED_REQUEST);
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    assert_eq!(env["HTTP_HOST"], "127.0.0.1");
+    assert!(env.get("HTTPS").is_none());
+    assert_eq!(env["HTTP_X_FORWARDED_PROTO"], "https", "passed through unchanged");
+}

@@ -1,0 +1,233 @@
+//! Trusted forwarding: what a proxy in front of wasgi (Apache mod_proxy,
+//! nginx, a load balancer) says about the original request.
+//!
+//! Only a peer listed in `trusted_proxies` (or a Unix-socket peer, when
+//! trusted by choice) is believed. From it, `X-Forwarded-For/-Proto/-Host/
+//! -Port` and RFC 7239 `Forwarded` set REMOTE_ADDR, wsgi.url_scheme,
+//! HTTP_HOST, SERVER_NAME and SERVER_PORT. The client address is the
+//! right-most address in the chain that is not itself a trusted proxy, as
+//! Apache's mod_remoteip picks it; entries that do not parse are skipped.
+//! From any other peer the headers change nothing (they still reach the app
+//! as HTTP_* keys).
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// Who may speak for the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    pub nets: Vec<IpNet>,
+    /// Believe peers on Unix sockets (a local proxy such as Apache).
+    pub unix: bool,
+}
+
+impl TrustedProxies {
+    /// Parses `10.0.0.0/8`, `192.0.2.1`, `::1` or `unix`.
+    pub fn add(&mut self, entry: &str) -> Result<(), String> {
+        let entry = entry.trim();
+        if entry == "unix" {
+            self.unix = true;
+            return Ok(());
+        }
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("{entry:?} is not an address, a CIDR block or \"unix\""))?;
+        self.nets.push(net);
+        Ok(())
+    }
+
+    pub fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        match peer {
+            Some(ip) => self.nets.iter().any(|n| n.contains(&canonical(ip))),
+            None => self.unix,
+        }
+    }
+}
+
+/// `::ffff:10.0.0.1` is 10.0.0.1.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// What a trusted proxy told us; `None` where it said nothing usable.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    pub client: Option<(IpAddr, Option<u16>)>,
+    pub scheme: Option<&'static str>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// Every value of a header, split on commas, in order.
+fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// `192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]:443`, `"[2001:db8::1]"`.
+fn parse_node(node: &str) -> Option<(IpAddr, Option<u16>)> {
+    let node = node.trim().trim_matches('"');
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some((canonical(ip), None));
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip = ip.parse::<IpAddr>().ok()?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((canonical(ip), port));
+    }
+    let (ip, port) = node.rsplit_once(':')?;
+    Some((canonical(ip.parse::<IpAddr>().ok()?), port.parse().ok()))
+}
+
+fn scheme(value: &str) -> Option<&'static str> {
+    match value.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+        "https" => Some("https"),
+        "http" => Some("http"),
+        _ => None,
+    }
+}
+
+/// The right-most hop that is not a trusted proxy: the client as far as
+/// anyone we trust can tell.
+fn client_of(chain: &[(IpAddr, Option<u16>)], trusted: &TrustedProxies) -> Option<(IpAddr, Option<u16>)> {
+    chain.iter().rev().find(|(ip, _)| !trusted.trusts(Some(*ip))).or(chain.first()).copied()
+}
+
+/// Reads the forwarding headers of a request from a trusted peer. RFC 7239
+/// `Forwarded` wins over the `X-Forwarded-*` family when both are present.
+pub fn read(headers: &HeaderMap, trusted: &TrustedProxies) -> Forwarded {
+    let mut out = Forwarded::default();
+
+    // RFC 7239: elements separated by commas, pairs by semicolons.
+    let elements: Vec<Vec<(String, String)>> = values(headers, "forwarded")
+        .into_iter()
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_owned()))
+                })
+                .collect()
+        })
+        .collect();
+    if !elements.is_empty() {
+        let chain: Vec<_> = elements.iter().filter_map(|e| e.iter().find(|(k, _)| k == "for")).filter_map(|(_, v)| parse_node(v)).collect();
+        out.client = client_of(&chain, trusted);
+        // The nearest proxy's element describes the request it received.
+        if let Some(last) = elements.last() {
+            for (k, v) in last {
+                match k.as_str() {
+                    "proto" => out.scheme = scheme(v),
+                    "host" => out.host = valid_host(v),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    if out.client.is_none() {
+        let chain: Vec<_> = values(headers, "x-forwarded-for").into_iter().filter_map(parse_node).collect();
+        out.client = client_of(&chain, trusted);
+    }
+    if out.scheme.is_none() {
+        out.scheme = values(headers, "x-forwarded-proto").last().and_then(|v| scheme(v));
+    }
+    if out.host.is_none() {
+        out.host = values(headers, "x-forwarded-host").last().and_then(|v| valid_host(v));
+    }
+    out.port = values(headers, "x-forwarded-port").last().and_then(|v| v.parse().ok());
+    out
+}
+
+/// A host, optionally with a port: letters, digits, dots, dashes, brackets
+/// and colons only, so a forged value cannot smuggle anything else.
+fn valid_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    ok.then(|| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> TrustedProxies {
+        let mut t = TrustedProxies::default();
+        t.add("10.0.0.0/8").unwrap();
+        t.add("::1").unwrap();
+        t
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let t = trusted();
+        let f = read(&headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7, 10.1.1.1")]), &t);
+        assert_eq!(f.client.unwrap().0.to_string(), "198.51.100.7", "a forged left-most entry is not believed");
+        let f = read(&headers(&[("x-forwarded-for", "10.0.0.2"), ("x-forwarded-for", "10.0.0.3")]), &t);
+        assert_eq!(f.client.unwrap().0.to_string(), "10.0.0.2", "all trusted: the left-most");
+        let f = read(&headers(&[("x-forwarded-for", "garbage, 192.0.2.5 , ,::ffff:192.0.2.6")]), &t);
+        assert_eq!(f.client.unwrap().0.to_string(), "192.0.2.6");
+        let f = read(&headers(&[("x-forwarded-for", "not an ip; drop table")]), &t);
+        assert_eq!(f.client, None);
+    }
+
+    #[test]
+    fn rfc_7239_forwarded() {
+        let t = trusted();
+        let f = read(
+            &headers(&[("forwarded", "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\";proto=https;host=example.com")]),
+            &t,
+        );
+        assert_eq!(f.client, Some(("2001:db8::1".parse().unwrap(), Some(4711))));
+        assert_eq!(f.scheme, Some("https"));
+        assert_eq!(f.host.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn proto_host_and_port() {
+        let t = trusted();
+        let f = read(
+            &headers(&[("x-forwarded-proto", "https"), ("x-forwarded-host", "shop.example:8443"), ("x-forwarded-port", "8443")]),
+            &t,
+        );
+        assert_eq!((f.scheme, f.host.as_deref(), f.port), (Some("https"), Some("shop.example:8443"), Some(8443)));
+        let f = read(&headers(&[("x-forwarded-proto", "gopher"), ("x-forwarded-host", "evil host/\\x")]), &t);
+        assert_eq!((f.scheme, f.host), (None, None));
+    }
+
+    #[test]
+    fn trust_list_entries() {
+        let mut t = TrustedProxies::default();
+        assert!(t.add("192.0.2.1").is_ok());
+        assert!(t.add("unix").is_ok());
+        assert!(t.add("10.0.0.0/33").is_err());
+        assert!(t.trusts(Some("192.0.2.1".parse().unwrap())));
+        assert!(t.trusts(Some("::ffff:192.0.2.1".parse().unwrap())));
+        assert!(!t.trusts(Some("192.0.2.2".parse().unwrap())));
+        assert!(t.trusts(None));
+    }
+}
