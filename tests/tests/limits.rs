@@ -259,3 +259,20 @@ fn listen_backlog_bounds_the_connections_the_kernel_queues() {
     first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     assert_eq!(http::read_response(&mut first, false).unwrap().status, 200);
 }
+
+#[test]
+fn max_queue_turns_away_requests_beyond_the_queue_at_once() {
+    let server = features(&["--instances", "1", "--max-queue", "1", "--queue-timeout", "0"]);
+    let busy = in_background(&server, "/sleep?s=2");
+    std::thread::sleep(Duration::from_millis(400));
+    let queued = in_background(&server, "/head");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let turned_away = server.get("/head");
+    assert_eq!(turned_away.status, 503, "{}", turned_away.text());
+    assert!(started.elapsed() < Duration::from_secs(1), "a full queue answers at once");
+    assert_eq!(turned_away.header("retry-after"), Some("5"));
+    assert_eq!(busy.join().unwrap().status, 200);
+    assert_eq!(queued.join().unwrap().text(), "hello", "the queued request is served");
+    server.log.wait_for("the request queue is full (1 waiting)", Duration::from_secs(10));
+}
