@@ -21,6 +21,16 @@ pub struct Connection {
     pub local: Option<SocketAddr>,
     /// `http` or `https` (TLS is terminated in front of wasgi).
     pub scheme: &'static str,
+    /// Per HTTP/1 request, in order: did its head carry both Content-Length
+    /// and Transfer-Encoding? (see [`crate::framing`])
+    pub ambiguous: Option<crate::framing::Verdicts>,
+}
+
+impl Connection {
+    /// The verdict for the next request on this connection.
+    pub fn next_request_ambiguous(&self) -> bool {
+        self.ambiguous.as_ref().and_then(|v| v.lock().unwrap_or_else(|e| e.into_inner()).pop_front()).unwrap_or(false)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -18,6 +18,7 @@
 //! - [`request`]: one request's exchange with an instance, and the access log.
 //! - [`environ`]: HTTP request → WSGI environ (PEP 3333, CGI).
 //! - [`forwarded`]: what a trusted proxy says about the original request.
+//! - [`framing`]: spots requests with both Content-Length and Transfer-Encoding.
 //! - [`frames`]: the host ↔ bridge wire format.
 //! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
@@ -30,6 +31,7 @@ pub mod check;
 pub mod config;
 pub mod environ;
 pub mod forwarded;
+pub mod framing;
 pub mod frames;
 pub mod group;
 pub mod instance;

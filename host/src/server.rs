@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
+use crate::framing::{Verdicts, WatchedIo};
 use crate::forwarded::{self, TrustedProxies};
 use crate::request::{BodyLimits, ChannelBody, Head, Job, RequestInfo};
 use crate::router::Router;
@@ -208,6 +209,7 @@ fn refuse_and_close(status: StatusCode, text: &'static str) -> Response<Response
 
 async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -> Response<ResponseBody> {
     let id = server.next_request.fetch_add(1, Ordering::Relaxed);
+    let ambiguous = conn.next_request_ambiguous();
     let (parts, body) = req.into_parts();
     let info = RequestInfo {
         id,
@@ -215,6 +217,11 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         target: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| parts.uri.to_string()),
         started: Instant::now(),
     };
+    if ambiguous {
+        tracing::warn!(target: "wasgi::access", request = id, status = 400,
+            "{} {}: {}", info.method, info.target, environ::EnvironError::AmbiguousLength);
+        return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
+    }
     let forwarded = server.trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, &server.trusted));
     let host = match forwarded.as_ref().and_then(|f| f.host.as_deref()) {
         Some(h) => Some(h.as_bytes()),
@@ -353,12 +360,15 @@ async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: A
             Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
-                (Box::new(stream) as Box<dyn IoStream>, Connection { peer: Some(peer), local, scheme: "http" })
+                let verdicts = Verdicts::default();
+                let io = Box::new(WatchedIo::new(stream, verdicts.clone())) as Box<dyn IoStream>;
+                (io, Connection { peer: Some(peer), local, scheme: "http", ambiguous: Some(verdicts) })
             }),
-            Listener::Unix(l, _) => l
-                .accept()
-                .await
-                .map(|(stream, _)| (Box::new(stream) as Box<dyn IoStream>, Connection { peer: None, local: None, scheme: "http" })),
+            Listener::Unix(l, _) => l.accept().await.map(|(stream, _)| {
+                let verdicts = Verdicts::default();
+                let io = Box::new(WatchedIo::new(stream, verdicts.clone())) as Box<dyn IoStream>;
+                (io, Connection { peer: None, local: None, scheme: "http", ambiguous: Some(verdicts) })
+            }),
         };
         match accepted {
             Ok((io, conn)) => {

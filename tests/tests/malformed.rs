@@ -7,6 +7,8 @@ use std::time::Duration;
 use wasgi_tests::{apps, Wasgi};
 
 const CASES: &[(&str, &[u8])] = &[
+    ("CL and TE together", b"POST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ("TE and CL together", b"POST /probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"),
     ("two different Content-Lengths", b"POST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
     ("a non-numeric Content-Length", b"POST /probe HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello"),
     ("a space in a header name", b"GET /probe HTTP/1.1\r\nHo st: x\r\n\r\n"),
@@ -46,12 +48,10 @@ fn malformed_requests_get_400_and_a_closed_connection() {
     assert_eq!(calls, 1, "malformed requests reached the app:\n{log}");
 }
 
-/// hyper resolves Content-Length + Transfer-Encoding the RFC 9112 way: the
-/// chunked coding wins and the connection is closed after the response, so
-/// nothing can be smuggled behind it. (wasgi cannot see the dropped
-/// Content-Length to refuse the request outright; see the closing note.)
+/// Content-Length + Transfer-Encoding is refused, and the connection closed,
+/// so nothing can be smuggled behind it, even after a clean first request.
 #[test]
-fn content_length_with_transfer_encoding_cannot_smuggle_a_second_request() {
+fn content_length_with_transfer_encoding_is_refused_and_cannot_smuggle_a_second_request() {
     let script = apps().join("features.wsgi");
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
     let mut stream = server.connect();
@@ -59,15 +59,18 @@ fn content_length_with_transfer_encoding_cannot_smuggle_a_second_request() {
     // Read as Content-Length: 4, the body would be "0\r\n\r" and "GET /probe/smuggled"
     // a second request; read as chunked, it is one empty body and then garbage.
     stream
-        .write_all(b"POST /probe/first HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /probe/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /probe/clean HTTP/1.1\r\nHost: x\r\n\r\nPOST /probe/first HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /probe/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).expect("the server closes the connection");
     let text = String::from_utf8_lossy(&reply);
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "exactly one response: {text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "the clean request and the refusal: {text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("HTTP/1.1 400"), "{text}");
     assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
     let r = server.get("/probe/after");
     assert_eq!(r.status, 200);
     let log = server.log.wait_for("APP-CALLED GET /probe/after", Duration::from_secs(10));
     assert!(!log.contains("/probe/smuggled"), "the smuggled request reached the app:\n{log}");
+    assert!(!log.contains("APP-CALLED POST /probe/first"), "the ambiguous request reached the app:\n{log}");
 }
