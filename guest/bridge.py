@@ -725,6 +725,10 @@ def handle(app, payload, errors):
     environ["wsgi.errors"] = errors
     response = Response(environ["REQUEST_METHOD"] == "HEAD")
 
+    # The frame that ends this request. It goes out only after close() and
+    # the log flushes, when the bridge has nothing left to do but read the
+    # next request: the host stops driving the guest once it has it.
+    last = _END_FRAME
     result = None
     try:
         result = app(environ, response.start_response)
@@ -745,11 +749,8 @@ def handle(app, payload, errors):
                 raise AssertionError("the application returned without calling start_response()")
             response.add_content_length(0)
         response._ensure_head()
-        response.pending.append(_END_FRAME)
-        response.flush()
     except ClientGone:
-        response.pending = [_END_FRAME]
-        response.flush()
+        response.pending = []
     except (ProtocolError, SystemExit):
         raise
     except BaseException as e:
@@ -757,30 +758,35 @@ def handle(app, payload, errors):
         if not response.sent:
             log("error", f"Exception on {label}:\n{_format_exc(e)}")
             body = b"Internal Server Error\n"
-            send(
+            response.pending = [
                 frame(K_START, b"\0".join([
                     b"500 Internal Server Error",
                     b"Content-Type", b"text/plain; charset=utf-8",
                     b"Content-Length", str(len(body)).encode(),
                 ])),
                 frame(K_DATA, body) if not response.head_only else b"",
-                frame(K_END),
-            )
+            ]
         else:
             log("error", f"Exception on {label} after the response started:\n{_format_exc(e)}")
             response.pending = []
-            send(frame(K_FAILED, str(e).encode("utf-8", "backslashreplace")))
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception as e:
-                log("error", f"close() of the response iterable raised on {_request_label(environ)}:\n{_format_exc(e)}")
-        if _stdout._partial:
-            _stdout.flush()
-        if _stderr._partial:
-            _stderr.flush()
+            last = frame(K_FAILED, str(e).encode("utf-8", "backslashreplace"))
+    close = getattr(result, "close", None)
+    if close is None:
+        # Nothing left to run: the end goes out with the body, in one write.
+        response.pending.append(last)
+        last = None
+    response.flush()
+    if close is not None:
+        try:
+            close()
+        except Exception as e:
+            log("error", f"close() of the response iterable raised on {_request_label(environ)}:\n{_format_exc(e)}")
+    if _stdout._partial:
+        _stdout.flush()
+    if _stderr._partial:
+        _stderr.flush()
+    if last is not None:
+        send(last)
 
 
 def main():

@@ -189,7 +189,7 @@ fn close_is_called_on_success_on_error_and_on_client_disconnect() {
     write!(stream, "GET /close?marker={}&mode=raise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", marker("raise").display()).unwrap();
     let cut = http::read_response(&mut stream, false);
     assert!(cut.is_err(), "a response whose app failed midway must not look complete: {cut:?}");
-    assert_eq!(wait_for_file(&marker("raise"), Duration::from_secs(10)).as_deref(), Some("closed"));
+    assert_eq!(wait_for_file(&marker("raise"), Duration::from_secs(10)).as_deref(), Some("closed"), "{}", server.log.text());
 
     // The client disconnects from an endless stream: the app is stopped and closed.
     let mut stream = server.connect();
