@@ -73,25 +73,40 @@ impl EnvironWriter {
     }
 }
 
+/// True if `path` lies under `mount` on a `/` boundary (`/blog` holds
+/// `/blog` and `/blog/x`, not `/blogger`); the root mount `""` holds all.
+pub fn under_mount(path: &[u8], mount: &str) -> bool {
+    let m = mount.trim_end_matches('/').as_bytes();
+    m.is_empty() || (path.starts_with(m) && matches!(path.get(m.len()), None | Some(b'/')))
+}
+
 /// Splits a decoded path at the app's mount point (`""` for the root),
 /// giving SCRIPT_NAME and PATH_INFO as mod_wsgi does.
 pub fn split_mount<'a>(path: &'a [u8], mount: &'a str) -> (&'a [u8], &'a [u8]) {
-    let mount = mount.trim_end_matches('/').as_bytes();
-    if !mount.is_empty() && path.starts_with(mount) && matches!(path.get(mount.len()), None | Some(b'/')) {
-        (mount, &path[mount.len()..])
+    let mount = mount.trim_end_matches('/');
+    if !mount.is_empty() && under_mount(path, mount) {
+        (mount.as_bytes(), &path[mount.len()..])
     } else {
         (b"", path)
+    }
+}
+
+/// The host a request is for: what a trusted proxy forwarded, else the Host
+/// header, else the authority of an absolute or HTTP/2 request target.
+pub fn request_host<'a>(parts: &'a Parts, forwarded: Option<&'a Forwarded>) -> Option<&'a [u8]> {
+    match forwarded.and_then(|f| f.host.as_deref()) {
+        Some(h) => Some(h.as_bytes()),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes())),
     }
 }
 
 /// Builds the environ payload of a `Request` frame. `forwarded` is what a
 /// trusted proxy said about the original request (see [`crate::forwarded`]).
 pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, forwarded: Option<&Forwarded>) -> Result<Bytes, EnvironError> {
-    // hyper lets Transfer-Encoding win over Content-Length (RFC 9112 §6.3);
-    // a proxy in front may have done otherwise, so refuse the pair outright.
-    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) && parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-        return Err(EnvironError::AmbiguousLength);
-    }
     let raw_path = parts.uri.path();
     if !raw_path.starts_with('/') && raw_path != "*" {
         return Err(EnvironError::NotAPath);
@@ -133,14 +148,8 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
 
     // SERVER_NAME/PORT from the Host header (Apache's UseCanonicalName Off),
     // falling back to the address the connection arrived on.
-    let forwarded_host = forwarded.and_then(|f| f.host.as_ref()).map(|h| h.as_bytes().to_vec());
-    let host = forwarded_host.clone().or_else(|| {
-        parts
-            .headers
-            .get(http::header::HOST)
-            .map(|h| h.as_bytes().to_vec())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes().to_vec()))
-    });
+    let forwarded_host = forwarded.and_then(|f| f.host.as_deref());
+    let host = request_host(parts, forwarded);
     let (mut server_name, mut server_port) = match &conn.local {
         Some(addr) => (addr.ip().to_string().into_bytes(), addr.port().to_string().into_bytes()),
         None => (b"localhost".to_vec(), b"80".to_vec()),
@@ -149,7 +158,7 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
         // Behind a proxy, the port the client used is not ours.
         server_port = if scheme == "https" { b"443".to_vec() } else { b"80".to_vec() };
     }
-    if let Some(host) = &host {
+    if let Some(host) = host {
         let (name, port) = split_host_port(host);
         if !name.is_empty() {
             server_name = name.to_vec();
@@ -184,9 +193,9 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
     if let Some(cl) = parts.headers.get(http::header::CONTENT_LENGTH) {
         env.put(b"CONTENT_LENGTH", cl.as_bytes());
     }
-    if host.is_some() && parts.headers.get(http::header::HOST).is_none() {
+    if let (Some(host), None) = (host, parts.headers.get(http::header::HOST)) {
         // HTTP/2 carries the host in :authority; WSGI apps look for HTTP_HOST.
-        env.put(b"HTTP_HOST", host.as_deref().unwrap_or_default());
+        env.put(b"HTTP_HOST", host);
     }
 
     // HeaderMap keeps repeated fields together, in arrival order.
@@ -211,9 +220,9 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
         }
         env.put(&key, &value);
     }
-    if let Some(host) = &forwarded_host {
+    if let Some(host) = forwarded_host {
         // Written last, so it replaces the proxy's own Host in the app's dict.
-        env.put(b"HTTP_HOST", host);
+        env.put(b"HTTP_HOST", host.as_bytes());
     }
     Ok(env.finish())
 }

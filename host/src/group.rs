@@ -111,10 +111,6 @@ impl Group {
         }
     }
 
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// True if this group runs `spec` with the same size and queue.
     pub fn runs(&self, spec: &GuestSpec, size: usize, max_queue: usize) -> bool {
         *self.spec == *spec && self.size == size && self.queue.capacity() == Some(max_queue.max(1))

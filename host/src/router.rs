@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::environ::under_mount;
 use crate::group::Group;
 
 /// An app reachable at `host` + `mount`.
@@ -35,11 +36,6 @@ fn host_score(pattern: &str, host: &str) -> Option<usize> {
     }
 }
 
-fn mount_matches(mount: &str, path: &[u8]) -> bool {
-    let m = mount.as_bytes();
-    m.is_empty() || (path.starts_with(m) && matches!(path.get(m.len()), None | Some(b'/')))
-}
-
 impl Router {
     pub fn new(routes: Vec<Route>) -> Router {
         assert!(!routes.is_empty(), "a router needs at least one route");
@@ -68,12 +64,8 @@ impl Router {
         };
         self.routes
             .iter()
-            .filter(|r| &r.host == host && mount_matches(&r.mount, path))
+            .filter(|r| &r.host == host && under_mount(path, &r.mount))
             .max_by_key(|r| r.mount.len())
-    }
-
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
     }
 }
 
@@ -93,9 +85,9 @@ mod tests {
 
     #[test]
     fn mounts_match_on_segment_boundaries() {
-        assert!(mount_matches("", b"/x"));
-        assert!(mount_matches("/blog", b"/blog"));
-        assert!(mount_matches("/blog", b"/blog/post"));
-        assert!(!mount_matches("/blog", b"/blogger"));
+        assert!(under_mount(b"/x", ""));
+        assert!(under_mount(b"/blog", "/blog"));
+        assert!(under_mount(b"/blog/post", "/blog"));
+        assert!(!under_mount(b"/blogger", "/blog"));
     }
 }

@@ -223,10 +223,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
     let forwarded = server.trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, &server.trusted));
-    let host = match forwarded.as_ref().and_then(|f| f.host.as_deref()) {
-        Some(h) => Some(h.as_bytes()),
-        None => parts.headers.get(http::header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes())),
-    };
+    let host = environ::request_host(&parts, forwarded.as_ref());
     let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
     let router = server.router();
     let Some(route) = router.route(host, &path) else {
