@@ -358,7 +358,7 @@ async fn start_apps(
     let mut groups: Vec<Arc<Group>> = Vec::new();
     for (app, group) in kept.into_iter().chain(started) {
         for host in &app.hosts {
-            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone(), access: app.access.clone() });
+            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone(), access: app.access.clone(), pass_authorization: app.pass_authorization });
         }
         if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
             groups.push(group);

@@ -168,6 +168,8 @@ struct RawApp {
     /// Client addresses refused; a match here wins over `allow`.
     #[serde(default)]
     deny: Vec<Spanned<String>>,
+    /// Pass the Authorization header to the app (mod_wsgi's WSGIPassAuthorization).
+    pass_authorization: Option<Spanned<bool>>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -219,6 +221,8 @@ pub struct AppConfig {
     pub group: String,
     /// Which clients may reach the app (403 for the others).
     pub access: Access,
+    /// Does the app see HTTP_AUTHORIZATION? (mod_wsgi's WSGIPassAuthorization; off by default)
+    pub pass_authorization: bool,
     pub line: usize,
 }
 
@@ -491,6 +495,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "application".into()),
             group: a.group.get_ref().clone(),
             access,
+            pass_authorization: a.pass_authorization.as_ref().is_some_and(|p| *p.get_ref()),
             line,
         });
     }
@@ -542,6 +547,9 @@ group = "alice"
         assert_eq!(config.apps[0].hosts, vec!["alice.example", "*.alice.example"]);
         assert_eq!(config.apps[0].mount, "/blog");
         assert_eq!(config.policies, Path::new("/etc/wasgi/policies"));
+        assert!(!config.apps[0].pass_authorization, "hidden by default, as under mod_wsgi");
+        let config = check(&format!("{GOOD}pass_authorization = true\n")).unwrap();
+        assert!(config.apps[0].pass_authorization, "WSGIPassAuthorization On");
     }
 
     #[test]

@@ -39,21 +39,30 @@ pub enum EnvironError {
     NulInPath,
     #[error("the request target is not a path")]
     NotAPath,
+    #[error("the request path has a malformed %-escape")]
+    BadEscape,
+    #[error("the request path climbs above the root with \"..\"")]
+    AboveRoot,
     #[error("the request has both Content-Length and Transfer-Encoding (a request-smuggling pattern)")]
     AmbiguousLength,
 }
 
 pub const SERVER_SOFTWARE: &str = concat!("wasgi/", env!("CARGO_PKG_VERSION"));
 
-/// Headers that never become `HTTP_*` keys.
-fn skipped_header(name: &str) -> bool {
+/// Headers that never become `HTTP_*` keys, as Apache's
+/// `ap_add_common_vars` leaves them out of mod_wsgi's environ.
+fn skipped_header(name: &str, pass_authorization: bool) -> bool {
     // CONTENT_TYPE / CONTENT_LENGTH carry these without the prefix (CGI);
-    // `Proxy` is dropped as Apache and others do against "httpoxy"
-    // (HTTP_PROXY would read as a proxy setting to much client code).
-    matches!(name, "content-type" | "content-length" | "proxy")
-        // Apache 2.4 drops header names with underscores, so that `X_User`
-        // cannot pose as `X-User` once both become HTTP_X_USER.
-        || name.contains('_')
+    // `Proxy` is dropped against "httpoxy" (HTTP_PROXY would read as a
+    // proxy setting to much client code); credentials stay out of the
+    // app's sight unless it asks for them (WSGIPassAuthorization), and
+    // proxy credentials always.
+    matches!(name, "content-type" | "content-length" | "proxy" | "proxy-authorization")
+        || (name == "authorization" && !pass_authorization)
+        // Names with anything but letters, digits and '-' are dropped, so
+        // that `X_User` or `X.User` cannot pose as `X-User` once each
+        // becomes HTTP_X_USER.
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Appends `key\0value\0` to the frame payload being built.
@@ -71,6 +80,109 @@ impl EnvironWriter {
         self.0.truncate(self.0.len().saturating_sub(1));
         self.0.freeze()
     }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// RFC 3986 unreserved characters: an escape of one of these means the
+/// character itself.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Apache's `ap_normalize_path`: merges runs of slashes (`MergeSlashes On`),
+/// removes `.` segments and resolves `..` ones. In the `first` pass, on the
+/// raw path, escapes of unreserved characters are decoded (so `%2e%2e` is
+/// `..`), other escapes are kept for later, and a malformed escape or a
+/// `..` above the root is an error (Apache's 400); in the second, on the
+/// decoded path, a `..` at the root is dropped, as Apache drops it.
+fn normalize(path: &[u8], first: bool) -> Result<Vec<u8>, EnvironError> {
+    let mut chars: Vec<u8> = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if first && path[i] == b'%' {
+            let (Some(hi), Some(lo)) = (path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex)) else {
+                return Err(EnvironError::BadEscape);
+            };
+            let c = hi << 4 | lo;
+            if unreserved(c) {
+                chars.push(c);
+            } else {
+                chars.extend_from_slice(&path[i..i + 3]);
+            }
+            i += 3;
+        } else {
+            chars.push(path[i]);
+            i += 1;
+        }
+    }
+    let end_of_segment = |c: Option<&u8>| matches!(c, None | Some(b'/'));
+    let mut out: Vec<u8> = Vec::with_capacity(chars.len());
+    let mut l = 0;
+    while l < chars.len() {
+        if out.last().is_none_or(|b| *b == b'/') {
+            if chars[l] == b'/' && !out.is_empty() {
+                // A run of slashes is one slash.
+                l += 1;
+                continue;
+            }
+            if chars[l] == b'.' && end_of_segment(chars.get(l + 1)) {
+                // "/./" is "/".
+                l += 2;
+                continue;
+            }
+            if chars[l] == b'.' && chars.get(l + 1) == Some(&b'.') && end_of_segment(chars.get(l + 2)) {
+                // "/a/../" is "/": drop the segment before.
+                if out.len() <= 1 && first {
+                    return Err(EnvironError::AboveRoot);
+                }
+                out.pop();
+                while out.last().is_some_and(|b| *b != b'/') {
+                    out.pop();
+                }
+                if out.is_empty() {
+                    out.push(b'/');
+                }
+                l += 3;
+                continue;
+            }
+        }
+        out.push(chars[l]);
+        l += 1;
+    }
+    Ok(out)
+}
+
+/// The request path as mod_wsgi gets it from Apache (`AllowEncodedSlashes
+/// On`, `MergeSlashes On`): normalized (see [`normalize`]), then
+/// percent-decoded, then normalized again, since a decoded `%2F` can make
+/// new segments. PATH_INFO, SCRIPT_NAME and routing all use this path;
+/// REQUEST_URI keeps the raw one.
+pub fn decode_path(raw: &str) -> Result<Vec<u8>, EnvironError> {
+    if raw == "*" {
+        return Ok(b"*".to_vec());
+    }
+    if !raw.starts_with('/') {
+        return Err(EnvironError::NotAPath);
+    }
+    let normalized = normalize(raw.as_bytes(), true)?;
+    if !normalized.contains(&b'%') {
+        return Ok(normalized);
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&normalized).collect();
+    if decoded.contains(&0) {
+        return Err(EnvironError::NulInPath);
+    }
+    normalize(&decoded, false)
+}
+
+/// Apache's server name of a Host header (`fix_hostname`): lower case,
+/// without a trailing dot.
+fn server_name(host: &[u8]) -> Vec<u8> {
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    name.to_ascii_lowercase()
 }
 
 /// True if `path` lies under `mount` on a `/` boundary (`/blog` holds
@@ -104,21 +216,34 @@ pub fn request_host<'a>(parts: &'a Parts, forwarded: Option<&'a Forwarded>) -> O
     }
 }
 
-/// Builds the environ payload of a `Request` frame. `forwarded` is what a
-/// trusted proxy said about the original request (see [`crate::forwarded`]).
-pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, forwarded: Option<&Forwarded>) -> Result<Bytes, EnvironError> {
+/// The app a request goes to, as far as its environ is concerned.
+pub struct Target<'a> {
+    /// The mount point: "" for the root, else "/path".
+    pub mount: &'a str,
+    /// The WSGI script (SCRIPT_FILENAME).
+    pub script: &'a std::path::Path,
+    /// Does the app see HTTP_AUTHORIZATION? (mod_wsgi's WSGIPassAuthorization)
+    pub pass_authorization: bool,
+}
+
+/// Builds the environ payload of a `Request` frame, keys and values as
+/// Apache gives them to mod_wsgi. `path` is [`decode_path`] of the request
+/// path; `forwarded` is what a trusted proxy said about the original
+/// request (see [`crate::forwarded`]).
+pub fn build(
+    parts: &Parts,
+    path: &[u8],
+    conn: &Connection,
+    target: &Target,
+    request_id: u64,
+    forwarded: Option<&Forwarded>,
+) -> Result<Bytes, EnvironError> {
     let raw_path = parts.uri.path();
-    if !raw_path.starts_with('/') && raw_path != "*" {
-        return Err(EnvironError::NotAPath);
-    }
-    let path: Vec<u8> = percent_encoding::percent_decode(raw_path.as_bytes()).collect();
-    if path.contains(&0) {
-        return Err(EnvironError::NulInPath);
-    }
-    let (script_name, path_info) = split_mount(&path, mount);
+    let (script_name, path_info) = split_mount(path, target.mount);
     let query = parts.uri.query().unwrap_or("");
 
     let mut env = EnvironWriter(BytesMut::with_capacity(1024));
+    env.put(b"GATEWAY_INTERFACE", b"CGI/1.1");
     env.put(b"REQUEST_METHOD", parts.method.as_str().as_bytes());
     env.put(b"SCRIPT_NAME", script_name);
     env.put(b"PATH_INFO", path_info);
@@ -128,6 +253,10 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
         None => raw_path,
     };
     env.put(b"REQUEST_URI", request_uri.as_bytes());
+    {
+        use std::os::unix::ffi::OsStrExt;
+        env.put(b"SCRIPT_FILENAME", target.script.as_os_str().as_bytes());
+    }
     env.put(
         b"SERVER_PROTOCOL",
         match parts.version {
@@ -139,39 +268,44 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
         },
     );
     env.put(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+    // No `HTTPS` key: mod_wsgi turns Apache's HTTPS=on into
+    // wsgi.url_scheme and removes it, so WSGI apps look at the scheme only.
     let scheme = forwarded.and_then(|f| f.scheme).unwrap_or(conn.scheme);
     env.put(b"wsgi.url_scheme", scheme.as_bytes());
-    if scheme == "https" {
-        env.put(b"HTTPS", b"1");
-    }
+    env.put(b"REQUEST_SCHEME", scheme.as_bytes());
     env.put(b"wasgi.request_id", request_id.to_string().as_bytes());
 
-    // SERVER_NAME/PORT from the Host header (Apache's UseCanonicalName Off),
-    // falling back to the address the connection arrived on.
+    // SERVER_NAME/PORT as Apache has them with UseCanonicalName Off: from
+    // the Host header (or what a trusted proxy forwarded), the name in lower
+    // case; a Host without a port means the scheme's default port, as the
+    // client omits only that one. Without any Host, the address and port
+    // the connection arrived on.
     let forwarded_host = forwarded.and_then(|f| f.host.as_deref());
     let host = request_host(parts, forwarded);
+    let default_port: &[u8] = if scheme == "https" { b"443" } else { b"80" };
     let (mut server_name, mut server_port) = match &conn.local {
         Some(addr) => (addr.ip().to_string().into_bytes(), addr.port().to_string().into_bytes()),
-        None => (b"localhost".to_vec(), b"80".to_vec()),
+        None => (b"localhost".to_vec(), default_port.to_vec()),
     };
-    if forwarded.is_some_and(|f| f.scheme.is_some() || f.host.is_some()) {
-        // Behind a proxy, the port the client used is not ours.
-        server_port = if scheme == "https" { b"443".to_vec() } else { b"80".to_vec() };
+    if forwarded.is_some_and(Forwarded::any) {
+        // Behind a proxy, the port the connection arrived on is not the client's.
+        server_port = default_port.to_vec();
     }
     if let Some(host) = host {
         let (name, port) = split_host_port(host);
         if !name.is_empty() {
-            server_name = name.to_vec();
+            server_name = self::server_name(name);
         }
-        if let Some(port) = port {
-            server_port = port.to_vec();
-        }
+        server_port = port.unwrap_or(default_port).to_vec();
     }
     if let Some(port) = forwarded.and_then(|f| f.port) {
         server_port = port.to_string().into_bytes();
     }
     env.put(b"SERVER_NAME", &server_name);
     env.put(b"SERVER_PORT", &server_port);
+    if let Some(local) = conn.local {
+        env.put(b"SERVER_ADDR", local.ip().to_string().as_bytes());
+    }
 
     match (forwarded.and_then(|f| f.client), conn.peer) {
         (Some((ip, port)), _) => {
@@ -203,14 +337,16 @@ pub fn build(parts: &Parts, conn: &Connection, mount: &str, request_id: u64, for
     let mut value = Vec::with_capacity(256);
     for name in parts.headers.keys() {
         let lower = name.as_str();
-        if skipped_header(lower) {
+        if skipped_header(lower, target.pass_authorization) {
             continue;
         }
         key.clear();
         key.extend_from_slice(b"HTTP_");
         key.extend(lower.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
-        // Repeated fields join with ", " (RFC 9110 §5.3); cookies with "; ".
-        let separator: &[u8] = if lower == "cookie" { b"; " } else { b"," };
+        // Repeated fields join with ", ", as Apache joins them (RFC 9110
+        // §5.3); cookies with "; ", the one separator cookie parsers
+        // understand (RFC 9113 §8.2.3 asks it of HTTP/2 cookie crumbs).
+        let separator: &[u8] = if lower == "cookie" { b"; " } else { b", " };
         value.clear();
         for (i, v) in parts.headers.get_all(name).iter().enumerate() {
             if i > 0 {
@@ -250,6 +386,37 @@ mod tests {
         assert_eq!(split_mount(b"/app", "/app/"), (&b"/app"[..], &b""[..]));
         assert_eq!(split_mount(b"/application", "/app"), (&b""[..], &b"/application"[..]));
         assert_eq!(split_mount(b"/x", ""), (&b""[..], &b"/x"[..]));
+    }
+
+    #[test]
+    fn paths_are_normalized_and_decoded_as_apache_does() {
+        let ok = |raw: &str| String::from_utf8(decode_path(raw).unwrap()).unwrap();
+        assert_eq!(ok("/a//b/./c/../d"), "/a/b/d");
+        assert_eq!(ok("///a"), "/a");
+        assert_eq!(ok("/a/."), "/a/");
+        assert_eq!(ok("/a/.."), "/");
+        assert_eq!(ok("/a/%2e%2E/b"), "/b", "escaped dots are dots");
+        assert_eq!(ok("/%7Euser/%41"), "/~user/A");
+        assert_eq!(ok("/a%2Fb%20c"), "/a/b c", "%2F is decoded (AllowEncodedSlashes On)");
+        assert_eq!(ok("/a%2F%2F..%2Fb"), "/b", "segments made by decoding are normalized too");
+        assert_eq!(ok("/..%2Fx"), "/x", "as Apache: a decoded .. at the root is dropped");
+        assert_eq!(ok("/a..b/.c/..."), "/a..b/.c/...");
+        assert_eq!(ok("/caf%C3%A9").as_bytes(), "/café".as_bytes());
+        assert_eq!(ok("/%25zz"), "/%zz");
+        assert_eq!(ok("*"), "*");
+        assert_eq!(decode_path("/../x"), Err(EnvironError::AboveRoot));
+        assert_eq!(decode_path("/a/../../x"), Err(EnvironError::AboveRoot));
+        assert_eq!(decode_path("/%2e%2e/x"), Err(EnvironError::AboveRoot));
+        assert_eq!(decode_path("/a%zz"), Err(EnvironError::BadEscape));
+        assert_eq!(decode_path("/a%2"), Err(EnvironError::BadEscape));
+        assert_eq!(decode_path("/a%00"), Err(EnvironError::NulInPath));
+        assert_eq!(decode_path("a"), Err(EnvironError::NotAPath));
+    }
+
+    #[test]
+    fn server_names_as_apache_fixes_them() {
+        assert_eq!(server_name(b"App.Example."), b"app.example");
+        assert_eq!(server_name(b"[::1]"), b"[::1]");
     }
 
     #[test]

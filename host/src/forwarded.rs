@@ -64,6 +64,14 @@ pub struct Forwarded {
     pub port: Option<u16>,
 }
 
+impl Forwarded {
+    /// Did the proxy forward anything at all? (Then the request reached it,
+    /// not us: our own listening port says nothing about the client's.)
+    pub fn any(&self) -> bool {
+        self.client.is_some() || self.scheme.is_some() || self.host.is_some() || self.port.is_some()
+    }
+}
+
 /// Every value of a header, split on commas, in order.
 fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
     headers

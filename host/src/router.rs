@@ -18,6 +18,8 @@ pub struct Route {
     pub group: Arc<Group>,
     /// Which clients may reach the app.
     pub access: Access,
+    /// Does the app see the Authorization header? (WSGIPassAuthorization)
+    pub pass_authorization: bool,
 }
 
 /// All routes, in configuration order, and the proxies whose forwarding
@@ -60,9 +62,9 @@ impl Router {
     }
 
     /// The route for a request. `host` is the Host header (any case, port
-    /// allowed); `path` is the percent-decoded path. A host that matches no
-    /// pattern falls to the first configured host, Apache's default
-    /// virtual host.
+    /// allowed); `path` is [`crate::environ::decode_path`] of the request
+    /// path. A host that matches no pattern falls to the first configured
+    /// host, Apache's default virtual host.
     pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
         let name = host
             .map(|h| {

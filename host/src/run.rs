@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// Permission bits for Unix-socket listeners, in octal (e.g. 660 or 666), so Apache's user can connect.
     #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = server::parse_socket_mode)]
     pub socket_mode: Option<u32>,
+    /// Pass the Authorization header to the app as HTTP_AUTHORIZATION (mod_wsgi's `WSGIPassAuthorization On`; default: hidden, as under mod_wsgi).
+    #[arg(long = "pass-authorization")]
+    pub pass_authorization: bool,
     /// Make writes to sys.stdout raise an error, as mod_wsgi's `WSGIRestrictStdout On` did (default: they go to the log).
     #[arg(long = "restrict-stdout")]
     pub restrict_stdout: bool,
@@ -372,7 +375,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             }
         });
         let server = Server::new(
-            Router::new(vec![Route { host: "*".into(), mount: String::new(), group, access: Default::default() }], trusted),
+            Router::new(vec![Route {
+                host: "*".into(),
+                mount: String::new(),
+                group,
+                access: Default::default(),
+                pass_authorization: args.pass_authorization,
+            }], trusted),
             args.http.limits(),
         );
         for listener in &listeners {

@@ -292,7 +292,13 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     let trusted = &router.trusted;
     let forwarded = trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, trusted));
     let host = environ::request_host(&parts, forwarded.as_ref());
-    let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
+    let path = match environ::decode_path(parts.uri.path()) {
+        Ok(path) => path,
+        Err(e) => {
+            tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
+            return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
+        }
+    };
     let Some(route) = router.route(host, &path) else {
         tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
@@ -310,7 +316,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
             "{} {}: body of {} bytes is over max_body_bytes ({})", info.method, info.target, declared.unwrap_or(0), server.limits.max_body_bytes);
         return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
     }
-    let environ = match environ::build(&parts, &conn, &route.mount, id, forwarded.as_ref()) {
+    let target = environ::Target {
+        mount: &route.mount,
+        script: &route.group.spec.script,
+        pass_authorization: route.pass_authorization,
+    };
+    let environ = match environ::build(&parts, &path, &conn, &target, id, forwarded.as_ref()) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);

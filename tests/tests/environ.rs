@@ -75,8 +75,14 @@ fn peer_address_and_port_come_from_the_connection() {
     let environ: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(environ["REMOTE_ADDR"], "127.0.0.1");
     assert_eq!(environ["REMOTE_PORT"], local.port().to_string());
+    assert_eq!(environ["SERVER_ADDR"], "127.0.0.1");
+    assert_eq!(environ["SERVER_PORT"], "80", "no port in Host: the client used the scheme's default (as Apache says)");
+
+    // Without any Host, the port the connection arrived on.
+    let environ = environ_of(&server, "GET /environ HTTP/1.0\n\n");
     let server_port = server.addr.rsplit(':').next().unwrap();
-    assert_eq!(environ["SERVER_PORT"], server_port, "no port in Host: the listener's port");
+    assert_eq!(environ["SERVER_PORT"], server_port);
+    assert_eq!(environ["SERVER_NAME"], "127.0.0.1");
 }
 
 fn environ_of(server: &Wasgi, raw: &str) -> serde_json::Value {
@@ -95,7 +101,8 @@ fn forwarding_headers_from_a_trusted_proxy_set_the_client_scheme_and_host() {
     assert_eq!(env["REMOTE_ADDR"], "198.51.100.2", "the right-most untrusted hop");
     assert!(env.get("REMOTE_PORT").is_none(), "the client's port is unknown");
     assert_eq!(env["wsgi.url_scheme"], "https");
-    assert_eq!(env["HTTPS"], "1");
+    assert_eq!(env["REQUEST_SCHEME"], "https");
+    assert!(env.get("HTTPS").is_none(), "as under mod_wsgi, the scheme is wsgi.url_scheme only");
     assert_eq!(env["HTTP_HOST"], "shop.example");
     assert_eq!(env["SERVER_NAME"], "shop.example");
     assert_eq!(env["SERVER_PORT"], "443");
@@ -120,4 +127,30 @@ fn forwarding_headers_from_anyone_else_change_nothing() {
     assert_eq!(env["HTTP_HOST"], "127.0.0.1");
     assert!(env.get("HTTPS").is_none());
     assert_eq!(env["HTTP_X_FORWARDED_PROTO"], "https", "passed through unchanged");
+}
+
+#[test]
+fn credentials_reach_the_app_only_when_it_asks_for_them() {
+    // As mod_wsgi's WSGIPassAuthorization: off by default, on with the flag;
+    // proxy credentials never.
+    let script = apps().join("features.wsgi");
+    let request = "GET /environ HTTP/1.1\nHost: localhost\nAuthorization: Bearer t0ken\nProxy-Authorization: Basic eDp5\nConnection: close\n\n";
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--pass-authorization"]);
+    let env = environ_of(&server, request);
+    assert_eq!(env["HTTP_AUTHORIZATION"], "Bearer t0ken");
+    assert!(env.get("HTTP_PROXY_AUTHORIZATION").is_none());
+}
+
+#[test]
+fn paths_that_climb_above_the_root_or_have_broken_escapes_are_refused() {
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
+    for path in ["/../etc/passwd", "/environ/../../x", "/%2e%2e/x", "/environ%zz", "/environ%2"] {
+        let r = server.request(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+    }
+    // Dot segments that stay inside are resolved before routing and PATH_INFO.
+    let env = environ_of(&server, "GET /probe/../environ/./x HTTP/1.1\nHost: localhost\nConnection: close\n\n");
+    assert_eq!(env["PATH_INFO"], "/environ/x");
+    assert!(!server.log.text().contains("APP-CALLED"), "the app was called for a refused path:\n{}", server.log.text());
 }
