@@ -124,6 +124,9 @@ impl Apache {
             .arg("-f")
             .arg(&conf)
             .arg("-DFOREGROUND")
+            // Apache hands LD_LIBRARY_PATH on to CGI-style environs (mod_wsgi's
+            // included): cargo's value has nothing to do with the server.
+            .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
