@@ -71,6 +71,37 @@ fn over_tcp_a_trusted_apache_passes_on_the_clients_view() {
 }
 
 #[test]
+fn a_client_cannot_forge_forwarding_through_the_recommended_apache_config() {
+    // mod_proxy appends to X-Forwarded-For/-Host but passes X-Forwarded-Proto,
+    // X-Forwarded-Port and Forwarded on as the client sent them: the config
+    // of docs/mod_wsgi-differences.md makes Apache their only author.
+    let wasgi = features(&["--trusted-proxy", "127.0.0.1"]);
+    let backend = format!("http://{}/", wasgi.addr);
+    let site = format!(
+        "<VirtualHost 127.0.0.1:*>\n\
+         ServerName app.example\n\
+         ProxyPreserveHost On\n\
+         ProxyPass / {backend}\n\
+         RequestHeader set X-Forwarded-Proto \"expr=%{{REQUEST_SCHEME}}\"\n\
+         RequestHeader unset X-Forwarded-Port\n\
+         RequestHeader unset Forwarded\n\
+         </VirtualHost>\n"
+    );
+    let apache = Apache::new("forged").start(&site);
+    let r = apache.request(
+        b"GET /environ HTTP/1.1\r\nHost: app.example\r\nForwarded: for=203.0.113.66;proto=https;host=evil.example\r\n\
+          X-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\nX-Forwarded-Host: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    let env = environ(&r);
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    assert_eq!(env["HTTP_HOST"], "app.example", "Apache's X-Forwarded-Host is the right-most one");
+    assert_eq!(env["SERVER_NAME"], "app.example");
+    assert_eq!(env["SERVER_PORT"], "80");
+    assert!(env.get("HTTP_FORWARDED").is_none());
+}
+
+#[test]
 fn an_untrusted_apache_is_not_believed() {
     // No --trusted-proxy: the headers reach the app untouched as HTTP_*, and
     // the environ describes the connection from Apache.
