@@ -157,6 +157,10 @@ struct RawApp {
     script: Spanned<String>,
     callable: Option<Spanned<String>>,
     group: Spanned<String>,
+    /// URL path → directory: static files Apache serves in front of the app
+    /// (`wasgi apache-config` writes them as `Alias` lines).
+    #[serde(default, rename = "static")]
+    static_dirs: BTreeMap<String, Spanned<String>>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -205,6 +209,9 @@ pub struct AppConfig {
     pub script: PathBuf,
     pub callable: String,
     pub group: String,
+    /// Static files served by Apache in front of the app: (URL path, directory).
+    /// wasgi itself does not serve them; `wasgi apache-config` writes `Alias` lines.
+    pub static_dirs: Vec<(String, PathBuf)>,
     pub line: usize,
 }
 
@@ -224,7 +231,7 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
 }
 
 /// Normalises a mount: "" or "/" is the root (""), otherwise "/a/b".
-fn normalise_mount(mount: &str) -> Option<String> {
+pub(crate) fn normalise_mount(mount: &str) -> Option<String> {
     if mount.is_empty() || mount == "/" {
         return Some(String::new());
     }
@@ -235,7 +242,7 @@ fn normalise_mount(mount: &str) -> Option<String> {
 }
 
 /// Checks a host pattern: a name, `*.name` or `*`.
-fn normalise_host(host: &str) -> Option<String> {
+pub(crate) fn normalise_host(host: &str) -> Option<String> {
     let host = host.trim().to_ascii_lowercase();
     let name = host.strip_prefix("*.").unwrap_or(&host);
     let valid = host == "*"
@@ -449,12 +456,25 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 ));
             }
         }
+        let mut static_dirs = Vec::new();
+        for (url, dir) in &a.static_dirs {
+            let key = format!("app.static.{url:?}");
+            match normalise_mount(url) {
+                Some(url) if !url.is_empty() => {
+                    if let Some(dir) = absolute(dir, &key, &mut problems) {
+                        static_dirs.push((url, dir));
+                    }
+                }
+                _ => problems.push(source.problem(&dir.span(), key, format!("{url:?} must be a path below \"/\", like \"/static\""))),
+            }
+        }
         apps.push(AppConfig {
             hosts,
             mount,
             script,
             callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "application".into()),
             group: a.group.get_ref().clone(),
+            static_dirs,
             line,
         });
     }
@@ -506,6 +526,21 @@ group = "alice"
         assert_eq!(config.apps[0].hosts, vec!["alice.example", "*.alice.example"]);
         assert_eq!(config.apps[0].mount, "/blog");
         assert_eq!(config.policies, Path::new("/etc/wasgi/policies"));
+        assert!(config.apps[0].static_dirs.is_empty());
+    }
+
+    #[test]
+    fn static_directories_for_apache() {
+        let text = GOOD.replace("group = \"alice\"\n", "group = \"alice\"\nstatic = { \"/static/\" = \"/srv/alice/static\", \"/media\" = \"/srv/alice/media\" }\n");
+        let config = check(&text).unwrap();
+        assert_eq!(
+            config.apps[0].static_dirs,
+            vec![("/media".to_owned(), PathBuf::from("/srv/alice/media")), ("/static".to_owned(), PathBuf::from("/srv/alice/static"))]
+        );
+        let text = GOOD.replace("group = \"alice\"\n", "group = \"alice\"\nstatic = { \"/\" = \"/srv/alice/static\", \"/media\" = \"media\" }\n");
+        let text = errors(&text);
+        assert!(text.contains("wasgi.toml:15: app.static.\"/\": \"/\" must be a path below \"/\", like \"/static\""), "{text}");
+        assert!(text.contains("wasgi.toml:15: app.static.\"/media\": \"media\" is not an absolute path"), "{text}");
     }
 
     #[test]
