@@ -230,6 +230,14 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     validate(&source, &base, raw)
 }
 
+/// Validates the text of a config file as if read from `path`.
+pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
+    let source = Source { path: path.to_owned(), text: text.to_owned() };
+    let raw: RawConfig = source.parse()?;
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    validate(&source, &base, raw)
+}
+
 /// Normalises a mount: "" or "/" is the root (""), otherwise "/a/b".
 pub(crate) fn normalise_mount(mount: &str) -> Option<String> {
     if mount.is_empty() || mount == "/" {

@@ -1501,7 +1501,7 @@ fn section(w: &mut String, title: &str, items: &[Item]) {
     if items.is_empty() {
         return;
     }
-    let _ = writeln!(w, "\n{title}\n");
+    let _ = writeln!(w, "\n{title}");
     for i in items {
         let _ = writeln!(w, "  {i}");
     }

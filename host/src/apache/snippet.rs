@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+#[cfg(test)]
+use std::path::Path;
 
 use crate::config::{AppConfig, Config};
 use crate::server::ListenAddr;
@@ -196,8 +198,8 @@ pub fn generate(config: &Config, options: &Options) -> Result<String, String> {
     let _ = writeln!(w, "#");
     match trust(config, options) {
         Ok(note) => {
-            let _ = writeln!(w, "# Forwarding: {note}, so wasgi takes the client's");
-            let _ = writeln!(w, "# address, scheme and host from the X-Forwarded-* headers below.");
+            let _ = writeln!(w, "# Forwarding: {note},");
+            let _ = writeln!(w, "# so wasgi takes the client's address, scheme and host from the X-Forwarded-* headers below.");
         }
         Err(add) => {
             let _ = writeln!(w, "# !!! wasgi.toml has no trusted_proxies entry for Apache. Add, at its top level:");
@@ -280,9 +282,10 @@ fn write_vhost(w: &mut String, vhost: &VirtualHost<'_>, backend: &Backend, optio
         for url in urls {
             let dir = statics[*url].0.display().to_string();
             let _ = writeln!(w, "    Alias {url} {}", arg(&dir));
-            let _ = writeln!(w, "    <Directory {}>", arg(&dir));
+            // A Location, so a file (robots.txt) works as well as a directory.
+            let _ = writeln!(w, "    <Location {url}>");
             let _ = writeln!(w, "        Require all granted");
-            let _ = writeln!(w, "    </Directory>");
+            let _ = writeln!(w, "    </Location>");
         }
     }
 
@@ -305,4 +308,146 @@ fn write_vhost(w: &mut String, vhost: &VirtualHost<'_>, backend: &Backend, optio
     }
     let _ = writeln!(w, "</VirtualHost>");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        crate::config::from_text(Path::new("/etc/wasgi/wasgi.toml"), text).unwrap()
+    }
+
+    fn generate_default(text: &str) -> String {
+        generate(&config(text), &Options::default()).unwrap()
+    }
+
+    const TENANTS: &str = r#"
+trusted_proxies = ["127.0.0.1"]
+
+[[listen]]
+address = "0.0.0.0:8000"
+
+[[group]]
+name = "shop"
+request_timeout = 30
+
+[[group]]
+name = "slow"
+request_timeout = 0
+
+[[app]]
+host = ["shop.example", "www.shop.example"]
+script = "/srv/shop/shop.wsgi"
+group = "shop"
+static = { "/static" = "/srv/shop/static", "/static/big" = "/srv/big files" }
+
+[[app]]
+host = ["shop.example", "www.shop.example"]
+mount = "/reports/"
+script = "/srv/shop/reports.wsgi"
+group = "slow"
+
+[[app]]
+host = "*.blog.example"
+script = "/srv/blog/blog.wsgi"
+group = "shop"
+
+[[app]]
+host = "*"
+mount = "/status"
+script = "/srv/status/status.wsgi"
+group = "shop"
+"#;
+
+    #[test]
+    fn virtual_hosts_mounts_timeouts_and_statics() {
+        let text = generate_default(TENANTS);
+        let expected_shop = r#"<VirtualHost *:80>
+    ServerName shop.example
+    ServerAlias www.shop.example
+
+    ProxyPreserveHost On
+    # mod_proxy_http adds X-Forwarded-For, -Host and -Server; wasgi also reads these:
+    RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}
+    RequestHeader set X-Forwarded-Port expr=%{SERVER_PORT}
+    # Apache writes no RFC 7239 Forwarded header, and wasgi prefers it: drop a client's.
+    RequestHeader unset Forwarded
+
+    # Static files, served by Apache itself ([[app]] static in wasgi.toml).
+    ProxyPass /static/big !
+    ProxyPass /static !
+    Alias /static/big "/srv/big files"
+    <Location /static/big>
+        Require all granted
+    </Location>
+    Alias /static /srv/shop/static
+    <Location /static>
+        Require all granted
+    </Location>
+
+    # /srv/shop/reports.wsgi (group "slow")
+    # request_timeout is off: Apache's own Timeout (60 s by default) bounds the wait.
+    ProxyPass /reports http://127.0.0.1:8000/reports
+    ProxyPassReverse /reports http://127.0.0.1:8000/reports
+
+    # /srv/shop/shop.wsgi (group "shop")
+    ProxyPass / http://127.0.0.1:8000/ timeout=35
+    ProxyPassReverse / http://127.0.0.1:8000/
+</VirtualHost>
+"#;
+        assert!(text.contains(expected_shop), "{text}");
+        // The catch-all first, then exact names, then wildcards.
+        let order: Vec<usize> = ["# Every host name no other VirtualHost claims", "ServerName shop.example", "ServerName blog.example"]
+            .iter()
+            .map(|needle| text.find(needle).unwrap_or_else(|| panic!("{needle} missing from\n{text}")))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(text.contains("    ServerName blog.example\n    ServerAlias *.blog.example\n"), "{text}");
+        assert!(text.contains("    ProxyPass /status http://127.0.0.1:8000/status timeout=35\n"), "{text}");
+        assert!(text.contains("wasgi.toml trusts 127.0.0.1, the address Apache connects from"), "{text}");
+        assert!(!text.contains("!!!"), "{text}");
+        assert_eq!(text.matches("<VirtualHost *:80>").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn host_sets_that_overlap_get_their_own_virtual_hosts() {
+        let text = generate_default(
+            "[[group]]\nname = \"g\"\n\n[[app]]\nhost = [\"a.example\", \"b.example\"]\nscript = \"/srv/a.wsgi\"\ngroup = \"g\"\n\n\
+             [[app]]\nhost = \"a.example\"\nmount = \"/admin\"\nscript = \"/srv/admin.wsgi\"\ngroup = \"g\"\n",
+        );
+        let a = text.split("<VirtualHost").find(|v| v.contains("ServerName a.example")).unwrap();
+        let b = text.split("<VirtualHost").find(|v| v.contains("ServerName b.example")).unwrap();
+        assert!(a.contains("ProxyPass /admin ") && a.contains("ProxyPass / "), "{text}");
+        assert!(!b.contains("ProxyPass /admin ") && b.contains("ProxyPass / "), "{text}");
+    }
+
+    #[test]
+    fn unix_sockets_backends_and_missing_trust() {
+        let text = "[[listen]]\naddress = \"unix:/run/wasgi/wasgi.sock\"\n\n[[group]]\nname = \"g\"\n\n[[app]]\nhost = \"a.example\"\nmount = \"/app\"\nscript = \"/srv/a.wsgi\"\ngroup = \"g\"\n";
+        let out = generate_default(text);
+        assert!(out.contains("    ProxyPass /app unix:/run/wasgi/wasgi.sock|http://localhost/app timeout=65\n"), "{out}");
+        assert!(out.contains("# !!!     trusted_proxies = [\"unix\"]\n"), "{out}");
+        assert_eq!(trust(&config(text), &Options::default()), Err("trusted_proxies = [\"unix\"]".into()));
+        let trusted = format!("trusted_proxies = [\"unix\"]\n{text}");
+        assert!(generate_default(&trusted).contains("# Forwarding: wasgi.toml trusts peers on its Unix socket"));
+
+        let options = Options { backend: Some("[::1]:9000".parse().unwrap()), vhost_address: "192.0.2.1:443".into(), ..Default::default() };
+        let out = generate(&config(text), &options).unwrap();
+        assert!(out.contains("<VirtualHost 192.0.2.1:443>"), "{out}");
+        assert!(out.contains("ProxyPass /app http://[::1]:9000/app timeout=65"), "{out}");
+        assert!(out.contains("# !!!     trusted_proxies = [\"::1\"]"), "{out}");
+
+        let options = Options { backend: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
+        let e = generate(&config(text), &options).unwrap_err();
+        assert!(e.contains("has no fixed port for Apache to reach"), "{e}");
+    }
+
+    #[test]
+    fn conflicting_static_directories_are_refused() {
+        let text = "[[group]]\nname = \"g\"\n\n[[app]]\nhost = \"a.example\"\nscript = \"/srv/a.wsgi\"\ngroup = \"g\"\nstatic = { \"/s\" = \"/srv/one\" }\n\n\
+                    [[app]]\nhost = \"a.example\"\nmount = \"/x\"\nscript = \"/srv/x.wsgi\"\ngroup = \"g\"\nstatic = { \"/s\" = \"/srv/two\" }\n";
+        let e = generate(&config(text), &Options::default()).unwrap_err();
+        assert!(e.contains("static /s is /srv/"), "{e}");
+    }
 }
