@@ -150,6 +150,18 @@ _stdout = LogStream("stdout")
 _stderr = LogStream("stderr")
 
 
+class RestrictedStdout(LogStream):
+    """sys.stdout under restrict_stdout = true: any write raises, as under
+    mod_wsgi's `WSGIRestrictStdout On`, so code that prints is found."""
+
+    def write(self, s):
+        raise OSError(
+            "sys.stdout access restricted by wasgi (restrict_stdout = true, like mod_wsgi's "
+            "WSGIRestrictStdout On): write to sys.stderr, environ['wsgi.errors'] or use logging, "
+            "or set restrict_stdout = false to send print() to the log"
+        )
+
+
 class _LogBuffer:
     """Binary face of a LogStream (sys.stdout.buffer.write(b'...'))."""
 
@@ -800,7 +812,7 @@ def main():
         sys.path.insert(0, p)
     if config.get("home"):
         os.chdir(config["home"])
-    sys.stdout = sys.__stdout__ = _stdout
+    sys.stdout = sys.__stdout__ = RestrictedStdout("stdout") if config.get("restrict_stdout") else _stdout
     sys.stderr = sys.__stderr__ = _stderr
     errors = LogStream("wsgi.errors")
     _install_no_network()

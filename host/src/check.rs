@@ -185,6 +185,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             memory_limit: memory_limit.saturating_mul(1 << 20),
             limits: group.limits.clone(),
             reload: group.reload,
+            restrict_stdout: group.restrict_stdout,
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()
@@ -216,7 +217,16 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
 pub fn report(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", plan.config.file.display());
-    let _ = writeln!(out, "listen: {}", plan.config.listen.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "));
+    let listen: Vec<String> = plan
+        .config
+        .listen
+        .iter()
+        .map(|l| match l.socket_mode {
+            Some(mode) => format!("{} (mode {mode:04o})", l.addr),
+            None => l.addr.to_string(),
+        })
+        .collect();
+    let _ = writeln!(out, "listen: {}", listen.join(", "));
     for a in &plan.apps {
         let g = &a.group;
         let _ = writeln!(out);
@@ -234,6 +244,12 @@ pub fn report(plan: &Plan) -> String {
         for host in &a.app.hosts {
             let _ = writeln!(out, "  route  {host}{mount}");
         }
+        if !a.app.access.is_open() {
+            let _ = writeln!(out, "  clients  {}", describe_access(&a.app.access));
+        }
+        if g.restrict_stdout {
+            let _ = writeln!(out, "  stdout  restricted (writes raise an error)");
+        }
         let width = a.capabilities.iter().map(|c| c.path.as_os_str().len()).max().unwrap_or(4).max(4);
         let _ = writeln!(out, "  {:<width$}  {:<6}  granted by", "path", "access");
         for c in &a.capabilities {
@@ -244,6 +260,22 @@ pub fn report(plan: &Plan) -> String {
         let _ = writeln!(out, "\nwarning: {w}");
     }
     out
+}
+
+fn describe_access(access: &crate::access::Access) -> String {
+    let list = |set: &crate::access::AddressSet| {
+        if set.all {
+            "all".to_owned()
+        } else {
+            set.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    match (access.allow.all || !access.allow.nets.is_empty(), access.deny.all || !access.deny.nets.is_empty()) {
+        (true, true) => format!("allow {}; deny {}", list(&access.allow), list(&access.deny)),
+        (true, false) => format!("allow {}", list(&access.allow)),
+        (false, true) => format!("deny {}", list(&access.deny)),
+        (false, false) => "all".to_owned(),
+    }
 }
 
 /// `wasgi serve --config FILE`: check, bind, start every group, serve;
@@ -265,7 +297,7 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
         }
         let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
         let (routes, groups) = start_apps(plan.apps, &pre, &[]).await?;
-        let server = Server::new(Router::new(routes), plan.config.http.clone(), plan.config.trusted_proxies.clone());
+        let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
         for listener in &listeners {
             tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
         }
@@ -326,7 +358,7 @@ async fn start_apps(
     let mut groups: Vec<Arc<Group>> = Vec::new();
     for (app, group) in kept.into_iter().chain(started) {
         for host in &app.hosts {
-            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone() });
+            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone(), access: app.access.clone() });
         }
         if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
             groups.push(group);
@@ -345,7 +377,7 @@ struct Reloader {
     cache_dir: PathBuf,
     pre: wasmtime::InstancePre<crate::instance::GuestState>,
     groups: Vec<Arc<Group>>,
-    listen: Vec<crate::server::ListenAddr>,
+    listen: Vec<crate::server::Listen>,
 }
 
 impl Reloader {
@@ -367,7 +399,7 @@ impl Reloader {
             tracing::warn!("[[listen]] changed: listeners are kept open across reloads, so the change takes effect at the next restart");
         }
         let (routes, groups) = start_apps(plan.apps, &self.pre, &self.groups).await?;
-        self.server.replace_router(Router::new(routes));
+        self.server.replace_router(Router::new(routes, plan.config.trusted_proxies));
         let mut retired = 0;
         for old in &self.groups {
             if !groups.iter().any(|g| Arc::ptr_eq(g, old)) {

@@ -14,7 +14,8 @@ use toml::Spanned;
 
 use crate::instance::{Limits, Reload};
 use crate::forwarded::TrustedProxies;
-use crate::server::{HttpLimits, ListenAddr};
+use crate::access::Access;
+use crate::server::{HttpLimits, Listen, ListenAddr};
 
 /// One problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,8 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawListen {
     address: Spanned<String>,
+    /// Unix sockets: permission bits in octal, as in "0660".
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +147,8 @@ struct RawGroup {
     maximum_requests: Option<Spanned<i64>>,
     inactivity_timeout: Option<Spanned<i64>>,
     cpu_time_limit: Option<Spanned<i64>>,
+    /// Writes to sys.stdout raise an error (mod_wsgi's WSGIRestrictStdout On).
+    restrict_stdout: Option<Spanned<bool>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
 }
@@ -157,6 +162,12 @@ struct RawApp {
     script: Spanned<String>,
     callable: Option<Spanned<String>>,
     group: Spanned<String>,
+    /// Client addresses allowed (addresses, CIDRs, Apache-style prefixes like "10.1", or "all").
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    /// Client addresses refused; a match here wins over `allow`.
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
     /// URL path → directory: static files Apache serves in front of the app
     /// (`wasgi apache-config` writes them as `Alias` lines).
     #[serde(default, rename = "static")]
@@ -170,7 +181,7 @@ struct RawApp {
 pub struct Config {
     pub file: PathBuf,
     pub policies: PathBuf,
-    pub listen: Vec<ListenAddr>,
+    pub listen: Vec<Listen>,
     pub groups: Vec<GroupConfig>,
     pub apps: Vec<AppConfig>,
     pub http: HttpLimits,
@@ -193,6 +204,7 @@ pub struct GroupConfig {
     pub max_queue: usize,
     pub limits: Limits,
     pub reload: Reload,
+    pub restrict_stdout: bool,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -209,6 +221,8 @@ pub struct AppConfig {
     pub script: PathBuf,
     pub callable: String,
     pub group: String,
+    /// Which clients may reach the app (403 for the others).
+    pub access: Access,
     /// Static files served by Apache in front of the app: (URL path, directory).
     /// wasgi itself does not serve them; `wasgi apache-config` writes `Alias` lines.
     pub static_dirs: Vec<(String, PathBuf)>,
@@ -280,13 +294,25 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
 
     let mut listen = Vec::new();
     for (i, l) in raw.listen.iter().enumerate() {
+        let socket_mode = l.mode.as_ref().and_then(|m| match crate::server::parse_socket_mode(m.get_ref()) {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                problems.push(source.problem(&m.span(), format!("listen[{i}].mode"), e));
+                None
+            }
+        });
         match l.address.get_ref().parse::<ListenAddr>() {
-            Ok(addr) => listen.push(addr),
+            Ok(addr) => {
+                if socket_mode.is_some() && !matches!(addr, ListenAddr::Unix(_)) {
+                    problems.push(source.problem(&l.address.span(), format!("listen[{i}].mode"), "only a unix: listener has a file mode"));
+                }
+                listen.push(Listen { addr, socket_mode })
+            }
             Err(e) => problems.push(source.problem(&l.address.span(), format!("listen[{i}].address"), e)),
         }
     }
     if listen.is_empty() {
-        listen.push("127.0.0.1:8000".parse().expect("a valid default"));
+        listen.push(Listen::new("127.0.0.1:8000".parse().expect("a valid default")));
     }
 
     let graceful_timeout = match &raw.graceful_timeout {
@@ -413,6 +439,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             max_queue,
             limits,
             reload,
+            restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),
@@ -464,6 +491,14 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 ));
             }
         }
+        let mut access = Access::default();
+        for (key, entries, deny) in [("app.allow", &a.allow, false), ("app.deny", &a.deny, true)] {
+            for entry in entries {
+                if let Err(e) = access.add(entry.get_ref(), deny) {
+                    problems.push(source.problem(&entry.span(), key, e));
+                }
+            }
+        }
         let mut static_dirs = Vec::new();
         for (url, dir) in &a.static_dirs {
             let key = format!("app.static.{url:?}");
@@ -482,6 +517,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             script,
             callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "application".into()),
             group: a.group.get_ref().clone(),
+            access,
             static_dirs,
             line,
         });

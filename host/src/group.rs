@@ -150,6 +150,12 @@ impl Group {
         Ok(())
     }
 
+    /// True while instances fail to start (the replacement loop is backing
+    /// off): the readiness check reports the group as down.
+    pub fn failing(&self) -> bool {
+        self.failed_starts.load(Ordering::Relaxed) > 0
+    }
+
     /// Requests waiting for an instance.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -72,6 +72,8 @@ pub struct GuestSpec {
     pub limits: Limits,
     /// What reload_on_change watches.
     pub reload: Reload,
+    /// Writes to sys.stdout raise an error instead of going to the log.
+    pub restrict_stdout: bool,
 }
 
 /// mod_wsgi's WSGIScriptReloading, and more.
@@ -459,6 +461,7 @@ fn bridge_config(spec: &GuestSpec) -> String {
         "group": spec.group,
         "policies": spec.policies,
         "grants": grants,
+        "restrict_stdout": spec.restrict_stdout,
     })
     .to_string()
 }

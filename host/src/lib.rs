@@ -23,12 +23,14 @@
 //! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
 //! - [`router`]: Host header and mount prefix → the app that serves a request.
+//! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
 //! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
 //! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
 //! - [`run`]: `wasgi run`: one script, one group, from command-line flags.
 //! - [`apache`]: `wasgi apache-config` (the Apache side of a wasgi.toml) and
 //!   `wasgi import-apache` (a mod_wsgi configuration → wasgi.toml and policies).
 
+pub mod access;
 pub mod apache;
 pub mod check;
 pub mod config;

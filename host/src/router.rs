@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::environ::under_mount;
+use crate::forwarded::TrustedProxies;
 use crate::group::Group;
 
 /// An app reachable at `host` + `mount`.
@@ -14,11 +16,15 @@ pub struct Route {
     /// "" for the root, else "/path".
     pub mount: String,
     pub group: Arc<Group>,
+    /// Which clients may reach the app.
+    pub access: Access,
 }
 
-/// All routes, in configuration order.
+/// All routes, in configuration order, and the proxies whose forwarding
+/// headers are believed (both replaced together by a configuration reload).
 pub struct Router {
     routes: Vec<Route>,
+    pub trusted: TrustedProxies,
 }
 
 /// How well a host pattern matches a name: exact beats the longest wildcard
@@ -37,9 +43,20 @@ fn host_score(pattern: &str, host: &str) -> Option<usize> {
 }
 
 impl Router {
-    pub fn new(routes: Vec<Route>) -> Router {
+    pub fn new(routes: Vec<Route>, trusted: TrustedProxies) -> Router {
         assert!(!routes.is_empty(), "a router needs at least one route");
-        Router { routes }
+        Router { routes, trusted }
+    }
+
+    /// Every group the routes lead to, once each.
+    pub fn groups(&self) -> Vec<&Arc<Group>> {
+        let mut groups: Vec<&Arc<Group>> = Vec::new();
+        for route in &self.routes {
+            if !groups.iter().any(|g| Arc::ptr_eq(g, &route.group)) {
+                groups.push(&route.group);
+            }
+        }
+        groups
     }
 
     /// The route for a request. `host` is the Host header (any case, port

@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// Where to listen: HOST:PORT or unix:/path/to.sock (repeatable).
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: Vec<ListenAddr>,
+    /// Permission bits for Unix-socket listeners, in octal (e.g. 660 or 666), so Apache's user can connect.
+    #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = server::parse_socket_mode)]
+    pub socket_mode: Option<u32>,
+    /// Make writes to sys.stdout raise an error, as mod_wsgi's `WSGIRestrictStdout On` did (default: they go to the log).
+    #[arg(long = "restrict-stdout")]
+    pub restrict_stdout: bool,
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
     pub python_path: Vec<PathBuf>,
@@ -263,6 +269,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         } else {
             Reload::Off
         },
+        restrict_stdout: args.restrict_stdout,
     })
 }
 
@@ -343,7 +350,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         // Bind first: an address in use is a flag error, reported at once.
         let mut listeners = Vec::new();
         for addr in &args.listen {
-            listeners.push(Listener::bind(addr, args.http.listen_backlog).await?);
+            let listen = server::Listen { addr: addr.clone(), socket_mode: args.socket_mode };
+            listeners.push(Listener::bind(&listen, args.http.listen_backlog).await?);
         }
 
         let (pre, _ticker) = prepare_guests(&args.interpreter, &cache_dir).await?;
@@ -363,7 +371,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                 reloading.reload().await;
             }
         });
-        let server = Server::new(Router::new(vec![Route { host: "*".into(), mount: String::new(), group }]), args.http.limits(), trusted);
+        let server = Server::new(
+            Router::new(vec![Route { host: "*".into(), mount: String::new(), group, access: Default::default() }], trusted),
+            args.http.limits(),
+        );
         for listener in &listeners {
             tracing::info!(
                 "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",

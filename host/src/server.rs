@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
 use crate::framing::{Verdicts, WatchedIo};
-use crate::forwarded::{self, TrustedProxies};
+use crate::forwarded;
 use crate::request::{BodyLimits, ChannelBody, Head, Job, RequestInfo};
 use crate::router::Router;
 
@@ -62,6 +62,30 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
+/// A listener as configured: the address, and for a Unix socket the
+/// permission bits its file gets (so Apache's user can connect to it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: ListenAddr,
+    /// For example 0o660; None keeps what the umask gives.
+    pub socket_mode: Option<u32>,
+}
+
+impl Listen {
+    pub fn new(addr: ListenAddr) -> Listen {
+        Listen { addr, socket_mode: None }
+    }
+}
+
+/// Parses permission bits written in octal ("660", "0660" or "0o660").
+pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("{text:?} is not permission bits in octal, as in \"0660\"")),
+    }
+}
+
 /// A bound listener.
 pub enum Listener {
     Tcp(TcpListener),
@@ -69,9 +93,9 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr`; TCP listeners get a listen queue of `backlog` connections.
-    pub async fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener> {
-        match addr {
+    /// Binds `listen`; TCP listeners get a listen queue of `backlog` connections.
+    pub async fn bind(listen: &Listen, backlog: u32) -> Result<Listener> {
+        match &listen.addr {
             ListenAddr::Tcp(a) => {
                 let bind = || -> std::io::Result<TcpListener> {
                     let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
@@ -85,7 +109,20 @@ impl Listener {
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 let l = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-                Ok(Listener::Unix(l, path.clone()))
+                // tokio listens with the system's maximum queue; listening
+                // again on a listening socket sets the queue we were asked for.
+                use std::os::fd::AsRawFd;
+                if unsafe { libc::listen(l.as_raw_fd(), backlog.min(i32::MAX as u32) as i32) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    bail!("cannot set the listen backlog of unix:{}: {e}", path.display());
+                }
+                let listener = Listener::Unix(l, path.clone());
+                if let Some(mode) = listen.socket_mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("cannot set mode {mode:o} on unix:{}", path.display()))?;
+                }
+                Ok(listener)
             }
         }
     }
@@ -136,7 +173,7 @@ pub struct HttpLimits {
     pub body_read_timeout: Duration,
     /// Open connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Connections the kernel queues for a TCP listener before refusing more.
+    /// Connections the kernel queues for a listener before refusing more.
     pub listen_backlog: u32,
 }
 
@@ -159,13 +196,24 @@ pub struct Server {
     /// Swapped whole by a configuration reload; each request reads it once.
     router: std::sync::RwLock<Arc<Router>>,
     pub limits: HttpLimits,
-    pub trusted: TrustedProxies,
     next_request: AtomicU64,
+    /// Set when shutdown begins: the readiness check answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
+/// The readiness check a load balancer polls (Apache's mod_proxy_hcheck
+/// `hcuri`, a Kubernetes readinessProbe). wasgi answers it on every listener
+/// before routing, so no app can shadow it.
+pub const READY_PATH: &str = "/.wasgi/ready";
+
 impl Server {
-    pub fn new(router: Router, limits: HttpLimits, trusted: TrustedProxies) -> Arc<Server> {
-        Arc::new(Server { router: std::sync::RwLock::new(Arc::new(router)), limits, trusted, next_request: AtomicU64::new(1) })
+    pub fn new(router: Router, limits: HttpLimits) -> Arc<Server> {
+        Arc::new(Server {
+            router: std::sync::RwLock::new(Arc::new(router)),
+            limits,
+            next_request: AtomicU64::new(1),
+            draining: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     pub fn router(&self) -> Arc<Router> {
@@ -191,6 +239,28 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
 fn unavailable(text: &'static str) -> Response<ResponseBody> {
     let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text);
     response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    response
+}
+
+/// 200 when every group can serve and the server is not shutting down;
+/// 503 with the reason otherwise.
+fn readiness(server: &Server) -> Response<ResponseBody> {
+    let (status, text) = if server.draining.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n".to_owned())
+    } else {
+        let router = server.router();
+        let failing: Vec<&str> = router.groups().into_iter().filter(|g| g.failing()).map(|g| &*g.spec.group).collect();
+        if failing.is_empty() {
+            (StatusCode::OK, "ready\n".to_owned())
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: instances fail to start in group(s) {}\n", failing.join(", ")))
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|e: Infallible| match e {}).boxed_unsync());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     response
 }
 
@@ -222,14 +292,25 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
             "{} {}: {}", info.method, info.target, environ::EnvironError::AmbiguousLength);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
-    let forwarded = server.trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, &server.trusted));
+    if parts.uri.path() == READY_PATH && (parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
+        return readiness(&server);
+    }
+    let router = server.router();
+    let trusted = &router.trusted;
+    let forwarded = trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, trusted));
     let host = environ::request_host(&parts, forwarded.as_ref());
     let path: Vec<u8> = percent_encoding::percent_decode(parts.uri.path().as_bytes()).collect();
-    let router = server.router();
     let Some(route) = router.route(host, &path) else {
         tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };
+    let client = forwarded.as_ref().and_then(|f| f.client).map(|(ip, _)| ip).or(conn.peer.map(|p| p.ip()));
+    if !route.access.permits(client) {
+        tracing::warn!(target: "wasgi::access", group = %route.group.name, request = id, status = 403,
+            "{} {}: client {} is not allowed by the app's allow/deny lists", info.method, info.target,
+            client.map_or("(unknown address: a Unix-socket peer)".to_owned(), |ip| ip.to_string()));
+        return plain(StatusCode::FORBIDDEN, "Forbidden\n");
+    }
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > server.limits.max_body_bytes) {
         tracing::warn!(target: "wasgi::access", request = id, status = 413,
@@ -325,6 +406,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                 });
             }
             _ = &mut shutdown => {
+                server.draining.store(true, Ordering::Release);
                 tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
                 break;
             }

@@ -26,7 +26,7 @@ pub fn apps() -> PathBuf {
     root().join("tests").join("apps")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     // The test binary lives in target/<profile>/deps/.
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().parent().unwrap().to_owned()
@@ -47,10 +47,10 @@ pub fn cache_dir() -> PathBuf {
 
 /// Holds an exclusive lock on a file while alive (test binaries run as
 /// separate processes, so in-process locks are not enough).
-struct FileLock(std::fs::File);
+pub(crate) struct FileLock(std::fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> FileLock {
+    pub(crate) fn acquire(path: &Path) -> FileLock {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
         use std::os::fd::AsRawFd;
@@ -369,6 +369,8 @@ impl Drop for Wasgi {
         let _ = self.child.wait();
     }
 }
+
+pub mod apache;
 
 pub mod http {
     //! A minimal HTTP/1.1 client reader: enough to see exactly what a server sent.

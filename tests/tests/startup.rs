@@ -91,9 +91,14 @@ fn replacements_that_keep_failing_back_off_instead_of_storming() {
     std::fs::copy(apps().join("flaky_start.wsgi"), &script).unwrap();
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-write", dir.path().to_str().unwrap()]);
     assert_eq!(server.get("/").text(), "up");
+    assert_eq!(server.get("/.wasgi/ready").status, 200);
     assert_eq!(server.get("/exit").status, 502);
     // Every replacement now fails; the delays between attempts grow.
     server.log.wait_for("3 failed starts in a row", Duration::from_secs(30));
+    // A load balancer polling the readiness check takes this server out.
+    let ready = server.get("/.wasgi/ready");
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("instances fail to start in group(s)"), "{}", ready.text());
     std::thread::sleep(Duration::from_secs(2));
     let log = server.log.text();
     let attempts = log.matches("replacement instance failed to start").count();

@@ -28,7 +28,7 @@ use super::snippet;
 use crate::config::{normalise_host, normalise_mount, AppConfig, Config, GroupConfig};
 use crate::forwarded::TrustedProxies;
 use crate::instance::{Limits, Reload};
-use crate::server::{HttpLimits, ListenAddr};
+use crate::server::{HttpLimits, Listen, ListenAddr};
 
 /// What the Apache configuration does not say.
 #[derive(Debug, Clone)]
@@ -1458,7 +1458,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
     Config {
         file: options.out.join("wasgi.toml"),
         policies: options.out.join("policies"),
-        listen: vec![options.listen.clone()],
+        listen: vec![Listen { addr: options.listen.clone(), socket_mode: None }],
         groups: groups
             .iter()
             .map(|g| GroupConfig {
@@ -1474,6 +1474,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 max_queue: crate::config::DEFAULT_MAX_QUEUE,
                 limits: Limits { request_timeout: g.request_timeout, ..Limits::default() },
                 reload: Reload::Off,
+                restrict_stdout: false,
                 line: 0,
                 user_line: 0,
                 group_line: 0,
@@ -1488,6 +1489,15 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 callable: a.callable.clone().unwrap_or_else(|| "application".into()),
                 group: groups[a.group].name.clone(),
                 static_dirs: a.statics.iter().map(|(u, d)| (u.clone(), PathBuf::from(d))).collect(),
+                access: {
+                    let mut access = crate::access::Access::default();
+                    for (entries, deny) in [(&a.allow, false), (&a.deny, true)] {
+                        for e in entries {
+                            let _ = access.add(e, deny);
+                        }
+                    }
+                    access
+                },
                 line: 0,
             })
             .collect(),

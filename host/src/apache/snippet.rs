@@ -108,7 +108,7 @@ pub fn trust(config: &Config, options: &Options) -> Result<String, String> {
 fn backend(config: &Config, options: &Options) -> Result<Backend, String> {
     let addr = match &options.backend {
         Some(a) => a,
-        None => config.listen.first().ok_or("the configuration has no [[listen]] address")?,
+        None => config.listen.first().map(|l| &l.addr).ok_or("the configuration has no [[listen]] address")?,
     };
     Backend::new(addr)
 }
