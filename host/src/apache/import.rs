@@ -1079,6 +1079,14 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
     let apache = snippet::generate(&config, &snippet_options).map_err(|e| anyhow::anyhow!("{e}"))?;
     files.push((PathBuf::from("apache-wasgi.conf"), apache));
 
+    // In the order of the files and lines they come from.
+    let key = |i: &Item| {
+        let (file, line) = i.at.rsplit_once(':').unwrap_or((&i.at, "0"));
+        (file.to_owned(), line.parse::<usize>().unwrap_or(0))
+    };
+    for items in [&mut im.unmapped, &mut im.notes] {
+        items.sort_by_key(key);
+    }
     let mut imported = Imported {
         files,
         unmapped: im.unmapped,
