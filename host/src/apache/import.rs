@@ -987,6 +987,14 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
         }
     }
 
+    // The new snippet's VirtualHost address is one for all.
+    for (v, vhost) in im.vhosts.iter().enumerate() {
+        let address = vhost.directive.args.join(" ");
+        if apps.iter().any(|a| a.vhost == Some(v)) && address != options.vhost_address && address != "*" {
+            im.notes.push(item(vhost.directive, format!("apache-wasgi.conf uses <VirtualHost {}> (--vhost-address)", options.vhost_address)));
+        }
+    }
+
     // Directives of the imported virtual hosts that the new snippet does not repeat.
     let mut not_repeated = Vec::new();
     for (v, vhost) in im.vhosts.iter().enumerate() {
@@ -1344,7 +1352,10 @@ fn render_config(
     if let Some((n, at)) = backlog {
         let _ = writeln!(w, "\n[http]\nlisten_backlog = {n}   # the largest listen-backlog ({at})");
     }
-    let _ = writeln!(w, "\n[[listen]]\naddress = {}", q(&options.listen.to_string().trim_start_matches("http://").to_owned()));
+    let _ = writeln!(w, "\n[[listen]]\naddress = {}", q(options.listen.to_string().trim_start_matches("http://")));
+    if let ListenAddr::Unix(_) = options.listen {
+        let _ = writeln!(w, "# mode = \"0660\"   # let Apache's user (through the socket's group) connect");
+    }
 
     for g in groups {
         let _ = writeln!(w);

@@ -195,6 +195,9 @@ pub fn generate(config: &Config, options: &Options) -> Result<String, String> {
     let _ = writeln!(w, "# Needs mod_proxy, mod_proxy_http, mod_headers (and mod_alias for Alias lines):");
     let _ = writeln!(w, "#     a2enmod {MODULES}        (Debian, Ubuntu; elsewhere, LoadModule lines)");
     let _ = writeln!(w, "# Apache forwards each app's mount to wasgi at {}.", backend.describe());
+    if let Backend::Unix(_) = backend {
+        let _ = writeln!(w, "# Apache's user must be able to connect to it: see `mode` in [[listen]].");
+    }
     let _ = writeln!(w, "#");
     match trust(config, options) {
         Ok(note) => {
@@ -293,6 +296,9 @@ fn write_vhost(w: &mut String, vhost: &VirtualHost<'_>, backend: &Backend, optio
         let path = if m.path.is_empty() { "/" } else { m.path };
         let _ = writeln!(w);
         let _ = writeln!(w, "    # {} (group {:?})", m.app.script.display(), m.app.group);
+        if !m.app.access.is_open() {
+            let _ = writeln!(w, "    # wasgi applies this app's allow/deny to the client's address Apache forwards.");
+        }
         let target = backend.url(path);
         let timeout = m.request_timeout.map(|t| t.as_secs() + options.timeout_margin);
         match timeout {
@@ -427,6 +433,10 @@ group = "shop"
         let text = "[[listen]]\naddress = \"unix:/run/wasgi/wasgi.sock\"\n\n[[group]]\nname = \"g\"\n\n[[app]]\nhost = \"a.example\"\nmount = \"/app\"\nscript = \"/srv/a.wsgi\"\ngroup = \"g\"\n";
         let out = generate_default(text);
         assert!(out.contains("    ProxyPass /app unix:/run/wasgi/wasgi.sock|http://localhost/app timeout=65\n"), "{out}");
+        assert!(out.contains("# Apache's user must be able to connect to it: see `mode` in [[listen]].\n"), "{out}");
+        assert!(!out.contains("wasgi applies this app's allow/deny"), "{out}");
+        let limited = generate_default(&text.replace("group = \"g\"\n", "group = \"g\"\nallow = [\"10.0.0.0/8\"]\n"));
+        assert!(limited.contains("    # wasgi applies this app's allow/deny to the client's address Apache forwards.\n"), "{limited}");
         assert!(out.contains("# !!!     trusted_proxies = [\"unix\"]\n"), "{out}");
         assert_eq!(trust(&config(text), &Options::default()), Err("trusted_proxies = [\"unix\"]".into()));
         let trusted = format!("trusted_proxies = [\"unix\"]\n{text}");
