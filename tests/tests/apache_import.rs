@@ -90,6 +90,7 @@ fn the_guides_windows_example_imports_and_says_what_check_will_report() {
     let toml = read(tmp.path().join("wasgi-import/wasgi.toml"));
     assert!(toml.contains("script = \"C:\\\\yourdir\\\\yourapp.wsgi\"\ngroup = \"embedded\""), "the path is kept as written:\n{toml}");
     assert!(toml.contains("[[group]]\nname = \"embedded\"\nuser = \"embedded\""), "{toml}");
+    assert!(out.contains("Mapped with a difference:\n  site.conf:3: WSGIScriptAlias / C:\\yourdir\\yourapp.wsgi: no daemon process group (mod_wsgi's embedded mode): served by the group \"embedded\", with its own policy\n"), "{out}");
     assert!(read(tmp.path().join("wasgi-import/policies/users/embedded.toml")).contains("path = \"C:\\\\yourdir\""));
     assert!(read(tmp.path().join("wasgi-import/UNMAPPED.txt")).contains("C:\\yourdir\\yourapp.wsgi (script): a Windows path"));
 

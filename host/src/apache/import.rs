@@ -923,6 +923,12 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
             },
         };
         groups[group].apps += 1;
+        if groups[group].embedded {
+            im.notes.push(item(
+                a.directive,
+                format!("no daemon process group (mod_wsgi's embedded mode): served by the group {:?}, with its own policy", groups[group].name),
+            ));
+        }
         if let Some(app_group) = option("application-group").or(settings.application_group.as_ref().map(|v| v.value.clone())) {
             if app_group != "%{GLOBAL}" {
                 let at = settings.application_group.as_ref().map_or(a.directive.at(), |v| v.from.at());
@@ -979,10 +985,11 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
                 .max_by_key(|app| app.mount.len());
             match owner {
                 Some(app) => app.statics.push((url_norm, trim_dir(dir))),
-                None => match apps.iter_mut().find(|app| app.vhost == Some(v)) {
-                    Some(app) => app.statics.push((url_norm, trim_dir(dir))),
-                    None => {}
-                },
+                None => {
+                    if let Some(app) = apps.iter_mut().find(|app| app.vhost == Some(v)) {
+                        app.statics.push((url_norm, trim_dir(dir)));
+                    }
+                }
             }
         }
     }
@@ -1404,8 +1411,9 @@ fn render_config(
 /// policies/users/*.toml from the directories each group's apps use, and
 /// policies/groups/*.toml for the Unix groups named.
 fn render_policies(groups: &[Group], apps: &[App]) -> Vec<(PathBuf, String)> {
-    // policy name → (groups using it, grants (path, access comment)).
-    let mut users: BTreeMap<String, (Vec<String>, Vec<(String, String)>)> = BTreeMap::new();
+    /// The groups that use a policy, and its grants: (path, why).
+    type Policy = (Vec<String>, Vec<(String, String)>);
+    let mut users: BTreeMap<String, Policy> = BTreeMap::new();
     let mut unix_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (i, g) in groups.iter().enumerate() {
         let entry = users.entry(g.policy.clone()).or_default();
@@ -1736,6 +1744,10 @@ mod tests {
         assert!(toml.contains("[[group]]\nname = \"embedded\"\nuser = \"embedded\""), "{toml}");
         let policy = file(&im, "policies/users/embedded.toml");
         assert!(policy.contains("path = \"C:\\\\yourdir\""), "{policy}");
+        assert_eq!(
+            im.notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["/etc/apache2/site.conf:3: WSGIScriptAlias / C:\\yourdir\\yourapp.wsgi: no daemon process group (mod_wsgi's embedded mode): served by the group \"embedded\", with its own policy"]
+        );
         assert_eq!(im.missing.len(), 1);
         assert_eq!(
             im.missing[0].to_string(),
