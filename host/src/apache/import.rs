@@ -670,10 +670,9 @@ impl<'a> Importer<'a> {
 
     fn finish_vhost(&mut self, index: usize) {
         let v = &mut self.vhosts[index];
+        // No ServerName or ServerAlias: every host, as Apache's default.
         if v.hosts.is_empty() {
             v.hosts.push("*".into());
-        } else if !v.directive.children().iter().any(|d| d.is("ServerName")) {
-            // Aliases only: they are the names.
         }
     }
 
