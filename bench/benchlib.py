@@ -198,6 +198,9 @@ def cmd_summary(args):
     wasgi = server_figures(args.wasgi_wrk)
     gunicorn = server_figures(args.gunicorn_wrk)
     single = server_figures(args.wasgi1_wrk)
+    modwsgi = server_figures(args.modwsgi_wrk) if args.modwsgi_wrk else None
+    behind = server_figures(args.apache_wasgi_wrk) if args.apache_wasgi_wrk else None
+    behind_ratio = behind["rps"] / modwsgi["rps"] if modwsgi and behind and modwsgi["rps"] and behind["rps"] else None
 
     inguest_all = []
     for path in args.inguest:
@@ -228,6 +231,9 @@ def cmd_summary(args):
         "wasgi_2_instances": wasgi,
         "gunicorn_2_sync_workers": gunicorn,
         "ratio_wasgi_over_gunicorn": ratio,
+        "apache_mod_wsgi_2x1": modwsgi,
+        "apache_proxy_to_wasgi_2_instances": behind,
+        "ratio_apache_wasgi_over_mod_wsgi": behind_ratio,
         "inguest_calls_per_s": inguest,
         "inguest_calls_per_s_all": inguest_all,
         "wasgi_1_instance": single,
@@ -247,6 +253,10 @@ def cmd_summary(args):
         ("gunicorn -w 2 (sync)", f"{fmt(gunicorn['rps'], '.0f')} req/s",
          f"p50 {fmt(gunicorn['p50_ms'], '.2f', ' ms')}", f"p99 {fmt(gunicorn['p99_ms'], '.2f', ' ms')}"),
     ]
+    for name, figures in (("Apache + mod_wsgi 2x1", modwsgi), ("Apache -> wasgi x2", behind)):
+        if figures:
+            rows.append((name, f"{fmt(figures['rps'], '.0f')} req/s",
+                         f"p50 {fmt(figures['p50_ms'], '.2f', ' ms')}", f"p99 {fmt(figures['p99_ms'], '.2f', ' ms')}"))
     w = max(len(r[0]) for r in rows)
     print()
     print(f"== wasgi benchmark: examples/hello (Flask), wrk -t1 -c{args.connections} -d{args.duration}"
@@ -254,6 +264,8 @@ def cmd_summary(args):
     for r in rows:
         print(f"  {r[0]:<{w}}  {r[1]:>12}  {r[2]:>14}  {r[3]:>14}")
     print(f"  {'ratio wasgi / gunicorn':<{w}}  {fmt(ratio, '.2f', 'x'):>12}")
+    if modwsgi:
+        print(f"  {'ratio behind Apache':<{w}}  {fmt(behind_ratio, '.2f', 'x'):>12}   (Apache -> wasgi / Apache + mod_wsgi)")
     print()
     print(f"  {'in-guest Flask calls':<{w}}  {fmt(inguest, '.0f', ' calls/s'):>12}   (1 guest, no HTTP)")
     print(f"  {'wasgi --instances 1':<{w}}  {fmt(single['rps'], '.0f', ' req/s'):>12}   "
@@ -264,8 +276,9 @@ def cmd_summary(args):
     print(f"  {'ready in (log, 1st start)':<{w}}  {fmt(args.ready_in, '.2f', ' s'):>12}")
     print(f"  {'warm start to first 200':<{w}}  {fmt(warm, '.2f', ' s'):>12}   (2 instances, warm module cache)")
     print()
-    bad = [(name, s) for name, s in (("wasgi x2", wasgi), ("gunicorn", gunicorn), ("wasgi x1", single))
-           if s["non_2xx"] or s["socket_errors"]]
+    bad = [(name, s) for name, s in (("wasgi x2", wasgi), ("gunicorn", gunicorn), ("wasgi x1", single),
+                                     ("mod_wsgi", modwsgi), ("Apache -> wasgi", behind))
+           if s and (s["non_2xx"] or s["socket_errors"])]
     for name, s in bad:
         print(f"  ! {name}: {s['non_2xx']} non-2xx responses, {s['socket_errors']} socket errors (see {args.out})")
     if problems:
@@ -307,6 +320,8 @@ def main():
     s.add_argument("--wasgi-wrk", action="append", required=True)
     s.add_argument("--gunicorn-wrk", action="append", required=True)
     s.add_argument("--wasgi1-wrk", action="append", required=True)
+    s.add_argument("--modwsgi-wrk", action="append")
+    s.add_argument("--apache-wasgi-wrk", action="append")
     s.add_argument("--inguest", action="append", default=[])
     s.add_argument("--ready-in", type=lambda v: float(v) if v else None)
     s.add_argument("--warm-start", type=float, action="append", default=[])

@@ -36,7 +36,7 @@ pub struct Plan {
 }
 
 /// `venv/lib/python3.*/site-packages`, whatever the venv's Python minor version.
-fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
+pub(crate) fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
         .into_iter()
         .flatten()
@@ -119,6 +119,9 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             }
         }
         if let Some(venv) = &group.venv {
+            // The whole venv, read-only: the guide's `activate_this.py` recipe
+            // reads bin/, and pyvenv.cfg sits at the top.
+            implied(&mut caps, venv.clone(), "venv");
             let site = venv_site_packages(venv);
             if site.is_empty() {
                 problems.push(problem(
@@ -136,7 +139,6 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
                         so.display()
                     ));
                 }
-                implied(&mut caps, dir.clone(), "venv site-packages");
                 python_path.push(dir);
             }
         }

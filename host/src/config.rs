@@ -170,6 +170,10 @@ struct RawApp {
     deny: Vec<Spanned<String>>,
     /// Pass the Authorization header to the app (mod_wsgi's WSGIPassAuthorization).
     pass_authorization: Option<Spanned<bool>>,
+    /// URL path → directory: static files Apache serves in front of the app
+    /// (`wasgi apache-config` writes them as `Alias` lines).
+    #[serde(default, rename = "static")]
+    static_dirs: BTreeMap<String, Spanned<String>>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -223,6 +227,9 @@ pub struct AppConfig {
     pub access: Access,
     /// Does the app see HTTP_AUTHORIZATION? (mod_wsgi's WSGIPassAuthorization; off by default)
     pub pass_authorization: bool,
+    /// Static files served by Apache in front of the app: (URL path, directory).
+    /// wasgi itself does not serve them; `wasgi apache-config` writes `Alias` lines.
+    pub static_dirs: Vec<(String, PathBuf)>,
     pub line: usize,
 }
 
@@ -241,8 +248,16 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
     validate(&source, &base, raw)
 }
 
+/// Validates the text of a config file as if read from `path`.
+pub fn from_text(path: &Path, text: &str) -> Result<Config, Problems> {
+    let source = Source { path: path.to_owned(), text: text.to_owned() };
+    let raw: RawConfig = source.parse()?;
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    validate(&source, &base, raw)
+}
+
 /// Normalises a mount: "" or "/" is the root (""), otherwise "/a/b".
-fn normalise_mount(mount: &str) -> Option<String> {
+pub(crate) fn normalise_mount(mount: &str) -> Option<String> {
     if mount.is_empty() || mount == "/" {
         return Some(String::new());
     }
@@ -253,7 +268,7 @@ fn normalise_mount(mount: &str) -> Option<String> {
 }
 
 /// Checks a host pattern: a name, `*.name` or `*`.
-fn normalise_host(host: &str) -> Option<String> {
+pub(crate) fn normalise_host(host: &str) -> Option<String> {
     let host = host.trim().to_ascii_lowercase();
     let name = host.strip_prefix("*.").unwrap_or(&host);
     let valid = host == "*"
@@ -488,6 +503,18 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 }
             }
         }
+        let mut static_dirs = Vec::new();
+        for (url, dir) in &a.static_dirs {
+            let key = format!("app.static.{url:?}");
+            match normalise_mount(url) {
+                Some(url) if !url.is_empty() => {
+                    if let Some(dir) = absolute(dir, &key, &mut problems) {
+                        static_dirs.push((url, dir));
+                    }
+                }
+                _ => problems.push(source.problem(&dir.span(), key, format!("{url:?} must be a path below \"/\", like \"/static\""))),
+            }
+        }
         apps.push(AppConfig {
             hosts,
             mount,
@@ -496,6 +523,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             group: a.group.get_ref().clone(),
             access,
             pass_authorization: a.pass_authorization.as_ref().is_some_and(|p| *p.get_ref()),
+            static_dirs,
             line,
         });
     }
@@ -547,9 +575,24 @@ group = "alice"
         assert_eq!(config.apps[0].hosts, vec!["alice.example", "*.alice.example"]);
         assert_eq!(config.apps[0].mount, "/blog");
         assert_eq!(config.policies, Path::new("/etc/wasgi/policies"));
+        assert!(config.apps[0].static_dirs.is_empty());
         assert!(!config.apps[0].pass_authorization, "hidden by default, as under mod_wsgi");
         let config = check(&format!("{GOOD}pass_authorization = true\n")).unwrap();
         assert!(config.apps[0].pass_authorization, "WSGIPassAuthorization On");
+    }
+
+    #[test]
+    fn static_directories_for_apache() {
+        let text = GOOD.replace("group = \"alice\"\n", "group = \"alice\"\nstatic = { \"/static/\" = \"/srv/alice/static\", \"/media\" = \"/srv/alice/media\" }\n");
+        let config = check(&text).unwrap();
+        assert_eq!(
+            config.apps[0].static_dirs,
+            vec![("/media".to_owned(), PathBuf::from("/srv/alice/media")), ("/static".to_owned(), PathBuf::from("/srv/alice/static"))]
+        );
+        let text = GOOD.replace("group = \"alice\"\n", "group = \"alice\"\nstatic = { \"/\" = \"/srv/alice/static\", \"/media\" = \"media\" }\n");
+        let text = errors(&text);
+        assert!(text.contains("wasgi.toml:15: app.static.\"/\": \"/\" must be a path below \"/\", like \"/static\""), "{text}");
+        assert!(text.contains("wasgi.toml:15: app.static.\"/media\": \"media\" is not an absolute path"), "{text}");
     }
 
     #[test]

@@ -27,8 +27,11 @@
 //! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
 //! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
 //! - [`run`]: `wasgi run`: one script, one group, from command-line flags.
+//! - [`apache`]: `wasgi apache-config` (the Apache side of a wasgi.toml) and
+//!   `wasgi import-apache` (a mod_wsgi configuration → wasgi.toml and policies).
 
 pub mod access;
+pub mod apache;
 pub mod check;
 pub mod config;
 pub mod environ;

@@ -34,11 +34,58 @@ enum Command {
         #[command(flatten)]
         interpreter: wasgi::run::InterpreterArgs,
     },
+    /// Print the Apache side for a wasgi.toml: a VirtualHost per host set, ProxyPass per mount,
+    /// the forwarding headers wasgi trusts, timeouts, Alias lines for static directories.
+    ApacheConfig {
+        #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
+        config: PathBuf,
+        /// Where Apache reaches wasgi, HOST:PORT or unix:/path (default: the first [[listen]]).
+        #[arg(long, value_name = "ADDR")]
+        backend: Option<wasgi::server::ListenAddr>,
+        /// The address of each <VirtualHost>.
+        #[arg(long, value_name = "ADDR", default_value = "*:80")]
+        vhost_address: String,
+    },
+    /// Read an Apache configuration that uses mod_wsgi (following Include) and write wasgi.toml,
+    /// policies, the new Apache snippet and a list of what could not be mapped.
+    ImportApache {
+        /// The Apache configuration file (apache2.conf, httpd.conf or a site's file).
+        file: PathBuf,
+        /// Where to write the result.
+        #[arg(long, value_name = "DIR", default_value = "wasgi-import")]
+        out: PathBuf,
+        /// Where wasgi will listen for Apache: HOST:PORT or unix:/path.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+        listen: wasgi::server::ListenAddr,
+        /// For relative Include paths before any ServerRoot directive (default: the file's directory).
+        #[arg(long, value_name = "DIR")]
+        server_root: Option<PathBuf>,
+        /// The address of each <VirtualHost> in apache-wasgi.conf.
+        #[arg(long, value_name = "ADDR", default_value = "*:80")]
+        vhost_address: String,
+    },
     /// Fetch, verify and compile the Python interpreter, then print where it is.
     Python {
         #[command(flatten)]
         interpreter: wasgi::run::InterpreterArgs,
     },
+}
+
+/// `wasgi import-apache`: import, write, tell the user what happened and what is next.
+fn import_apache(
+    file: &std::path::Path,
+    out: &std::path::Path,
+    listen: wasgi::server::ListenAddr,
+    server_root: Option<PathBuf>,
+    vhost_address: String,
+) -> anyhow::Result<()> {
+    let options = wasgi::apache::import::Options { listen, server_root, out: out.to_owned(), vhost_address };
+    let imported = wasgi::apache::import::import(file, &options)?;
+    let written = imported.write(out)?;
+    // What `wasgi check` will say about the paths, before anyone runs it.
+    let check = wasgi::config::load(&out.join("wasgi.toml")).err().map(|p| p.to_string());
+    print!("{}", imported.summary(file, out, &written, check.as_deref()));
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -67,6 +114,27 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Command::ApacheConfig { config, backend, vhost_address } => {
+            let config = match wasgi::config::load(&config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = wasgi::apache::snippet::Options { vhost_address, backend, ..Default::default() };
+            match wasgi::apache::snippet::generate(&config, &options) {
+                Ok(text) => {
+                    print!("{text}");
+                    if let Err(add) = wasgi::apache::snippet::trust(&config, &options) {
+                        eprintln!("warning: {} has no trusted_proxies entry for Apache; add `{add}` at its top level, or wasgi ignores the X-Forwarded-* headers Apache sends", config.file.display());
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!("{}: {e}", config.file.display())),
+            }
+        }
+        Command::ImportApache { file, out, listen, server_root, vhost_address } => import_apache(&file, &out, listen, server_root, vhost_address),
         Command::Python { interpreter } => wasgi::run::prepare_interpreter(&interpreter).map(|path| {
             println!("{}", path.display());
         }),

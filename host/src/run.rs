@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
     pub python_path: Vec<PathBuf>,
+    /// A virtualenv (mod_wsgi's python-home): granted read-only, its site-packages put on sys.path.
+    #[arg(long, value_name = "DIR")]
+    pub venv: Option<PathBuf>,
     /// A directory the app may read (repeatable).
     #[arg(long = "grant-read", value_name = "DIR")]
     pub grant_read: Vec<PathBuf>,
@@ -224,6 +227,15 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         add_grant(&mut grants, dir.clone(), false, "--python-path");
         python_path.push(dir);
     }
+    if let Some(venv) = &args.venv {
+        let venv = existing_dir(venv, "--venv")?;
+        let site = crate::check::venv_site_packages(&venv);
+        if site.is_empty() {
+            bail!("--venv {}: no lib/python3.*/site-packages in it: is it a virtualenv?", venv.display());
+        }
+        add_grant(&mut grants, venv, false, "--venv");
+        python_path.extend(site);
+    }
     for dir in &args.grant_read {
         add_grant(&mut grants, existing_dir(dir, "--grant-read")?, false, "--grant-read");
     }
@@ -262,7 +274,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         home: Some(home),
         env: vec![("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned())],
         group: name,
-        policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path)".into()],
+        policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path, --venv)".into()],
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
         limits: args.limits(),
         reload: if args.reload_tree {

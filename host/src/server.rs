@@ -109,6 +109,13 @@ impl Listener {
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 let l = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+                // tokio listens with the system's maximum queue; listening
+                // again on a listening socket sets the queue we were asked for.
+                use std::os::fd::AsRawFd;
+                if unsafe { libc::listen(l.as_raw_fd(), backlog.min(i32::MAX as u32) as i32) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    bail!("cannot set the listen backlog of unix:{}: {e}", path.display());
+                }
                 let listener = Listener::Unix(l, path.clone());
                 if let Some(mode) = listen.socket_mode {
                     use std::os::unix::fs::PermissionsExt;
@@ -166,7 +173,7 @@ pub struct HttpLimits {
     pub body_read_timeout: Duration,
     /// Open connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Connections the kernel queues for a TCP listener before refusing more.
+    /// Connections the kernel queues for a listener before refusing more.
     pub listen_backlog: u32,
 }
 

@@ -94,7 +94,7 @@ pub fn flask_packages() -> PathBuf {
 /// Runs `install` into target/test-packages/NAME once per set of
 /// requirements (a marker file remembers them), under a lock shared by the
 /// test processes.
-fn install_once(name: &str, requirements: &[&str], install: impl FnOnce(&Path)) -> PathBuf {
+pub fn install_once(name: &str, requirements: &[&str], install: impl FnOnce(&Path)) -> PathBuf {
     let dir = target_dir().join("test-packages").join(name);
     let _lock = FileLock::acquire(&target_dir().join("test-packages").join(format!(".{name}.lock")));
     let marker = dir.join(".installed");

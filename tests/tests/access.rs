@@ -75,3 +75,24 @@ fn restrict_stdout_makes_print_raise_like_mod_wsgi() {
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
     assert_eq!(server.get("/print").text(), "printed\n");
 }
+
+#[test]
+fn a_sighup_reload_changes_the_trusted_proxies() {
+    let dir = TempDir::new("access-hup");
+    let app = "[[app]]\nscript = \"SCRIPT\"\ngroup = \"g\"\n";
+    let config = write_config(&dir, app);
+    // Start with nobody trusted.
+    let text = std::fs::read_to_string(&config).unwrap().replace("trusted_proxies = [\"127.0.0.1\"]", "trusted_proxies = []");
+    std::fs::write(&config, &text).unwrap();
+    let server = Wasgi::serve(&config);
+    let remote_addr = || {
+        let r = server.request(b"GET /environ HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.7\r\nConnection: close\r\n\r\n");
+        let env: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        env["REMOTE_ADDR"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(remote_addr(), "127.0.0.1");
+    std::fs::write(&config, text.replace("trusted_proxies = []", "trusted_proxies = [\"127.0.0.0/8\"]")).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for("configuration reloaded", std::time::Duration::from_secs(60));
+    assert_eq!(remote_addr(), "198.51.100.7");
+}

@@ -76,3 +76,59 @@ fn the_hello_example_serves_as_the_readme_says() {
     let r = server.post("/echo", b"echo me");
     assert_eq!(r.text(), "echo me");
 }
+
+/// The deployment guide's virtualenv recipe: a real `virtualenv` (from PyPI)
+/// with Flask in it, activated at the top of the .wsgi file by exec'ing its
+/// `bin/activate_this.py`. `--venv` grants the environment read-only.
+#[test]
+fn the_guides_activate_this_recipe_works_with_a_real_virtualenv() {
+    let tool = wasgi_tests::pip_packages("virtualenv-tool", &["virtualenv==20.*"]);
+    let env = wasgi_tests::install_once("virtualenv-flask", &["flask==3.1.*"], |dir| {
+        let status = std::process::Command::new("python3")
+            .env("PYTHONPATH", &tool)
+            .args(["-m", "virtualenv", "-q"])
+            .arg(dir)
+            .status()
+            .expect("run virtualenv");
+        assert!(status.success(), "virtualenv failed");
+        let status = std::process::Command::new(dir.join("bin/python"))
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "flask==3.1.*"])
+            .status()
+            .expect("run pip");
+        assert!(status.success(), "pip install flask into the virtualenv failed");
+    });
+    let activate = env.join("bin/activate_this.py");
+    assert!(activate.is_file(), "virtualenv made no {}", activate.display());
+    let dir = wasgi_tests::TempDir::new("activate-this");
+    let script = dir.path().join("yourapplication.wsgi");
+    std::fs::write(
+        &script,
+        format!(
+            "activate_this = '{}'\n\
+             with open(activate_this) as file_:\n\
+             \x20   exec(file_.read(), dict(__file__=activate_this))\n\
+             \n\
+             import sys\n\
+             from flask import Flask\n\
+             app = Flask(__name__)\n\
+             \n\
+             @app.route('/')\n\
+             def index():\n\
+             \x20   return f'flask from {{sys.modules[\"flask\"].__file__.split(\"/lib/\")[0]}} prefix {{sys.prefix}}'\n\
+             \n\
+             application = app\n",
+            activate.display()
+        ),
+    )
+    .unwrap();
+    // Without a grant the recipe fails at its first line, and says why.
+    let mut failing = Wasgi::spawn(&[script.to_str().unwrap(), "--instances", "1"]);
+    assert!(!failing.wait(std::time::Duration::from_secs(60)).success());
+    let log = failing.log.text();
+    assert!(log.contains(&format!("{}", activate.display())) && log.contains("--grant-read"), "{log}");
+
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--venv", env.to_str().unwrap()]);
+    let r = server.get("/");
+    assert_eq!(r.status, 200, "{}", server.log.text());
+    assert_eq!(r.text(), format!("flask from {} prefix {}", env.display(), env.display()));
+}
