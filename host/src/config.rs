@@ -96,6 +96,8 @@ struct RawConfig {
     /// Peers whose X-Forwarded-* / Forwarded headers are believed.
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    /// Which forwarding headers a trusted proxy is believed in (default: X-Forwarded-*).
+    trusted_proxy_headers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     listen: Vec<RawListen>,
     #[serde(default)]
@@ -332,6 +334,15 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         if let Err(e) = trusted_proxies.add(entry.get_ref()) {
             problems.push(source.problem(&entry.span(), format!("trusted_proxies[{i}]"), e));
         }
+    }
+    if let Some(names) = &raw.trusted_proxy_headers {
+        let mut headers = crate::forwarded::ProxyHeaders::none();
+        for (i, name) in names.get_ref().iter().enumerate() {
+            if let Err(e) = headers.add(name.get_ref()) {
+                problems.push(source.problem(&name.span(), format!("trusted_proxy_headers[{i}]"), e));
+            }
+        }
+        trusted_proxies.headers = headers;
     }
     let mut http = HttpLimits::default();
     if let Some(h) = &raw.http {

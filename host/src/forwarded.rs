@@ -2,9 +2,12 @@
 //! nginx, a load balancer) says about the original request.
 //!
 //! Only a peer listed in `trusted_proxies` (or a Unix-socket peer, when
-//! trusted by choice) is believed. From it, `X-Forwarded-For/-Proto/-Host/
-//! -Port` and RFC 7239 `Forwarded` set REMOTE_ADDR, wsgi.url_scheme,
-//! HTTP_HOST, SERVER_NAME and SERVER_PORT. The client address is the
+//! trusted by choice) is believed, and only in the headers named by
+//! `trusted_proxy_headers` (mod_wsgi's WSGITrustedProxyHeaders). By default
+//! those are `X-Forwarded-For/-Host/-Proto/-Port`, which set REMOTE_ADDR,
+//! HTTP_HOST, SERVER_NAME, wsgi.url_scheme and SERVER_PORT; RFC 7239
+//! `Forwarded` must be asked for, because Apache and nginx pass a client's
+//! own `Forwarded` header through untouched. The client address is the
 //! right-most address in the chain that is not itself a trusted proxy, as
 //! Apache's mod_remoteip picks it; entries that do not parse are skipped.
 //! From any other peer the headers change nothing (they still reach the app
@@ -15,12 +18,63 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-/// Who may speak for the client.
+/// Who may speak for the client, and in which headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     pub nets: Vec<IpNet>,
     /// Believe peers on Unix sockets (a local proxy such as Apache).
     pub unix: bool,
+    pub headers: ProxyHeaders,
+}
+
+/// The forwarding headers believed from a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyHeaders {
+    pub forwarded: bool,
+    pub x_forwarded_for: bool,
+    pub x_forwarded_host: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_port: bool,
+}
+
+impl Default for ProxyHeaders {
+    /// What Apache's mod_proxy and nginx's usual setup send; not `Forwarded`,
+    /// which they pass through from the client unless told to drop it.
+    fn default() -> Self {
+        ProxyHeaders { forwarded: false, x_forwarded_for: true, x_forwarded_host: true, x_forwarded_proto: true, x_forwarded_port: true }
+    }
+}
+
+impl ProxyHeaders {
+    pub const NAMES: &'static str = "forwarded, x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port";
+
+    /// None of them: the start of an explicit list.
+    pub fn none() -> ProxyHeaders {
+        ProxyHeaders { forwarded: false, x_forwarded_for: false, x_forwarded_host: false, x_forwarded_proto: false, x_forwarded_port: false }
+    }
+
+    /// Adds a header by name (any case; mod_wsgi's `X-Forwarded-Scheme`-style
+    /// names and `X-Real-IP` are not read by wasgi and are refused).
+    pub fn add(&mut self, name: &str) -> Result<(), String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "forwarded" => self.forwarded = true,
+            "x-forwarded-for" => self.x_forwarded_for = true,
+            "x-forwarded-host" => self.x_forwarded_host = true,
+            "x-forwarded-proto" => self.x_forwarded_proto = true,
+            "x-forwarded-port" => self.x_forwarded_port = true,
+            other => return Err(format!("{other:?} is not a forwarding header wasgi reads ({})", Self::NAMES)),
+        }
+        Ok(())
+    }
+
+    /// Parses a list of names, replacing the default.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<ProxyHeaders, String> {
+        let mut headers = ProxyHeaders::none();
+        for name in names {
+            headers.add(name)?;
+        }
+        Ok(headers)
+    }
 }
 
 impl TrustedProxies {
@@ -73,7 +127,7 @@ impl Forwarded {
 }
 
 /// Every value of a header, split on commas, in order.
-fn values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
     headers
         .get_all(name)
         .iter()
@@ -118,9 +172,24 @@ fn client_of(chain: &[(IpAddr, Option<u16>)], trusted: &TrustedProxies) -> Optio
 /// `Forwarded` wins over the `X-Forwarded-*` family when both are present.
 pub fn read(headers: &HeaderMap, trusted: &TrustedProxies) -> Forwarded {
     let mut out = Forwarded::default();
+    let believed = trusted.headers;
+    let values = |name: &str| -> Vec<&str> {
+        let on = match name {
+            "forwarded" => believed.forwarded,
+            "x-forwarded-for" => believed.x_forwarded_for,
+            "x-forwarded-host" => believed.x_forwarded_host,
+            "x-forwarded-proto" => believed.x_forwarded_proto,
+            _ => believed.x_forwarded_port,
+        };
+        if on {
+            header_values(headers, name)
+        } else {
+            Vec::new()
+        }
+    };
 
     // RFC 7239: elements separated by commas, pairs by semicolons.
-    let elements: Vec<Vec<(String, String)>> = values(headers, "forwarded")
+    let elements: Vec<Vec<(String, String)>> = values("forwarded")
         .into_iter()
         .map(|element| {
             element
@@ -148,16 +217,16 @@ pub fn read(headers: &HeaderMap, trusted: &TrustedProxies) -> Forwarded {
     }
 
     if out.client.is_none() {
-        let chain: Vec<_> = values(headers, "x-forwarded-for").into_iter().filter_map(parse_node).collect();
+        let chain: Vec<_> = values("x-forwarded-for").into_iter().filter_map(parse_node).collect();
         out.client = client_of(&chain, trusted);
     }
     if out.scheme.is_none() {
-        out.scheme = values(headers, "x-forwarded-proto").last().and_then(|v| scheme(v));
+        out.scheme = values("x-forwarded-proto").last().and_then(|v| scheme(v));
     }
     if out.host.is_none() {
-        out.host = values(headers, "x-forwarded-host").last().and_then(|v| valid_host(v));
+        out.host = values("x-forwarded-host").last().and_then(|v| valid_host(v));
     }
-    out.port = values(headers, "x-forwarded-port").last().and_then(|v| v.parse().ok());
+    out.port = values("x-forwarded-port").last().and_then(|v| v.parse().ok());
     out
 }
 
@@ -179,7 +248,23 @@ mod tests {
         let mut t = TrustedProxies::default();
         t.add("10.0.0.0/8").unwrap();
         t.add("::1").unwrap();
+        t.headers.forwarded = true;
         t
+    }
+
+    #[test]
+    fn only_the_believed_headers_count() {
+        let mut t = trusted();
+        t.headers = ProxyHeaders::default();
+        let h = headers(&[("forwarded", "for=203.0.113.66;proto=https;host=evil.example"), ("x-forwarded-for", "198.51.100.7")]);
+        let f = read(&h, &t);
+        assert_eq!(f.client.unwrap().0.to_string(), "198.51.100.7", "Forwarded is not believed by default");
+        assert_eq!((f.scheme, f.host), (None, None));
+        t.headers = ProxyHeaders::from_names(["x-forwarded-for"]).unwrap();
+        let f = read(&headers(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "198.51.100.7")]), &t);
+        assert_eq!((f.client.unwrap().0.to_string().as_str(), f.scheme), ("198.51.100.7", None));
+        let e = ProxyHeaders::from_names(["X-Real-IP"]).unwrap_err();
+        assert!(e.contains("not a forwarding header wasgi reads"), "{e}");
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// A proxy whose X-Forwarded-* / Forwarded headers are believed: an address, a CIDR block, or `unix` for Unix-socket peers (repeatable).
     #[arg(long = "trusted-proxy", value_name = "ADDR")]
     pub trusted_proxy: Vec<String>,
+    /// A forwarding header believed from trusted proxies (repeatable; replaces the default
+    /// x-forwarded-for, -host, -proto and -port): forwarded, x-forwarded-for, x-forwarded-host, x-forwarded-proto, x-forwarded-port.
+    #[arg(long = "trusted-proxy-header", value_name = "NAME")]
+    pub trusted_proxy_header: Vec<String>,
     /// Where to listen: HOST:PORT or unix:/path/to.sock (repeatable).
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: Vec<ListenAddr>,
@@ -356,6 +360,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut trusted = crate::forwarded::TrustedProxies::default();
     for entry in &args.trusted_proxy {
         trusted.add(entry).map_err(|e| anyhow::anyhow!("--trusted-proxy {e}"))?;
+    }
+    if !args.trusted_proxy_header.is_empty() {
+        trusted.headers = crate::forwarded::ProxyHeaders::from_names(args.trusted_proxy_header.iter().map(String::as_str))
+            .map_err(|e| anyhow::anyhow!("--trusted-proxy-header {e}"))?;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

@@ -177,6 +177,20 @@ impl Apache {
         self.request(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
     }
 
+    /// Waits until the access log contains `needle` (Apache writes the line
+    /// after the response has gone out, so a client can be ahead of it).
+    pub fn wait_for_access_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.access_log();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "Apache's access log never showed {needle:?}:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the error log contains `needle`.
     pub fn wait_for_error_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use wasgi_tests::apache::{free_port, make_traversable, Apache};
 use wasgi_tests::{apps, check, root, wasgi_bin, TempDir, Wasgi};
@@ -262,7 +263,7 @@ fn apache_config_output_serves_an_app_through_a_real_apache() {
     // Static files come from Apache, never from wasgi.
     let r = apache.get("/static/hello.txt", "app.example");
     assert_eq!((r.status, r.text().as_str()), (200, "hello from Apache\n"), "{}", apache.error_log());
-    assert!(apache.access_log().contains("GET /static/hello.txt HTTP/1.1\" 200"), "{}", apache.access_log());
+    apache.wait_for_access_log("GET /static/hello.txt HTTP/1.1\" 200", Duration::from_secs(10));
     assert!(!server.log.text().contains("/static/hello.txt"), "wasgi saw the static request:\n{}", server.log.text());
 
     // Without trusted_proxies, the output says so and so does stderr.

@@ -98,6 +98,16 @@ fn forwarding_headers_from_a_trusted_proxy_set_the_client_scheme_and_host() {
     let script = apps().join("features.wsgi");
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--trusted-proxy", "127.0.0.0/8"]);
     let env = environ_of(&server, FORWARDED_REQUEST);
+    // RFC 7239 Forwarded is believed only when asked for (Apache passes a client's through).
+    let forged = environ_of(&server, "GET /environ HTTP/1.1\nHost: 127.0.0.1\nForwarded: for=192.0.2.60;proto=https;host=rfc.example\nConnection: close\n\n");
+    assert_eq!((forged["REMOTE_ADDR"].as_str(), forged["wsgi.url_scheme"].as_str()), (Some("127.0.0.1"), Some("http")));
+    assert_eq!(forged["HTTP_FORWARDED"], "for=192.0.2.60;proto=https;host=rfc.example");
+    let server = Wasgi::start(&[
+        script.to_str().unwrap(), "--instances", "1", "--trusted-proxy", "127.0.0.0/8",
+        "--trusted-proxy-header", "forwarded", "--trusted-proxy-header", "x-forwarded-for",
+        "--trusted-proxy-header", "x-forwarded-host", "--trusted-proxy-header", "x-forwarded-proto",
+        "--trusted-proxy-header", "x-forwarded-port",
+    ]);
     assert_eq!(env["REMOTE_ADDR"], "198.51.100.2", "the right-most untrusted hop");
     assert!(env.get("REMOTE_PORT").is_none(), "the client's port is unknown");
     assert_eq!(env["wsgi.url_scheme"], "https");

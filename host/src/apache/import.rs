@@ -362,7 +362,6 @@ fn daemon_option_reason(key: &str) -> &'static str {
 /// mod_wsgi directives other than the mapped ones: Ok(note) when nothing is
 /// lost, Err(reason) when something is.
 fn other_wsgi_directive(d: &Directive) -> Result<&'static str, &'static str> {
-    let on = d.args.first().is_some_and(|a| a.eq_ignore_ascii_case("on"));
     let name = d.name.to_ascii_lowercase();
     match name.as_str() {
         "wsgisocketprefix" | "wsgisocketrotation" | "wsgiacceptmutex" => Ok("not needed: wasgi has no daemon sockets"),
@@ -380,7 +379,7 @@ fn other_wsgi_directive(d: &Directive) -> Result<&'static str, &'static str> {
         "wsgimapheadtoget" => Err("no wasgi equivalent: the app sees HEAD requests as they are"),
         "wsgienablesendfile" => Err("no wasgi equivalent: wsgi.file_wrapper responses are streamed"),
         "wsgipythoneggs" => Err("egg caches are not used by wasgi's interpreter"),
-        "wsgitrustedproxyheaders" => Ok("wasgi reads X-Forwarded-For/-Proto/-Host/-Port and Forwarded from trusted proxies"),
+        "wsgitrustedproxyheaders" => Ok("wasgi believes X-Forwarded-For/-Host/-Proto/-Port from trusted proxies by default (trusted_proxy_headers); apache-wasgi.conf sets -Proto and -Port from Apache's own view, so the headers mod_wsgi read are now Apache's to vouch for"),
         _ => Err("no wasgi equivalent"),
     }
 }
