@@ -268,6 +268,7 @@ def _install_denial_explainer(config):
     )
     group = config.get("group", "?")
     policies = config.get("policies", [])
+    private_tmp = any(g["path"] == "/tmp" and "private /tmp" in g.get("origin", "") for g in config.get("grants", []))
     normpath = os.path.normpath
     explained = set()
 
@@ -319,6 +320,13 @@ def _install_denial_explainer(config):
                 reason, access = "it is outside every directory this group may use", "write" if writing else "read"
             elif writing and not grant[1]:
                 reason, access = f"{grant[0]} is granted read-only", "write"
+            elif grant[0] == "/tmp" and private_tmp:
+                # A host path under /tmp: inside the sandbox /tmp is the group's own.
+                reason = (
+                    "inside the sandbox /tmp is the group's private /tmp, so files under the host's /tmp"
+                    " are not visible unless their directory is granted"
+                )
+                access = "write" if writing else "read"
             else:
                 return ""  # an ordinary error (a missing file inside a grant)
             granted = ", ".join(f"{r} ({'write' if w else 'read'})" for r, w in reversed(grants)) or "none"

@@ -303,3 +303,25 @@ fn check_warns_when_a_read_only_directory_lies_inside_a_write_grant() {
         "{out}"
     );
 }
+
+/// Inside the sandbox /tmp is the group's private /tmp: a host file under
+/// /tmp is invisible unless granted, and the log says so rather than leaving
+/// a bare FileNotFoundError.
+#[test]
+fn a_host_file_under_tmp_is_hidden_by_the_private_tmp_and_the_log_says_why() {
+    let host_tmp = std::env::temp_dir().join(format!("wasgi-hidden-{}", std::process::id()));
+    std::fs::create_dir_all(&host_tmp).unwrap();
+    let file = host_tmp.join("data.txt");
+    std::fs::write(&file, "host data").unwrap();
+    let script = wasgi_tests::apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
+    let (status, body) = get(&server, "x", &format!("/read-file?path={}", file.display()));
+    assert_eq!((status, body.as_str()), (200, "denied: FileNotFoundError"));
+    let log = server.log.wait_for("private /tmp, so files under the host's /tmp are not visible", std::time::Duration::from_secs(10));
+    assert!(log.contains(&format!("path = '{}'", host_tmp.display())), "{log}");
+    drop(server);
+    // Granted, the same path is the host's file.
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-read", host_tmp.to_str().unwrap()]);
+    assert_eq!(get(&server, "x", &format!("/read-file?path={}", file.display())).1, "host data");
+    let _ = std::fs::remove_dir_all(&host_tmp);
+}
