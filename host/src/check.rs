@@ -320,7 +320,7 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
 /// and the error returned.
 async fn start_apps(
     apps: Vec<AppPlan>,
-    pre: &wasmtime::InstancePre<crate::instance::GuestState>,
+    pre: &crate::instance::Prepared,
     running: &[Arc<Group>],
 ) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
     let mut kept = Vec::new();
@@ -377,7 +377,7 @@ struct Reloader {
     server: Arc<Server>,
     config_file: PathBuf,
     cache_dir: PathBuf,
-    pre: wasmtime::InstancePre<crate::instance::GuestState>,
+    pre: crate::instance::Prepared,
     groups: Vec<Arc<Group>>,
     listen: Vec<crate::server::Listen>,
 }

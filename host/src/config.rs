@@ -118,6 +118,7 @@ struct RawHttp {
     body_read_timeout: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
     listen_backlog: Option<Spanned<i64>>,
+    shutdown_delay: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +376,12 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         }
         if let Some(n) = at_least_1(&h.listen_backlog, "listen_backlog") {
             http.listen_backlog = n.min(u32::MAX as u64) as u32;
+        }
+        if let Some(v) = &h.shutdown_delay {
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) => http.shutdown_delay = std::time::Duration::from_secs(n),
+                Err(_) => problems.push(source.problem(&v.span(), "http.shutdown_delay", format!("must be 0 or more seconds, not {}", v.get_ref()))),
+            }
         }
     }
 

@@ -16,15 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::InstancePre;
 
-use crate::instance::{GuestSpec, GuestState, Instance, Reload, StartError};
+use crate::instance::{GuestSpec, Instance, Reload, StartError};
 use crate::request::{self, Job};
 
 pub struct Group {
     pub name: Arc<str>,
     pub spec: Arc<GuestSpec>,
-    pre: InstancePre<GuestState>,
+    pre: crate::instance::Prepared,
     size: usize,
     queue: async_channel::Sender<Job>,
     jobs: async_channel::Receiver<Job>,
@@ -43,7 +42,7 @@ impl Group {
     /// Starts `size` instances at once and waits until every one has imported
     /// the app; the first failure is returned (an app that cannot load is a
     /// startup error, not a restart loop).
-    pub async fn start(spec: GuestSpec, pre: InstancePre<GuestState>, size: usize, max_queue: usize) -> Result<Arc<Group>, StartError> {
+    pub async fn start(spec: GuestSpec, pre: crate::instance::Prepared, size: usize, max_queue: usize) -> Result<Arc<Group>, StartError> {
         let spec = Arc::new(spec);
         let (queue, jobs) = async_channel::bounded(max_queue.max(1));
         let group = Arc::new(Group {

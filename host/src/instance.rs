@@ -20,6 +20,7 @@ use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuild
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::interpreter::Stdlib;
 use crate::frames::{self, Decoder, Kind};
 use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
 
@@ -187,11 +188,20 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 }
 
 /// The linker every guest is instantiated with: WASIp1 and nothing more.
-pub fn prepare(module: &Module) -> Result<InstancePre<GuestState>> {
+pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     let mut linker: Linker<GuestState> = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))
+    let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
+    Ok(Prepared { pre, stdlib: stdlib.map(Arc::new) })
+}
+
+/// The linked interpreter every instance of a server starts from, and where
+/// its standard library is when it is not inside the binary.
+#[derive(Clone)]
+pub struct Prepared {
+    pub pre: InstancePre<GuestState>,
+    pub stdlib: Option<Arc<Stdlib>>,
 }
 
 /// Why an instance could not start.
@@ -290,12 +300,13 @@ pub struct Instance {
 
 impl Instance {
     /// Starts a guest and waits until the app is imported.
-    pub async fn start(pre: &InstancePre<GuestState>, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
+    pub async fn start(prepared: &Prepared, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
+        let pre = &prepared.pre;
         let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
         let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
         let current_request = Arc::new(AtomicU64::new(0));
         let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
-        let wasi = wasi_context(spec, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
+        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
             .map_err(StartError::Setup)?;
         let memory_bytes = Arc::new(AtomicUsize::new(0));
         let limits = MemoryWatch {
@@ -419,7 +430,7 @@ fn describe_exit(outcome: wasmtime::Result<()>) -> String {
 
 /// The guest's whole world: its grants, its environment, its stdio. No
 /// sockets, no host environment, no other file.
-fn wasi_context(spec: &GuestSpec, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag) -> Result<WasiP1Ctx> {
+fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag) -> Result<WasiP1Ctx> {
     let mut builder = WasiCtxBuilder::new();
     builder.stdin(stdin).stdout(stdout).stderr(LogStderr(tag));
     // Python's imports are many small reads: do them in place rather than
@@ -433,6 +444,24 @@ fn wasi_context(spec: &GuestSpec, stdin: ChannelStdin, stdout: ChannelStdout, ta
             .preopened_dir(&grant.path, guest_path, perms)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .with_context(|| format!("cannot grant {}", grant.path.display()))?;
+    }
+    if let Some(stdlib) = stdlib {
+        let guest = guest_path(&stdlib.guest)?;
+        builder
+            .preopened_dir(&stdlib.host, guest, FsPerms::ReadOnly)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("cannot map the standard library {}", stdlib.host.display()))?;
+        // The shipped .pyc, read-only inside the group's writable bytecode
+        // cache (the longest preopen wins), so no group compiles them again.
+        if let Some((_, prefix)) = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX") {
+            let inside = format!("{prefix}{}", stdlib.guest.display());
+            if stdlib.pyc_mirror.is_dir() {
+                builder
+                    .preopened_dir(&stdlib.pyc_mirror, &inside, FsPerms::ReadOnly)
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))
+                    .with_context(|| format!("cannot map {}", stdlib.pyc_mirror.display()))?;
+            }
+        }
     }
     for (key, value) in &spec.env {
         builder.env(key, value);

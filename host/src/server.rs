@@ -175,6 +175,10 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Connections the kernel queues for a listener before refusing more.
     pub listen_backlog: u32,
+    /// After SIGTERM, how long the listeners keep serving while the readiness
+    /// check answers 503, so a load balancer takes this server out before it
+    /// stops accepting (closing at once races requests already on their way).
+    pub shutdown_delay: Duration,
 }
 
 impl Default for HttpLimits {
@@ -187,6 +191,7 @@ impl Default for HttpLimits {
             body_read_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             listen_backlog: 1024,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -397,6 +402,9 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
     builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
 
     tokio::pin!(shutdown);
+    let mut signalled = false;
+    let stop_serving = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(stop_serving);
     loop {
         tokio::select! {
             accepted = conn_rx.recv() => {
@@ -416,8 +424,19 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                     drop(slot);
                 });
             }
-            _ = &mut shutdown => {
+            _ = &mut shutdown, if !signalled => {
+                signalled = true;
                 server.draining.store(true, Ordering::Release);
+                let delay = server.limits.shutdown_delay;
+                if !delay.is_zero() {
+                    tracing::info!("shutting down: the readiness check answers 503; still serving for {}s (shutdown_delay)", delay.as_secs());
+                    stop_serving.as_mut().reset(tokio::time::Instant::now() + delay);
+                    continue;
+                }
+                tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
+                break;
+            }
+            _ = &mut stop_serving => {
                 tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
                 break;
             }

@@ -291,8 +291,10 @@ impl Load {
 
 #[test]
 fn a_balancer_routes_around_a_wasgi_that_stops() {
-    let mut first = features(&["--instances", "1"]);
-    let second = features(&["--instances", "1"]);
+    // shutdown_delay: after SIGTERM a member keeps serving while its readiness
+    // check answers 503, until the health check has taken it out.
+    let mut first = features(&["--instances", "1", "--shutdown-delay", "3"]);
+    let second = features(&["--instances", "1", "--shutdown-delay", "3"]);
     let member = |addr: &str| {
         format!("    BalancerMember http://{addr} hcmethod=GET hcuri=/.wasgi/ready hcinterval=1 hcpasses=1 hcfails=1 retry=2\n")
     };
@@ -307,8 +309,12 @@ fn a_balancer_routes_around_a_wasgi_that_stops() {
     let load = Load::start(apache.addr());
     std::thread::sleep(Duration::from_secs(2));
     // The first wasgi drains and exits while the load goes on.
-    assert!(first.terminate().success(), "{}", first.log.text());
-    std::thread::sleep(Duration::from_secs(3));
+    unsafe { libc::kill(first.child.id() as i32, libc::SIGTERM) };
+    first.log.wait_for("still serving for 3s (shutdown_delay)", Duration::from_secs(10));
+    let ready = first.get("/.wasgi/ready");
+    assert_eq!((ready.status, ready.text().as_str()), (503, "draining: shutting down\n"));
+    assert!(first.wait(Duration::from_secs(30)).success(), "{}", first.log.text());
+    std::thread::sleep(Duration::from_secs(1));
     let before = load.ok.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(2));
     let (ok, failed) = load.finish();
