@@ -85,6 +85,20 @@ pub fn setup() {
     });
 }
 
+/// The pinned CPython 3.12.0 python.wasm in the shared cache, fetched if
+/// needed (whatever WASGI_INTERPRETER the suite runs with).
+pub fn pinned_interpreter() -> PathBuf {
+    setup();
+    let output = Command::new(wasgi_bin())
+        .args(["python", "--interpreter", "cpython-3.12", "--cache-dir"])
+        .arg(cache_dir())
+        .env_remove("WASGI_PYTHON_WASM")
+        .output()
+        .expect("run wasgi python");
+    assert!(output.status.success(), "wasgi python failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
 /// Flask and its dependencies, installed for the guest from PyPI (pure-Python
 /// wheels work inside the sandbox; markupsafe falls back to its Python code).
 pub fn flask_packages() -> PathBuf {

@@ -79,7 +79,7 @@ fn a_wrong_interpreter_is_refused_naming_both_hashes() {
     let fake = dir.path().join("python.wasm");
     std::fs::write(&fake, b"\0asm not really").unwrap();
     let script = apps().join("features.wsgi");
-    let log = failed_start(&[script.to_str().unwrap(), "--python-wasm", fake.to_str().unwrap()]);
+    let log = failed_start(&[script.to_str().unwrap(), "--interpreter", "cpython-3.12", "--python-wasm", fake.to_str().unwrap()]);
     assert!(log.contains("e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763"), "{log}");
     assert!(log.contains("found "), "{log}");
 }
@@ -112,7 +112,7 @@ fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
     let cache = wasgi_tests::TempDir::new("cache");
     let shared = wasgi_tests::cache_dir();
     std::fs::create_dir_all(cache.path().join("modules")).unwrap();
-    let python = std::fs::read_dir(shared.join("python")).unwrap().next().unwrap().unwrap().path();
+    let python = wasgi_tests::pinned_interpreter();
     for entry in std::fs::read_dir(shared.join("modules")).unwrap() {
         let path = entry.unwrap().path();
         let dest = cache.path().join("modules").join(path.file_name().unwrap());
@@ -128,6 +128,8 @@ fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
         script.to_str().unwrap(),
         "--instances",
         "1",
+        "--interpreter",
+        "cpython-3.12",
         "--python-wasm",
         python.to_str().unwrap(),
         "--cache-dir",
