@@ -317,8 +317,9 @@ fn a_host_file_under_tmp_is_hidden_by_the_private_tmp_and_the_log_says_why() {
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1"]);
     let (status, body) = get(&server, "x", &format!("/read-file?path={}", file.display()));
     assert_eq!((status, body.as_str()), (200, "denied: FileNotFoundError"));
-    let log = server.log.wait_for("private /tmp, so files under the host's /tmp are not visible", std::time::Duration::from_secs(10));
-    assert!(log.contains(&format!("path = '{}'", host_tmp.display())), "{log}");
+    server.log.wait_for("private /tmp, so files under the host's /tmp are not visible", std::time::Duration::from_secs(10));
+    // The record spans lines: wait for its last one, the grant that would allow it.
+    server.log.wait_for(&format!("path = '{}'", host_tmp.display()), std::time::Duration::from_secs(10));
     drop(server);
     // Granted, the same path is the host's file.
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-read", host_tmp.to_str().unwrap()]);
