@@ -246,6 +246,9 @@ pub fn report(plan: &Plan) -> String {
         for host in &a.app.hosts {
             let _ = writeln!(out, "  route  {host}{mount}");
         }
+        for (url, dir) in &a.app.static_dirs {
+            let _ = writeln!(out, "  static {url} -> {} (served by Apache, see wasgi apache-config)", dir.display());
+        }
         if !a.app.access.is_open() {
             let _ = writeln!(out, "  clients  {}", describe_access(&a.app.access));
         }

@@ -186,6 +186,7 @@ fn a_bigger_configuration_with_includes_imports_and_passes_check() {
     assert!(ok, "wasgi check refused the imported config:\n{report}");
     assert!(report.contains("  route  *.shop-cdn.example.com/admin\n  clients  allow 10.1.0.0/16, 192.168.0.0/16\n"), "{report}");
     assert!(report.contains("(group \"shop\": 8 instance(s), user shop, group www-apps, memory 512 MiB)"), "{report}");
+    assert!(report.contains(&format!("  static /static -> {s}/shop/static (served by Apache")), "{report}");
 }
 
 #[test]
