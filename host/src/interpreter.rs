@@ -101,6 +101,10 @@ const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../python-wasm/build")),
     ("pins.toml", include_str!("../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+    (
+        "patches/0001-pthread-stubs-accept-key-destructors.patch",
+        include_str!("../../python-wasm/patches/0001-pthread-stubs-accept-key-destructors.patch"),
+    ),
 ];
 
 /// Returns the chosen interpreter, building or fetching it when needed.
@@ -122,9 +126,11 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     let digest = hex::encode(&Sha256::digest(RECIPE.iter().map(|(_, text)| *text).collect::<String>().as_bytes())[..8]);
     let recipe = cache_dir.join("cpython").join(format!("recipe-{digest}"));
     if !recipe.join("build").exists() {
-        std::fs::create_dir_all(&recipe).with_context(|| format!("cannot create {}", recipe.display()))?;
         for (name, text) in RECIPE {
-            std::fs::write(recipe.join(name), text).with_context(|| format!("cannot write {}", recipe.join(name).display()))?;
+            let file = recipe.join(name);
+            std::fs::create_dir_all(file.parent().expect("a recipe file has a directory"))
+                .with_context(|| format!("cannot create {}", recipe.display()))?;
+            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         }
     }
     let python = std::env::var_os("WASGI_HOST_PYTHON").unwrap_or_else(|| "python3".into());
@@ -363,6 +369,26 @@ pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path)
         tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
     }
     Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file of python-wasm/ that the build hashes into its key must be
+    /// carried by the binary, or an installed wasgi would build something else.
+    #[test]
+    fn the_embedded_recipe_is_the_whole_recipe() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python-wasm");
+        let mut wanted = vec!["build".to_owned(), "pins.toml".to_owned(), "wasirun.py".to_owned()];
+        for entry in std::fs::read_dir(dir.join("patches")).into_iter().flatten().flatten() {
+            wanted.push(format!("patches/{}", entry.file_name().to_string_lossy()));
+        }
+        for name in &wanted {
+            let embedded = super::RECIPE.iter().find(|(n, _)| n == name);
+            let on_disk = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert_eq!(embedded.map(|(_, text)| *text), Some(on_disk.as_str()), "python-wasm/{name} is not embedded in interpreter::RECIPE");
+        }
+        assert_eq!(super::RECIPE.len(), wanted.len(), "RECIPE carries a file python-wasm/ no longer has");
+    }
 }
 
 fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Module> {
