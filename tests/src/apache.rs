@@ -4,7 +4,6 @@
 //! a temp dir, listening on a free loopback port. No system service, no port
 //! 80; the server is stopped when the [`Apache`] is dropped.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -161,16 +160,12 @@ impl Apache {
     }
 
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr()).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        stream
+        http::connect(&self.addr())
     }
 
     /// One request on a fresh connection.
     pub fn request(&self, raw: &[u8]) -> http::Response {
-        let mut stream = self.connect();
-        stream.write_all(raw).unwrap();
-        http::read_response(&mut stream, raw.starts_with(b"HEAD ")).expect("a response from Apache")
+        http::request(&self.addr(), raw)
     }
 
     pub fn get(&self, path: &str, host: &str) -> http::Response {
@@ -189,25 +184,6 @@ impl Apache {
             assert!(Instant::now() < deadline, "Apache's access log never showed {needle:?}:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Waits until the error log contains `needle`.
-    pub fn wait_for_error_log(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.error_log();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "Apache's error log never showed {needle:?}:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Lines of the error log, for assertions that read it line by line.
-    pub fn error_lines(&self) -> Vec<String> {
-        let file = std::fs::File::open(self.dir.path().join("error.log"));
-        file.map(|f| BufReader::new(f).lines().map_while(Result::ok).collect()).unwrap_or_default()
     }
 }
 

@@ -338,16 +338,12 @@ impl Wasgi {
 
     /// A client connection to the server.
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(&self.addr).unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        stream
+        http::connect(&self.addr)
     }
 
     /// One request on a fresh connection.
     pub fn request(&self, raw: &[u8]) -> http::Response {
-        let mut stream = self.connect();
-        stream.write_all(raw).unwrap();
-        http::read_response(&mut stream, raw.starts_with(b"HEAD ")).expect("a response")
+        http::request(&self.addr, raw)
     }
 
     pub fn get(&self, path: &str) -> http::Response {
@@ -475,6 +471,20 @@ pub mod http {
             stream.read_to_end(&mut body)?;
         }
         Ok(Response { status, reason, headers, body, chunked })
+    }
+
+    /// A connection to `addr` (HOST:PORT) that gives up reading after 60 s.
+    pub fn connect(addr: &str) -> TcpStream {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+    }
+
+    /// One request on a fresh connection to `addr`.
+    pub fn request(addr: &str, raw: &[u8]) -> Response {
+        let mut stream = connect(addr);
+        stream.write_all(raw).unwrap();
+        read_response(&mut stream, raw.starts_with(b"HEAD ")).unwrap_or_else(|e| panic!("no response from {addr}: {e}"))
     }
 
     /// One request over a Unix socket.
