@@ -19,7 +19,7 @@ impl AddressSet {
         self.all || client.is_some_and(|ip| self.nets.iter().any(|n| n.contains(&ip)))
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         !self.all && self.nets.is_empty()
     }
 }
@@ -65,20 +65,28 @@ fn parse_net(entry: &str) -> Result<IpNet, String> {
     if let Ok(ip) = entry.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
-    // Apache 2.2/2.4 partial addresses: "10", "10.1", "10.1.2" (a trailing dot allowed).
-    let parts: Vec<&str> = entry.trim_end_matches('.').split('.').collect();
-    if (1..4).contains(&parts.len()) && parts.iter().all(|p| p.parse::<u8>().is_ok()) {
-        let mut octets = [0u8; 4];
-        for (i, p) in parts.iter().enumerate() {
-            octets[i] = p.parse().expect("checked above");
-        }
-        let net = ipnet::Ipv4Net::new(octets.into(), 8 * parts.len() as u8).expect("prefix is at most 24");
-        return Ok(IpNet::V4(net));
+    if let Some(net) = apache_prefix(entry) {
+        return Ok(net);
     }
     Err(format!(
         "{entry:?} is not \"all\", an IP address, a CIDR block like 10.0.0.0/8, or an address prefix like 10.1 \
          (host names are not supported: they would need a DNS lookup per request)"
     ))
+}
+
+/// Apache 2.2/2.4 partial addresses: "10", "10.1", "10.1.2" (a trailing dot
+/// allowed) are the networks 10.0.0.0/8, 10.1.0.0/16, 10.1.2.0/24.
+pub fn apache_prefix(entry: &str) -> Option<IpNet> {
+    let parts: Vec<&str> = entry.trim_end_matches('.').split('.').collect();
+    if !(1..4).contains(&parts.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for (i, p) in parts.iter().enumerate() {
+        octets[i] = p.parse().ok()?;
+    }
+    let net = ipnet::Ipv4Net::new(octets.into(), 8 * parts.len() as u8).expect("prefix is at most 24");
+    Some(IpNet::V4(net))
 }
 
 #[cfg(test)]

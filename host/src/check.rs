@@ -275,7 +275,7 @@ fn describe_access(access: &crate::access::Access) -> String {
             set.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
         }
     };
-    match (access.allow.all || !access.allow.nets.is_empty(), access.deny.all || !access.deny.nets.is_empty()) {
+    match (!access.allow.is_empty(), !access.deny.is_empty()) {
         (true, true) => format!("allow {}; deny {}", list(&access.allow), list(&access.deny)),
         (true, false) => format!("allow {}", list(&access.allow)),
         (false, true) => format!("deny {}", list(&access.deny)),

@@ -322,14 +322,19 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         listen.push(Listen::new("127.0.0.1:8000".parse().expect("a valid default")));
     }
 
-    let graceful_timeout = match &raw.graceful_timeout {
-        None => std::time::Duration::from_secs(30),
-        Some(v) if *v.get_ref() >= 0 => std::time::Duration::from_secs(*v.get_ref() as u64),
-        Some(v) => {
-            problems.push(source.problem(&v.span(), "graceful_timeout", format!("must be 0 or more seconds, not {}", v.get_ref())));
-            std::time::Duration::from_secs(30)
+    // A number of seconds, 0 allowed; a negative one is a problem and keeps the default.
+    let seconds = |v: &Spanned<i64>, key: &str, problems: &mut Vec<Problem>| match u64::try_from(*v.get_ref()) {
+        Ok(n) => Some(std::time::Duration::from_secs(n)),
+        Err(_) => {
+            problems.push(source.problem(&v.span(), key, format!("must be 0 or more seconds, not {}", v.get_ref())));
+            None
         }
     };
+    let graceful_timeout = raw
+        .graceful_timeout
+        .as_ref()
+        .and_then(|v| seconds(v, "graceful_timeout", &mut problems))
+        .unwrap_or(std::time::Duration::from_secs(30));
     let mut trusted_proxies = TrustedProxies::default();
     for (i, entry) in raw.trusted_proxies.iter().enumerate() {
         if let Err(e) = trusted_proxies.add(entry.get_ref()) {
@@ -377,11 +382,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         if let Some(n) = at_least_1(&h.listen_backlog, "listen_backlog") {
             http.listen_backlog = n.min(u32::MAX as u64) as u32;
         }
-        if let Some(v) = &h.shutdown_delay {
-            match u64::try_from(*v.get_ref()) {
-                Ok(n) => http.shutdown_delay = std::time::Duration::from_secs(n),
-                Err(_) => problems.push(source.problem(&v.span(), "http.shutdown_delay", format!("must be 0 or more seconds, not {}", v.get_ref()))),
-            }
+        if let Some(delay) = h.shutdown_delay.as_ref().and_then(|v| seconds(v, "http.shutdown_delay", &mut problems)) {
+            http.shutdown_delay = delay;
         }
     }
 

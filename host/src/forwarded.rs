@@ -173,23 +173,11 @@ fn client_of(chain: &[(IpAddr, Option<u16>)], trusted: &TrustedProxies) -> Optio
 pub fn read(headers: &HeaderMap, trusted: &TrustedProxies) -> Forwarded {
     let mut out = Forwarded::default();
     let believed = trusted.headers;
-    let values = |name: &str| -> Vec<&str> {
-        let on = match name {
-            "forwarded" => believed.forwarded,
-            "x-forwarded-for" => believed.x_forwarded_for,
-            "x-forwarded-host" => believed.x_forwarded_host,
-            "x-forwarded-proto" => believed.x_forwarded_proto,
-            _ => believed.x_forwarded_port,
-        };
-        if on {
-            header_values(headers, name)
-        } else {
-            Vec::new()
-        }
-    };
+    // A header that is not believed reads as absent.
+    let values = |on: bool, name: &str| if on { header_values(headers, name) } else { Vec::new() };
 
     // RFC 7239: elements separated by commas, pairs by semicolons.
-    let elements: Vec<Vec<(String, String)>> = values("forwarded")
+    let elements: Vec<Vec<(String, String)>> = values(believed.forwarded, "forwarded")
         .into_iter()
         .map(|element| {
             element
@@ -217,16 +205,16 @@ pub fn read(headers: &HeaderMap, trusted: &TrustedProxies) -> Forwarded {
     }
 
     if out.client.is_none() {
-        let chain: Vec<_> = values("x-forwarded-for").into_iter().filter_map(parse_node).collect();
+        let chain: Vec<_> = values(believed.x_forwarded_for, "x-forwarded-for").into_iter().filter_map(parse_node).collect();
         out.client = client_of(&chain, trusted);
     }
     if out.scheme.is_none() {
-        out.scheme = values("x-forwarded-proto").last().and_then(|v| scheme(v));
+        out.scheme = values(believed.x_forwarded_proto, "x-forwarded-proto").last().and_then(|v| scheme(v));
     }
     if out.host.is_none() {
-        out.host = values("x-forwarded-host").last().and_then(|v| valid_host(v));
+        out.host = values(believed.x_forwarded_host, "x-forwarded-host").last().and_then(|v| valid_host(v));
     }
-    out.port = values("x-forwarded-port").last().and_then(|v| v.parse().ok());
+    out.port = values(believed.x_forwarded_port, "x-forwarded-port").last().and_then(|v| v.parse().ok());
     out
 }
 

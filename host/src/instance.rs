@@ -453,14 +453,13 @@ fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, 
             .with_context(|| format!("cannot map the standard library {}", stdlib.host.display()))?;
         // The shipped .pyc, read-only inside the group's writable bytecode
         // cache (the longest preopen wins), so no group compiles them again.
-        if let Some((_, prefix)) = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX") {
+        let prefix = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX").map(|(_, v)| v);
+        if let (Some(prefix), Some(mirror)) = (prefix, &stdlib.pyc_mirror) {
             let inside = format!("{prefix}{}", stdlib.guest.display());
-            if stdlib.pyc_mirror.is_dir() {
-                builder
-                    .preopened_dir(&stdlib.pyc_mirror, &inside, FsPerms::ReadOnly)
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))
-                    .with_context(|| format!("cannot map {}", stdlib.pyc_mirror.display()))?;
-            }
+            builder
+                .preopened_dir(mirror, &inside, FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .with_context(|| format!("cannot map {}", mirror.display()))?;
         }
     }
     for (key, value) in &spec.env {

@@ -46,7 +46,7 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 /// Which interpreter the guests run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Choice {
     /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
     #[default]
@@ -67,15 +67,6 @@ impl std::str::FromStr for Choice {
     }
 }
 
-impl std::fmt::Display for Choice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Choice::Pinned => "cpython-3.12",
-            Choice::Cpython313 => "cpython-3.13",
-        })
-    }
-}
-
 /// A standard library that lives beside the interpreter rather than inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stdlib {
@@ -84,8 +75,9 @@ pub struct Stdlib {
     /// Where the interpreter looks for it (its compiled-in prefix).
     pub guest: PathBuf,
     /// The stdlib's .pyc in PYTHONPYCACHEPREFIX layout, mapped read-only
-    /// inside each group's bytecode cache so no group compiles them again.
-    pub pyc_mirror: PathBuf,
+    /// inside each group's bytecode cache so no group compiles them again
+    /// (None when the build shipped none).
+    pub pyc_mirror: Option<PathBuf>,
 }
 
 /// A verified python.wasm on disk.
@@ -147,10 +139,11 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     if !path.is_file() {
         bail!("python-wasm/build printed {}, which has no python.wasm", dir.display());
     }
+    let pyc_mirror = dir.join("pycache/usr/local/lib/python3.13");
     let stdlib = Stdlib {
         host: dir.join("lib/python3.13"),
         guest: PathBuf::from("/usr/local/lib/python3.13"),
-        pyc_mirror: dir.join("pycache/usr/local/lib/python3.13"),
+        pyc_mirror: pyc_mirror.is_dir().then_some(pyc_mirror),
     };
     if !stdlib.host.is_dir() {
         bail!("{} has no standard library at {}", dir.display(), stdlib.host.display());

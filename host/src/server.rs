@@ -233,8 +233,8 @@ impl Server {
 
 type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())).map_err(|e: Infallible| match e {}).boxed_unsync());
+fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(text.into()).map_err(|e: Infallible| match e {}).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
@@ -261,11 +261,8 @@ fn readiness(server: &Server) -> Response<ResponseBody> {
             (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: instances fail to start in group(s) {}\n", failing.join(", ")))
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|e: Infallible| match e {}).boxed_unsync());
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    let mut response = plain(status, text);
+    response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     response
 }
 

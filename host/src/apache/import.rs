@@ -308,15 +308,7 @@ fn address(entry: &str) -> Option<String> {
         }
         return Some(IpNet::new(IpAddr::V4(ip), bits.leading_ones() as u8).ok()?.trunc().to_string());
     }
-    // A partial address: 1 to 3 leading octets.
-    let octets: Vec<&str> = entry.trim_end_matches('.').split('.').collect();
-    if (1..=3).contains(&octets.len()) && octets.iter().all(|o| o.parse::<u8>().is_ok()) {
-        let mut full: Vec<String> = octets.iter().map(|o| o.to_string()).collect();
-        let prefix = 8 * full.len();
-        full.resize(4, "0".into());
-        return Some(format!("{}/{prefix}", full.join(".")));
-    }
-    None
+    crate::access::apache_prefix(entry).map(|net| net.to_string())
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
