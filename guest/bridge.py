@@ -14,6 +14,7 @@ a 1-byte kind, a 4-byte big-endian payload length, the payload.
   guest -> host   A ready             X startup failed (message)  L log record
                   S status+headers    D body bytes                E end
                   F failed after the response started             R read body
+                  P imported for a snapshot (JSON: files read, open fds)
 """
 
 import os
@@ -21,8 +22,8 @@ import sys
 
 # Frame kinds, as bytes for cheap comparison.
 K_REQUEST, K_BODY, K_BODY_ERROR, K_CONTINUE, K_CANCEL = b"Q", b"B", b"Z", b"K", b"C"
-K_READY, K_STARTUP_FAILED, K_LOG, K_START, K_DATA, K_END, K_FAILED, K_READ = (
-    b"A", b"X", b"L", b"S", b"D", b"E", b"F", b"R")
+K_READY, K_STARTUP_FAILED, K_LOG, K_START, K_DATA, K_END, K_FAILED, K_READ, K_PREPARED = (
+    b"A", b"X", b"L", b"S", b"D", b"E", b"F", b"R", b"P")
 
 # Flow control: after this much unacknowledged body data the bridge waits for
 # the host's K (continue) or C (cancel). The host applies the same rule.
@@ -809,13 +810,11 @@ def handle(app, payload, errors):
         send(last)
 
 
-def main():
-    import json
-
-    config = json.loads(sys.argv[2])
+def prepare(config):
+    """Sets the guest up as the config says and imports the app."""
     sys.argv = [config["script"]]
     # Drop the '' entry `python -c` puts first: mod_wsgi adds no directory by itself.
-    sys.path[:] = [p for p in sys.path if p] 
+    sys.path[:] = [p for p in sys.path if p]
     for p in reversed(config["python_path"]):
         sys.path.insert(0, p)
     if config.get("home"):
@@ -825,14 +824,97 @@ def main():
     errors = LogStream("wsgi.errors")
     _install_no_network()
     _install_denial_explainer(config)
+    return load_application(config["script"], config["callable"]), errors
 
-    app = load_application(config["script"], config["callable"])
+
+class _ReadsDuringImport:
+    """Records the files the app opens while it is imported (templates, a
+    settings file, ...), so the host can tell when a snapshot is stale."""
+
+    def __enter__(self):
+        import builtins
+        import io
+
+        self.paths = set()
+        self.wrapped = builtins.open
+
+        def open(file, mode="r", *args, **kwargs):
+            f = self.wrapped(file, mode, *args, **kwargs)
+            reading = not (isinstance(mode, str) and any(c in mode for c in "wax+"))
+            if reading and isinstance(file, (str, bytes, os.PathLike)):
+                self.paths.add(os.path.abspath(os.fsdecode(file)))
+            return f
+
+        builtins.open = io.open = open
+        return self
+
+    def __exit__(self, *exc):
+        import builtins
+        import io
+
+        builtins.open = io.open = self.wrapped
+
+
+def _open_files():
+    """File descriptors other than the grants' directories and stdio: a
+    snapshot cannot carry them to a new instance."""
+    import stat
+
+    found = []
+    for fd in range(3, 512):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode):
+            found.append(fd)
+    return found
+
+
+_prepared = None
+
+
+def serve(prepared=None):
+    """Tells the host the app is ready, then serves requests until stdin closes."""
+    if prepared is None:
+        prepared = _prepared
+        _after_restore()
+    app, errors = prepared
     send(frame(K_READY))
     while True:
         kind, payload = read_frame()
         if kind != K_REQUEST:
             raise ProtocolError(f"expected a request frame, got {kind!r}")
         handle(app, payload, errors)
+
+
+def _after_restore():
+    """Every instance restored from one snapshot would share the state of
+    the random generators seeded at import; give each its own."""
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile._name_sequence = None
+
+
+def main():
+    import json
+
+    config = json.loads(sys.argv[2])
+    if not config.get("snapshot"):
+        serve(prepare(config))
+        return
+    # Snapshot mode (python-reactor.wasm): import the app, tell the host
+    # what the import read, and return; the host snapshots the instance and
+    # starts every instance of the group at serve().
+    global _prepared
+    with _ReadsDuringImport() as reads:
+        _prepared = prepare(config)
+    modules = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+    files = sorted((reads.paths | {f for f in modules if isinstance(f, str)}) - {"<wasgi-bridge>"})
+    send(frame(K_PREPARED, json.dumps({"files": files, "open_fds": _open_files()}).encode()))
 
 
 if __name__ == "wasgi_bridge":

@@ -2,11 +2,12 @@
 """Run a WASI command module under wasmtime (the `wasmtime` package from PyPI).
 
     wasirun.py [--dir HOST::GUEST[:ro]]... [--env NAME=VALUE]... [--argv0 NAME]
-               [--stdin FILE] MODULE.wasm [ARG]...
+               [--stdin FILE] [--invoke EXPORT]... MODULE.wasm [ARG]...
 
 The build uses it as CPython's host runner (HOSTRUNNER, python.sh), to compile
 the standard library's .pyc with the guest interpreter, and `check` uses it to
-test the result. Exit status is the guest's. Nothing of the host is visible
+test the result. With --invoke, a reactor's `_initialize` and then each named
+export run instead of `_start`. Exit status is the guest's. Nothing of the host is visible
 to the guest but the directories named with --dir and the variables named
 with --env; stdout and stderr are inherited. With $WASIRUN_CACHE_DIR set, the
 compiled module is kept there and reused.
@@ -36,6 +37,7 @@ def parse(argv):
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--argv0")
     p.add_argument("--stdin", metavar="FILE")
+    p.add_argument("--invoke", action="append", default=[], metavar="EXPORT")
     p.add_argument("module")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return p.parse_args(argv)
@@ -101,9 +103,14 @@ def run(opts):
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     instance = linker.instantiate(store, module)
-    start = instance.exports(store)["_start"]
+    exports = instance.exports(store)
+    if opts.invoke:
+        calls = (["_initialize"] if exports.get("_initialize") else []) + opts.invoke
+    else:
+        calls = ["_start"]
     try:
-        start(store)
+        for name in calls:
+            exports[name](store)
     except wasmtime.ExitTrap as e:
         return e.code
     return 0

@@ -188,6 +188,8 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             limits: group.limits.clone(),
             reload: group.reload,
             restrict_stdout: group.restrict_stdout,
+            snapshot: group.snapshot,
+            isolation: group.isolation,
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::instance::{Limits, Reload};
+use crate::instance::{Isolation, Limits, Reload};
 use crate::forwarded::TrustedProxies;
 use crate::access::Access;
 use crate::server::{HttpLimits, Listen, ListenAddr};
@@ -152,6 +152,12 @@ struct RawGroup {
     cpu_time_limit: Option<Spanned<i64>>,
     /// Writes to sys.stdout raise an error (mod_wsgi's WSGIRestrictStdout On).
     restrict_stdout: Option<Spanned<bool>>,
+    /// Start instances from a snapshot taken after the app's import (default
+    /// true; only interpreters with a reactor build can be snapshotted).
+    snapshot: Option<Spanned<bool>>,
+    /// "instance" (default: long-lived instances) or "request": every request
+    /// in a fresh instance started from the snapshot.
+    isolation: Option<Spanned<String>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
 }
@@ -210,6 +216,8 @@ pub struct GroupConfig {
     pub limits: Limits,
     pub reload: Reload,
     pub restrict_stdout: bool,
+    pub snapshot: bool,
+    pub isolation: Isolation,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -442,6 +450,14 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 Reload::Off
             }
         };
+        let isolation = match g.isolation.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "instance")) => Isolation::Instance,
+            Some((_, "request")) => Isolation::Request,
+            Some((v, other)) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: isolation"), format!("{other:?}: use \"instance\" or \"request\"")));
+                Isolation::Instance
+            }
+        };
         let python_path = g
             .python_path
             .iter()
@@ -464,6 +480,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             limits,
             reload,
             restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
+            snapshot: g.snapshot.as_ref().is_none_or(|v| *v.get_ref()),
+            isolation,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),

@@ -37,6 +37,9 @@ pub enum Kind {
     Failed,
     /// `R`: the app wants up to N (u32 payload) more bytes of the request body.
     Read,
+    /// `P`: snapshot mode only: the app is imported and the guest returns
+    /// from `wasgi_init`; JSON of the files the import read and of open fds.
+    Prepared,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::End => b'E',
             Kind::Failed => b'F',
             Kind::Read => b'R',
+            Kind::Prepared => b'P',
         }
     }
 
@@ -68,6 +72,7 @@ impl Kind {
             b'D' => Kind::Data,
             b'E' => Kind::End,
             b'F' => Kind::Failed,
+            b'P' => Kind::Prepared,
             b'R' => Kind::Read,
             _ => return None,
         })

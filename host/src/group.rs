@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 
-use crate::instance::{GuestSpec, Instance, Reload, StartError};
+use crate::instance::{GuestSpec, Instance, Isolation, Reload, StartError};
 use crate::request::{self, Job};
 
 pub struct Group {
     pub name: Arc<str>,
     pub spec: Arc<GuestSpec>,
+    /// The interpreter, linked.
     pre: crate::instance::Prepared,
     size: usize,
     queue: async_channel::Sender<Job>,
@@ -73,13 +74,19 @@ impl Group {
 
     /// Starts `size` instances at once; all must import the app.
     async fn start_generation(self: &Arc<Self>) -> Result<Vec<Instance>, StartError> {
+        // The snapshot of the app as it is now (built if its files changed).
+        let boot = crate::snapshot::prepare(&self.pre, &self.spec).await?;
+        if boot.is_none() && self.spec.isolation == Isolation::Request {
+            tracing::warn!(group = %self.name, "isolation = \"request\" without a snapshot: every request imports the app anew (snapshots need interpreter cpython-3.13 and snapshot = true)");
+        }
+        let boot = boot.unwrap_or_else(|| self.pre.clone());
         // One task per instance, so they import the app in parallel.
         let starts: Vec<_> = (0..self.size)
             .map(|_| {
-                let group = self.clone();
+                let (group, boot) = (self.clone(), boot.clone());
                 tokio::spawn(async move {
                     let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
-                    Instance::start(&group.pre, &group.spec, id).await
+                    Instance::start(&boot, &group.spec, id).await
                 })
             })
             .collect();
@@ -171,6 +178,14 @@ impl Group {
         });
     }
 
+    /// An instance of the code as it is now (from its snapshot, built again
+    /// if the app's files changed), as a restarted mod_wsgi daemon process
+    /// would load it.
+    async fn fresh_instance(&self, id: u64) -> Result<Instance, StartError> {
+        let boot = crate::snapshot::prepare(&self.pre, &self.spec).await?;
+        Instance::start(boot.as_ref().unwrap_or(&self.pre), &self.spec, id).await
+    }
+
     /// Starts a replacement for a lost instance, backing off after failures.
     fn replace(self: &Arc<Self>) {
         let group = self.clone();
@@ -185,7 +200,7 @@ impl Group {
                     tokio::time::sleep(delay).await;
                 }
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
-                match Instance::start(&group.pre, &group.spec, id).await {
+                match group.fresh_instance(id).await {
                     Ok(instance) => {
                         group.failed_starts.store(0, Ordering::Relaxed);
                         tracing::info!(group = %group.name, instance = id, "replacement instance ready");
@@ -247,6 +262,22 @@ async fn serve_requests(group: Arc<Group>, mut instance: Instance, generation: u
             drop(instance);
             group.replace();
             return;
+        }
+        if group.spec.isolation == Isolation::Request {
+            // The next request gets an instance nothing has run in yet.
+            drop(instance);
+            let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
+            match group.fresh_instance(id).await {
+                Ok(fresh) => {
+                    instance = fresh;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(group = %group.name, instance = id, "a fresh instance failed to start: {e}");
+                    group.replace();
+                    return;
+                }
+            }
         }
         if recycle_after.is_some_and(|limit| instance.served >= limit) {
             tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);

@@ -25,7 +25,7 @@ use crate::frames::{self, Decoder, Kind};
 use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
 
 /// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
-const BRIDGE_SOURCE: &str = include_str!("../../guest/bridge.py");
+pub(crate) const BRIDGE_SOURCE: &str = include_str!("../../guest/bridge.py");
 /// Runs the bridge as module `wasgi_bridge`, under a file name that
 /// tracebacks can show source lines for.
 const BOOT: &str = "import sys,types,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
@@ -75,6 +75,21 @@ pub struct GuestSpec {
     pub reload: Reload,
     /// Writes to sys.stdout raise an error instead of going to the log.
     pub restrict_stdout: bool,
+    /// Start instances from a snapshot taken after the app's import, when
+    /// the interpreter can be snapshotted.
+    pub snapshot: bool,
+    pub isolation: Isolation,
+}
+
+/// What one request may leave behind for the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Long-lived instances: module state lives across requests (mod_wsgi).
+    #[default]
+    Instance,
+    /// A fresh instance per request, from the group's snapshot: nothing
+    /// survives between requests.
+    Request,
 }
 
 /// mod_wsgi's WSGIScriptReloading, and more.
@@ -193,7 +208,7 @@ pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
-    Ok(Prepared { pre, stdlib: stdlib.map(Arc::new) })
+    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), entry: Entry::Start, snapshots: None })
 }
 
 /// The linked interpreter every instance of a server starts from, and where
@@ -201,7 +216,29 @@ pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
 #[derive(Clone)]
 pub struct Prepared {
     pub pre: InstancePre<GuestState>,
+    pub linker: Linker<GuestState>,
     pub stdlib: Option<Arc<Stdlib>>,
+    /// How an instance of `pre` begins.
+    pub entry: Entry,
+    /// Where groups on this interpreter get their snapshots, if it can be snapshotted.
+    pub snapshots: Option<Arc<crate::snapshot::Source>>,
+}
+
+impl Prepared {
+    /// The same interpreter, starting from a group's snapshot.
+    pub fn from_snapshot(&self, module: &Module) -> Result<Prepared> {
+        let pre = self.linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link the snapshot: {e:#}"))?;
+        Ok(Prepared { pre, entry: Entry::Serve, ..self.clone() })
+    }
+}
+
+/// The export an instance is started with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// python.wasm's `_start`: python runs the bridge, which imports the app and serves.
+    Start,
+    /// A snapshot's `wasgi_serve`: the app is already imported.
+    Serve,
 }
 
 /// Why an instance could not start.
@@ -258,6 +295,21 @@ impl GuestIo {
         }
     }
 
+    /// A frame the guest has already sent, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Result<(Kind, Bytes), Gone>> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some((Kind::Log, payload))) => self.log_record(&payload),
+                Ok(Some(frame)) => return Some(Ok(frame)),
+                Ok(None) => match self.from_guest.try_recv() {
+                    Ok(bytes) => self.decoder.push(&bytes),
+                    Err(_) => return None,
+                },
+                Err(e) => return Some(Err(Gone(e.to_string()))),
+            }
+        }
+    }
+
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
         self.current_request.store(id, Ordering::Relaxed);
@@ -273,6 +325,39 @@ impl GuestIo {
             b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
             _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
         }
+    }
+}
+
+/// A store set up for one guest, not yet instantiated, and the host's ends of its stdio.
+pub(crate) struct NewGuest {
+    pub store: Store<GuestState>,
+    pub io: GuestIo,
+    pub memory_bytes: Arc<AtomicUsize>,
+    pub cpu: Arc<CpuBudget>,
+}
+
+impl NewGuest {
+    /// `snapshot`: the bridge imports the app and returns instead of serving.
+    pub(crate) fn new(engine: &wasmtime::Engine, stdlib: Option<&Stdlib>, spec: &GuestSpec, id: u64, snapshot: bool) -> Result<NewGuest> {
+        let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
+        let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
+        let current_request = Arc::new(AtomicU64::new(0));
+        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
+        let wasi = wasi_context(spec, stdlib, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag, snapshot)?;
+        let memory_bytes = Arc::new(AtomicUsize::new(0));
+        let limits = MemoryWatch {
+            limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
+            bytes: memory_bytes.clone(),
+        };
+        let cpu = Arc::new(CpuBudget::default());
+        let mut store = Store::new(engine, GuestState { wasi, limits, cpu: cpu.clone() });
+        store.limiter(|s| &mut s.limits);
+        // Yield at every epoch tick (10 ms), so a busy guest neither holds a
+        // worker thread other connections need nor escapes its deadline.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| ctx.data().cpu.on_tick());
+        let io = GuestIo { id, to_guest, from_guest, decoder: Decoder::default(), current_request, app: spec.name.clone() };
+        Ok(NewGuest { store, io, memory_bytes, cpu })
     }
 }
 
@@ -302,52 +387,36 @@ impl Instance {
     /// Starts a guest and waits until the app is imported.
     pub async fn start(prepared: &Prepared, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
         let pre = &prepared.pre;
-        let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
-        let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
-        let current_request = Arc::new(AtomicU64::new(0));
-        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
-        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
-            .map_err(StartError::Setup)?;
-        let memory_bytes = Arc::new(AtomicUsize::new(0));
-        let limits = MemoryWatch {
-            limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
-            bytes: memory_bytes.clone(),
-        };
-        let cpu = Arc::new(CpuBudget::default());
-        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits, cpu: cpu.clone() });
-        store.limiter(|s| &mut s.limits);
-        // Yield at every epoch tick (10 ms), so a busy guest neither holds a
-        // worker thread other connections need nor escapes its deadline.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| ctx.data().cpu.on_tick());
-
-        let instance = match pre.instantiate_async(&mut store).await {
+        let mut guest = NewGuest::new(pre.module().engine(), prepared.stdlib.as_deref(), spec, id, false).map_err(StartError::Setup)?;
+        let store = &mut guest.store;
+        let instance = match pre.instantiate_async(&mut *store).await {
             Ok(i) => i,
             // Copy-on-write memory setup has been seen to fail once with
             // "cannot add seals to the memfd"; one retry gets past it.
             Err(first) => {
                 tracing::warn!(app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
-                pre.instantiate_async(&mut store)
+                pre.instantiate_async(&mut *store)
                     .await
                     .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
             }
         };
+        let entry = match prepared.entry {
+            Entry::Start => "_start",
+            Entry::Serve => "wasgi_serve",
+        };
         let start = instance
-            .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(|e| StartError::Setup(anyhow::anyhow!("python.wasm has no _start: {e:#}")))?;
+            .get_typed_func::<(), ()>(&mut *store, entry)
+            .map_err(|e| StartError::Setup(anyhow::anyhow!("the interpreter has no {entry}: {e:#}")))?;
+        let NewGuest { mut store, io, memory_bytes, cpu } = guest;
+        // A snapshot's memory starts at its full size, without growing.
+        if let Some(memory) = instance.get_memory(&mut store, "memory") {
+            memory_bytes.fetch_max(memory.data_size(&store), Ordering::Relaxed);
+        }
         let run: Run = Box::pin(async move {
             let outcome = start.call_async(&mut store, ()).await;
             describe_exit(outcome)
         });
 
-        let io = GuestIo {
-            id,
-            to_guest,
-            from_guest,
-            decoder: Decoder::default(),
-            current_request,
-            app: spec.name.clone(),
-        };
         let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0 };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
         if instance.timed_out() {
@@ -413,7 +482,7 @@ impl Instance {
     }
 }
 
-fn describe_exit(outcome: wasmtime::Result<()>) -> String {
+pub(crate) fn describe_exit(outcome: wasmtime::Result<()>) -> String {
     match outcome {
         Ok(()) => "the guest returned from _start".into(),
         Err(e) => {
@@ -430,7 +499,7 @@ fn describe_exit(outcome: wasmtime::Result<()>) -> String {
 
 /// The guest's whole world: its grants, its environment, its stdio. No
 /// sockets, no host environment, no other file.
-fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag) -> Result<WasiP1Ctx> {
+fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag, snapshot: bool) -> Result<WasiP1Ctx> {
     let mut builder = WasiCtxBuilder::new();
     builder.stdin(stdin).stdout(stdout).stderr(LogStderr(tag));
     // Python's imports are many small reads: do them in place rather than
@@ -465,7 +534,7 @@ fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, 
     for (key, value) in &spec.env {
         builder.env(key, value);
     }
-    let config = bridge_config(spec);
+    let config = bridge_config(spec, snapshot);
     builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
     Ok(builder.build_p1())
 }
@@ -475,7 +544,7 @@ fn guest_path(path: &Path) -> Result<&str> {
 }
 
 /// What the bridge reads from its command line.
-fn bridge_config(spec: &GuestSpec) -> String {
+pub(crate) fn bridge_config(spec: &GuestSpec, snapshot: bool) -> String {
     let grants: Vec<_> = spec
         .grants
         .iter()
@@ -490,6 +559,7 @@ fn bridge_config(spec: &GuestSpec) -> String {
         "policies": spec.policies,
         "grants": grants,
         "restrict_stdout": spec.restrict_stdout,
+        "snapshot": snapshot,
     })
     .to_string()
 }

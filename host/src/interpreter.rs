@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
 use wasmtime::{Engine, Module};
 
 /// The pinned interpreter: CPython 3.12.0 for wasm32-wasip1 (VMware Wasm Labs).
@@ -85,6 +87,9 @@ pub struct Interpreter {
     pub path: PathBuf,
     pub sha256: String,
     pub stdlib: Option<Stdlib>,
+    /// The same interpreter linked as a reactor (`wasgi_init`, `wasgi_serve`),
+    /// which groups snapshot after importing their app; only our own build has it.
+    pub reactor: Option<PathBuf>,
 }
 
 /// The recipe of our own build, carried in the binary so an installed wasgi
@@ -93,6 +98,8 @@ const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../python-wasm/build")),
     ("pins.toml", include_str!("../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+    ("wasgi/reactor.c", include_str!("../../python-wasm/wasgi/reactor.c")),
+    ("wasgi/reactor.mk", include_str!("../../python-wasm/wasgi/reactor.mk")),
 ];
 
 /// Returns the chosen interpreter, building or fetching it when needed.
@@ -148,7 +155,8 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     if !stdlib.host.is_dir() {
         bail!("{} has no standard library at {}", dir.display(), stdlib.host.display());
     }
-    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib) })
+    let reactor = Some(dir.join("python-reactor.wasm")).filter(|p| p.is_file());
+    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib), reactor })
 }
 
 /// Returns the pinned interpreter: `explicit` if given (verified), else the
@@ -156,17 +164,17 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
 pub fn locate(explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
     if let Some(path) = explicit {
         verify(path).with_context(|| format!("the interpreter given by --python-wasm ({})", path.display()))?;
-        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into(), stdlib: None });
+        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into(), stdlib: None, reactor: None });
     }
     let cached = cache_dir.join("python").join(format!("{PINNED_NAME}-{}.wasm", &PINNED_SHA256[..16]));
     // A cached copy was verified when it was stored; its size catches a
     // truncated file cheaply, and the compiled-module cache never needs to
     // read it again.
     if std::fs::metadata(&cached).map(|m| m.len() == PINNED_SIZE).unwrap_or(false) {
-        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None });
+        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None, reactor: None });
     }
     fetch(&cached)?;
-    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None })
+    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None, reactor: None })
 }
 
 /// Checks a file against the pin; a mismatch names both hashes.
@@ -181,7 +189,7 @@ pub fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -315,14 +323,21 @@ impl Drop for TempDir {
     }
 }
 
-fn unique() -> u128 {
+pub(crate) fn unique() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// The engine every guest runs on: async, epoch-interruptible, with a stack
 /// deep enough for CPython (its own WASI runner uses 16 MiB).
-pub fn engine() -> Result<Engine> {
+///
+/// Cranelift's incremental cache (one file per compiled function, under
+/// `cache_dir/cranelift`) lets a group's snapshot, which has the
+/// interpreter's code and new data, compile in seconds instead of minutes.
+pub fn engine(cache_dir: &Path) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
+    config
+        .enable_incremental_compilation(Arc::new(crate::snapshot::FunctionCache::new(cache_dir.join("cranelift"))))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     config.epoch_interruption(true);
     config.max_wasm_stack(8 << 20);
     config.async_stack_size(10 << 20);
@@ -368,8 +383,10 @@ mod tests {
     fn the_embedded_recipe_is_the_whole_recipe() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python-wasm");
         let mut wanted = vec!["build".to_owned(), "pins.toml".to_owned(), "wasirun.py".to_owned()];
-        for entry in std::fs::read_dir(dir.join("patches")).into_iter().flatten().flatten() {
-            wanted.push(format!("patches/{}", entry.file_name().to_string_lossy()));
+        for sub in ["patches", "wasgi"] {
+            for entry in std::fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
+                wanted.push(format!("{sub}/{}", entry.file_name().to_string_lossy()));
+            }
         }
         for name in &wanted {
             let embedded = super::RECIPE.iter().find(|(n, _)| n == name);

@@ -46,4 +46,5 @@ pub mod request;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod snapshot;
 pub mod stdio;

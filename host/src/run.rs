@@ -14,7 +14,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::group::Group;
-use crate::instance::{Grant, GuestSpec, Limits, Reload};
+use crate::instance::{Grant, GuestSpec, Isolation, Limits, Reload};
 use crate::interpreter;
 use crate::policy::{self, Capability, Origin};
 use crate::router::{Route, Router};
@@ -65,6 +65,14 @@ pub struct RunArgs {
     /// Make writes to sys.stdout raise an error, as mod_wsgi's `WSGIRestrictStdout On` did (default: they go to the log).
     #[arg(long = "restrict-stdout")]
     pub restrict_stdout: bool,
+    /// Import the app in every instance instead of starting instances from a snapshot taken after
+    /// its import (snapshots need an interpreter with a reactor build: cpython-3.13).
+    #[arg(long = "no-snapshot")]
+    pub no_snapshot: bool,
+    /// instance (long-lived instances, as under mod_wsgi) or request (every request in a fresh
+    /// instance started from the snapshot; nothing survives between requests).
+    #[arg(long, value_name = "MODE", default_value = "instance", value_parser = ["instance", "request"])]
+    pub isolation: String,
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
     pub python_path: Vec<PathBuf>,
@@ -298,6 +306,8 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
             Reload::Off
         },
         restrict_stdout: args.restrict_stdout,
+        snapshot: !args.no_snapshot,
+        isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
     })
 }
 
@@ -337,8 +347,11 @@ impl Drop for EpochTicker {
 pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     let cache_dir = args.cache_dir();
     let python = interpreter::locate_choice(args.interpreter, args.python_wasm.as_deref(), &cache_dir)?;
-    let engine = interpreter::engine()?;
+    let engine = interpreter::engine(&cache_dir)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
+    if let Some(reactor) = &python.reactor {
+        crate::snapshot::warm(&engine, reactor)?;
+    }
     Ok(python.path)
 }
 
@@ -351,14 +364,23 @@ pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<
         tokio::task::spawn_blocking(move || interpreter::locate_choice(choice, explicit.as_deref(), &cache_dir)).await??
     };
     let stdlib = python.stdlib.clone();
-    let engine = interpreter::engine()?;
+    let snapshots = match &python.reactor {
+        Some(reactor) => Some(Arc::new(crate::snapshot::Source::new(
+            reactor.clone(),
+            interpreter::sha256_file(reactor)?,
+            cache_dir.join("snapshots"),
+        ))),
+        None => None,
+    };
+    let engine = interpreter::engine(cache_dir)?;
     let module = {
         let engine = engine.clone();
         let cache_dir = cache_dir.to_owned();
         tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
     };
     let ticker = EpochTicker::start(engine);
-    let pre = crate::instance::prepare(&module, stdlib)?;
+    let mut pre = crate::instance::prepare(&module, stdlib)?;
+    pre.snapshots = snapshots;
     Ok((pre, ticker))
 }
 

@@ -99,6 +99,26 @@ pub fn pinned_interpreter() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
+/// Our own CPython 3.13 build (python-wasm/build), built on first use (about
+/// 6 minutes on 2 cores) into the shared cache and compiled, snapshots warmed.
+pub fn own_interpreter() -> PathBuf {
+    setup();
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let _lock = FileLock::acquire(&cache_dir().join(".own-interpreter.lock"));
+        let output = Command::new(wasgi_bin())
+            .args(["python", "--interpreter", "cpython-3.13", "--cache-dir"])
+            .arg(cache_dir())
+            .env_remove("WASGI_PYTHON_WASM")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run wasgi python");
+        assert!(output.status.success(), "wasgi python --interpreter cpython-3.13 failed (its messages are above)");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
+}
+
 /// Flask and its dependencies, installed for the guest from PyPI (pure-Python
 /// wheels work inside the sandbox; markupsafe falls back to its Python code).
 pub fn flask_packages() -> PathBuf {

@@ -28,7 +28,7 @@ use super::conf::{flatten, Directive, Reader};
 use super::snippet;
 use crate::config::{normalise_host, normalise_mount, AppConfig, Config, GroupConfig};
 use crate::forwarded::TrustedProxies;
-use crate::instance::{Limits, Reload};
+use crate::instance::{Isolation, Limits, Reload};
 use crate::server::{HttpLimits, Listen, ListenAddr};
 
 /// What the Apache configuration does not say.
@@ -1501,6 +1501,8 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 limits: Limits { request_timeout: g.request_timeout, ..Limits::default() },
                 reload: Reload::Off,
                 restrict_stdout: false,
+                snapshot: true,
+                isolation: Isolation::Instance,
                 line: 0,
                 user_line: 0,
                 group_line: 0,

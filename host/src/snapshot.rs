@@ -1,0 +1,396 @@
+//! Pre-initialised instances: a group's app is imported once, the guest is
+//! snapshotted (wasmtime-wizer), and every instance of the group starts from
+//! the snapshot with the app already imported.
+//!
+//! The interpreter must be our own build's `python-reactor.wasm`: its
+//! `wasgi_init` export runs the bridge up to the end of the app's import and
+//! returns, and `wasgi_serve` continues from there. The snapshot is a wasm
+//! module whose data segments hold the guest's memory after the import;
+//! wasmtime maps them copy-on-write into every instance.
+//!
+//! A snapshot is kept on disk under `CACHE/snapshots/KEY/`, KEY being a hash
+//! of the interpreter, the bridge and everything the guest is given (grants,
+//! environment, the bridge's config). Next to it, a manifest of the files the
+//! import read (modules and files opened), with their sizes and modification
+//! times: a snapshot whose files changed is built again, so a reload after an
+//! edit never starts the old code.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::Module;
+
+use crate::frames::Kind;
+use crate::instance::{self, GuestSpec, NewGuest, Prepared, StartError};
+
+/// Where an interpreter's snapshots come from and are kept.
+pub struct Source {
+    /// python-reactor.wasm.
+    pub reactor: PathBuf,
+    pub reactor_sha256: String,
+    /// CACHE/snapshots.
+    pub dir: PathBuf,
+    /// Snapshots loaded by this process, by key: a replacement instance (or
+    /// one per request, under isolation = "request") needs no disk read.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, Loaded>>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("reactor", &self.reactor).field("dir", &self.dir).finish()
+    }
+}
+
+impl Source {
+    pub fn new(reactor: PathBuf, reactor_sha256: String, dir: PathBuf) -> Source {
+        Source { reactor, reactor_sha256, dir, loaded: Default::default() }
+    }
+}
+
+#[derive(Clone)]
+struct Loaded {
+    prepared: Prepared,
+    manifest: Arc<Manifest>,
+    /// When the manifest's files were last found unchanged.
+    checked: Instant,
+}
+
+/// How long a loaded snapshot is trusted before its files are looked at again.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a snapshot was made from, for telling when it is stale.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    /// Host path, length, modification time (ns since the epoch).
+    files: Vec<(PathBuf, u64, u128)>,
+}
+
+/// The instances of `spec` start from a snapshot when its interpreter can be
+/// snapshotted and the group allows it; `None` means start them as usual.
+pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepared>, StartError> {
+    let Some(source) = base.snapshots.as_ref().filter(|_| spec.snapshot) else {
+        return Ok(None);
+    };
+    let key = key(source, base, spec);
+    if let Some(prepared) = in_memory(source, &key) {
+        return Ok(Some(prepared));
+    }
+    let engine = base.pre.module().engine().clone();
+    let dir = source.dir.join(&key);
+    let cached = {
+        let (engine, dir) = (engine.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || load(&engine, &dir)).await.map_err(|e| StartError::Setup(e.into()))?
+    };
+    let (module, manifest) = match cached {
+        Ok(Some(found)) => {
+            tracing::debug!(app = %spec.name, "starting from snapshot {key}");
+            found
+        }
+        Ok(None) | Err(_) => {
+            if let Err(e) = cached {
+                tracing::warn!(app = %spec.name, "snapshot {} is unusable ({e:#}); building it again", dir.display());
+            }
+            let started = Instant::now();
+            let Some((module, manifest, memory)) = build(base, source, spec, &dir).await? else {
+                return Ok(None);
+            };
+            tracing::info!(
+                app = %spec.name,
+                "snapshot built in {:.1}s ({:.1} MiB of memory after import); instances start from it",
+                started.elapsed().as_secs_f64(),
+                memory as f64 / (1 << 20) as f64
+            );
+            (module, manifest)
+        }
+    };
+    let prepared = base.from_snapshot(&module).map_err(StartError::Setup)?;
+    let loaded = Loaded { prepared: prepared.clone(), manifest: Arc::new(manifest), checked: Instant::now() };
+    source.loaded.lock().expect("snapshot cache lock").insert(key, loaded);
+    Ok(Some(prepared))
+}
+
+/// The snapshot this process already loaded, if its files are unchanged.
+fn in_memory(source: &Source, key: &str) -> Option<Prepared> {
+    let mut loaded = source.loaded.lock().expect("snapshot cache lock");
+    let entry = loaded.get_mut(key)?;
+    if entry.checked.elapsed() > RECHECK {
+        if !unchanged(&entry.manifest) {
+            loaded.remove(key);
+            return None;
+        }
+        entry.checked = Instant::now();
+    }
+    Some(entry.prepared.clone())
+}
+
+fn unchanged(manifest: &Manifest) -> bool {
+    for (path, len, modified) in &manifest.files {
+        if stamp(path) != Some((*len, *modified)) {
+            tracing::info!("{} changed since the snapshot was made", path.display());
+            return false;
+        }
+    }
+    true
+}
+
+/// Compiles python-reactor.wasm once, so its functions are in the incremental
+/// cache and a group's first snapshot compiles in seconds (`wasgi python`
+/// does this; otherwise the first snapshot pays for it).
+pub fn warm(engine: &wasmtime::Engine, reactor: &Path) -> Result<()> {
+    let marker = reactor.with_extension(format!("warm-{:016x}", {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+        std::hash::Hasher::finish(&h)
+    }));
+    if marker.exists() {
+        return Ok(());
+    }
+    eprintln!("wasgi: compiling python-reactor.wasm for snapshots (first use only)...");
+    let wasm = std::fs::read(reactor).with_context(|| format!("cannot read {}", reactor.display()))?;
+    Module::new(engine, &wasm).map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", reactor.display()))?;
+    let _ = std::fs::write(&marker, b"");
+    Ok(())
+}
+
+/// Everything the guest is made from, hashed; the app's own files are in the manifest.
+fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
+    let mut h = Sha256::new();
+    h.update(source.reactor_sha256.as_bytes());
+    h.update(instance::BRIDGE_SOURCE.as_bytes());
+    h.update(instance::bridge_config(spec, true).as_bytes());
+    for (k, v) in &spec.env {
+        h.update(format!("env {k}={v}\0").as_bytes());
+    }
+    for g in &spec.grants {
+        h.update(format!("grant {}={}:{}\0", g.path.display(), g.guest_path.display(), g.write).as_bytes());
+    }
+    if let Some(stdlib) = &base.stdlib {
+        h.update(format!("stdlib {}={}\0", stdlib.host.display(), stdlib.guest.display()).as_bytes());
+    }
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&base.pre.module().engine().precompile_compatibility_hash(), &mut compat);
+    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+    hex::encode(&h.finalize()[..12])
+}
+
+/// The snapshot in `dir`, if it exists and its files have not changed since.
+fn load(engine: &wasmtime::Engine, dir: &Path) -> Result<Option<(Module, Manifest)>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_str(&text).context("its manifest is damaged")?;
+    if !unchanged(&manifest) {
+        return Ok(None);
+    }
+    let artifact = dir.join("snapshot.cwasm");
+    let expected = std::fs::read_to_string(dir.join("snapshot.sha256")).context("its checksum is missing")?;
+    let bytes = std::fs::read(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
+    if hex::encode(Sha256::digest(&bytes)) != expected.trim() {
+        bail!("checksum mismatch");
+    }
+    // SAFETY: written by `Module::serialize` of this wasmtime with these
+    // engine settings (both in the key) and checked against its checksum.
+    let module = unsafe { Module::deserialize(engine, &bytes) }.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok(Some((module, manifest)))
+}
+
+fn stamp(path: &Path) -> Option<(u64, u128)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    Some((meta.len(), modified))
+}
+
+/// Runs `wasgi_init` in an instrumented reactor, snapshots it and stores the
+/// result. `None`: the app cannot be snapshotted (the log says why).
+async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -> Result<Option<(Module, Manifest, usize)>, StartError> {
+    let setup = |e: anyhow::Error| StartError::Setup(e);
+    let engine = base.pre.module().engine().clone();
+    let wasm = std::fs::read(&source.reactor).with_context(|| format!("cannot read {}", source.reactor.display())).map_err(setup)?;
+    let mut wizer = wasmtime_wizer::Wizer::new();
+    wizer.init_func("wasgi_init");
+    let (cx, instrumented) = wizer.instrument(&wasm).map_err(|e| setup(anyhow::anyhow!("cannot instrument {}: {e:#}", source.reactor.display())))?;
+    let module = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || Module::new(&engine, &instrumented))
+            .await
+            .map_err(|e| setup(e.into()))?
+            .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))?
+    };
+
+    let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
+        NewGuest::new(&engine, base.stdlib.as_deref(), spec, 0, true).map_err(setup)?;
+    let instance = base.linker.instantiate_async(&mut store, &module).await.map_err(|e| setup(anyhow::anyhow!("cannot instantiate python-reactor.wasm: {e:#}")))?;
+    let mut calls = Vec::new();
+    for name in ["_initialize", "wasgi_init"] {
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| setup(anyhow::anyhow!("python-reactor.wasm has no {name}: {e:#}")))?;
+        calls.push(f);
+    }
+    let init = async {
+        for f in &calls {
+            f.call_async(&mut store, ()).await?;
+        }
+        wasmtime::Result::Ok(())
+    };
+    let outcome = match spec.limits.startup_timeout {
+        Some(limit) => match tokio::time::timeout(limit, init).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(StartError::App(format!(
+                    "{}: the app was still importing after startup_timeout ({:.0}s); the snapshot was abandoned",
+                    spec.script.display(),
+                    limit.as_secs_f64()
+                )))
+            }
+        },
+        None => init.await,
+    };
+    // What the bridge said while importing: its log lines are logged on the way.
+    let mut prepared = None;
+    while let Some(frame) = io.try_recv() {
+        match frame {
+            Ok((Kind::StartupFailed, message)) => return Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+            Ok((Kind::Prepared, payload)) => prepared = Some(payload),
+            Ok((kind, _)) => return Err(StartError::Crashed(format!("unexpected {kind:?} frame while importing for a snapshot"))),
+            Err(gone) => return Err(StartError::Crashed(gone.0)),
+        }
+    }
+    if let Err(e) = outcome {
+        return Err(StartError::Crashed(instance::describe_exit(Err(e))));
+    }
+    let Some(payload) = prepared else {
+        return Err(StartError::Crashed("wasgi_init returned without saying the app was imported".into()));
+    };
+    #[derive(Deserialize)]
+    struct Imported {
+        files: Vec<PathBuf>,
+        open_fds: Vec<i32>,
+    }
+    let imported: Imported = serde_json::from_slice(&payload).map_err(|e| StartError::Crashed(format!("bad snapshot report from the bridge: {e}")))?;
+    if !imported.open_fds.is_empty() {
+        tracing::warn!(
+            app = %spec.name,
+            "not snapshotting: the app keeps {} file(s) open after its import (descriptors {:?}), which a snapshot cannot carry into a new instance; its instances import it each",
+            imported.open_fds.len(),
+            imported.open_fds
+        );
+        return Ok(None);
+    }
+
+    let memory = instance.get_memory(&mut store, "memory").map(|m| m.data_size(&store)).unwrap_or(0);
+    let snapshot = wizer.snapshot(&cx, &mut Guest { store: &mut store, instance }).await.map_err(|e| setup(anyhow::anyhow!("cannot snapshot the guest: {e:#}")))?;
+    let module = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || Module::new(&engine, &snapshot))
+            .await
+            .map_err(|e| setup(e.into()))?
+            .map_err(|e| setup(anyhow::anyhow!("cannot compile the snapshot: {e:#}")))?
+    };
+    let manifest = Manifest { files: host_files(base, spec, &imported.files) };
+    if let Err(e) = store_snapshot(&module, &manifest, dir) {
+        tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
+    }
+    Ok(Some((module, manifest, memory)))
+}
+
+/// The host files behind the guest paths the import read; the standard
+/// library is left out (it is part of the interpreter, in the key).
+fn host_files(base: &Prepared, spec: &GuestSpec, guest_files: &[PathBuf]) -> Vec<(PathBuf, u64, u128)> {
+    let mut grants: Vec<_> = spec.grants.iter().collect();
+    grants.sort_by_key(|g| std::cmp::Reverse(g.guest_path.as_os_str().len()));
+    let mut files: Vec<_> = std::iter::once(spec.script.clone())
+        .chain(guest_files.iter().filter_map(|file| {
+            if base.stdlib.as_ref().is_some_and(|s| file.starts_with(&s.guest)) {
+                return None;
+            }
+            let grant = grants.iter().find(|g| file.starts_with(&g.guest_path))?;
+            Some(grant.path.join(file.strip_prefix(&grant.guest_path).ok()?))
+        }))
+        .filter_map(|path| stamp(&path).map(|(len, modified)| (path, len, modified)))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()> {
+    let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let parent = dir.parent().context("a snapshot directory has a parent")?;
+    std::fs::create_dir_all(parent)?;
+    // Built in a scratch directory and renamed into place, so a reader never
+    // sees half a snapshot.
+    let scratch = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
+    std::fs::create_dir_all(&scratch)?;
+    std::fs::write(scratch.join("snapshot.cwasm"), &bytes)?;
+    std::fs::write(scratch.join("snapshot.sha256"), hex::encode(Sha256::digest(&bytes)))?;
+    std::fs::write(scratch.join("manifest.json"), serde_json::to_vec(manifest)?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&scratch, dir).with_context(|| format!("cannot move the snapshot into {}", dir.display()))?;
+    Ok(())
+}
+
+/// wasmtime-wizer reads the instrumented instance's globals and memory through this.
+struct Guest<'a> {
+    store: &'a mut wasmtime::Store<instance::GuestState>,
+    instance: wasmtime::Instance,
+}
+
+impl wasmtime_wizer::InstanceState for Guest<'_> {
+    async fn global_get(&mut self, name: &str, _: wasmtime_wizer::ValType) -> wasmtime_wizer::SnapshotVal {
+        use wasmtime::Val;
+        use wasmtime_wizer::SnapshotVal;
+        let global = self.instance.get_global(&mut *self.store, name).expect("wizer names an exported global");
+        match global.get(&mut *self.store) {
+            Val::I32(x) => SnapshotVal::I32(x),
+            Val::I64(x) => SnapshotVal::I64(x),
+            Val::F32(x) => SnapshotVal::F32(x),
+            Val::F64(x) => SnapshotVal::F64(x),
+            Val::V128(x) => SnapshotVal::V128(x.as_u128()),
+            other => panic!("a global of type {other:?} cannot be snapshotted"),
+        }
+    }
+
+    async fn memory_contents(&mut self, name: &str, contents: impl FnOnce(&[u8]) + Send) {
+        let memory = self.instance.get_memory(&mut *self.store, name).expect("wizer names an exported memory");
+        contents(memory.data(&*self.store))
+    }
+}
+
+/// Cranelift's incremental compilation cache: one file per compiled
+/// function, named by a hash of its key. A snapshot has the interpreter's
+/// code with new data, so all of its functions are found here.
+#[derive(Debug)]
+pub struct FunctionCache {
+    dir: PathBuf,
+}
+
+impl FunctionCache {
+    pub fn new(dir: PathBuf) -> FunctionCache {
+        FunctionCache { dir }
+    }
+
+    fn path(&self, key: &[u8]) -> PathBuf {
+        let name = hex::encode(&Sha256::digest(key)[..16]);
+        self.dir.join(&name[..2]).join(&name[2..])
+    }
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        std::fs::read(self.path(key)).ok().map(Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let path = self.path(key);
+        let Some(parent) = path.parent() else { return false };
+        if std::fs::create_dir_all(parent).is_err() {
+            return false;
+        }
+        let tmp = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
+        std::fs::write(&tmp, &value).is_ok() && std::fs::rename(&tmp, &path).is_ok()
+    }
+}

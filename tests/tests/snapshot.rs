@@ -1,0 +1,145 @@
+//! Snapshots (our own CPython 3.13 build): a group's app is imported once,
+//! the guest snapshotted, and every instance starts from the snapshot. The
+//! app counts its imports in a file, so the tests see what happened.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wasgi_tests::{apps, own_interpreter, TempDir, Wasgi};
+
+/// The counting app, copied into a fresh directory the guest may write.
+fn app_dir(label: &str) -> TempDir {
+    let dir = TempDir::new(label);
+    std::fs::copy(apps().join("snapshot_counter.wsgi"), dir.path().join("app.wsgi")).unwrap();
+    std::fs::write(dir.path().join("greeting.txt"), "hello\n").unwrap();
+    dir
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Wasgi {
+    own_interpreter();
+    let script = dir.join("app.wsgi");
+    let mut args = vec![script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--grant-write", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Wasgi::start(&args)
+}
+
+fn imports(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("imports.log")).unwrap_or_default().lines().count()
+}
+
+#[test]
+fn instances_start_from_one_import_and_the_snapshot_is_reused() {
+    let dir = app_dir("snap-reuse");
+    let mut server = start(dir.path(), &["--instances", "2"]);
+    for _ in 0..4 {
+        let r = server.get("/");
+        assert_eq!(r.status, 200, "{}", server.log.text());
+        assert!(r.text().starts_with("version 1 hello hits="), "{}", r.text());
+    }
+    assert_eq!(imports(dir.path()), 1, "two instances, one import: {}", server.log.text());
+    assert!(server.log.text().contains("snapshot built in"), "{}", server.log.text());
+    server.terminate();
+
+    // A second server finds the snapshot on disk: no import at all.
+    let mut server = start(dir.path(), &["--instances", "2"]);
+    assert!(server.get("/").text().starts_with("version 1 hello"));
+    assert_eq!(imports(dir.path()), 1, "{}", server.log.text());
+    assert!(!server.log.text().contains("snapshot built in"), "{}", server.log.text());
+    server.terminate();
+
+    // Without snapshots each instance imports the app.
+    let mut server = start(dir.path(), &["--instances", "2", "--no-snapshot"]);
+    assert!(server.get("/").text().starts_with("version 1 hello"));
+    assert_eq!(imports(dir.path()), 3, "{}", server.log.text());
+    server.terminate();
+}
+
+#[test]
+fn a_changed_app_or_file_it_read_gets_a_new_snapshot() {
+    let dir = app_dir("snap-change");
+    let mut server = start(dir.path(), &["--instances", "1", "--reload"]);
+    assert!(server.get("/").text().starts_with("version 1 hello"));
+
+    // The script changes: reload_on_change starts instances from a new snapshot.
+    let script = dir.path().join("app.wsgi");
+    let text = std::fs::read_to_string(&script).unwrap().replace("version 1", "version 2");
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    std::fs::write(&script, text).unwrap();
+    server.log.wait_for("reloaded:", Duration::from_secs(120));
+    let r = server.get("/");
+    assert!(r.text().starts_with("version 2 hello"), "{} {}", r.text(), server.log.text());
+    assert_eq!(imports(dir.path()), 2);
+    server.terminate();
+
+    // A file the import read changes while no server runs: the snapshot on
+    // disk is stale and is not used.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(dir.path().join("greeting.txt"), "bonjour\n").unwrap();
+    let mut server = start(dir.path(), &["--instances", "1"]);
+    let r = server.get("/");
+    assert!(r.text().starts_with("version 2 bonjour"), "{} {}", r.text(), server.log.text());
+    assert!(server.log.text().contains("greeting.txt changed since the snapshot was made"), "{}", server.log.text());
+    assert_eq!(imports(dir.path()), 3);
+    server.terminate();
+}
+
+#[test]
+fn instances_from_one_snapshot_do_not_share_random_state() {
+    let dir = app_dir("snap-random");
+    let mut values = Vec::new();
+    for _ in 0..2 {
+        let mut server = start(dir.path(), &["--instances", "1"]);
+        values.push(server.get("/random").text());
+        server.terminate();
+    }
+    assert_eq!(imports(dir.path()), 1, "the second server used the snapshot");
+    assert_ne!(values[0], values[1], "random was seeded at import and restored twice: {values:?}");
+}
+
+#[test]
+fn an_app_keeping_a_file_open_is_imported_by_each_instance_instead() {
+    let dir = app_dir("snap-open");
+    std::fs::write(dir.path().join("keep-open"), "x").unwrap();
+    let mut server = start(dir.path(), &["--instances", "2"]);
+    let r = server.get("/keep-open");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("kept: "), "{}", r.text());
+    let log = server.log.text();
+    assert!(log.contains("not snapshotting: the app keeps 1 file(s) open after its import"), "{log}");
+    // The snapshot attempt imported once, then each instance imported it.
+    assert_eq!(imports(dir.path()), 3, "{log}");
+    server.terminate();
+}
+
+#[test]
+fn an_app_that_fails_to_import_shows_its_traceback_once() {
+    own_interpreter();
+    let script = apps().join("raises.wsgi");
+    let mut server = Wasgi::spawn(&[script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--instances", "2"]);
+    let status = server.wait(Duration::from_secs(120));
+    assert!(!status.success());
+    let log = server.log.text();
+    assert!(log.contains("Traceback (most recent call last)"), "{log}");
+    assert!(log.contains("raises.wsgi\", line 3"), "{log}");
+    assert_eq!(log.matches("Traceback (most recent call last)").count(), 1, "{log}");
+}
+
+#[test]
+fn request_isolation_gives_every_request_a_fresh_instance() {
+    let dir = app_dir("snap-isolation");
+    let mut server = start(dir.path(), &["--instances", "2", "--isolation", "request"]);
+    for i in 0..6 {
+        let r = server.get("/");
+        assert_eq!(r.status, 200, "{}", server.log.text());
+        // The module-level counter another request incremented is gone.
+        assert_eq!(r.text(), "version 1 hello hits=1", "request {i}: {}", server.log.text());
+    }
+    assert_eq!(imports(dir.path()), 1, "one import, for the snapshot: {}", server.log.text());
+    server.terminate();
+
+    // The same app with long-lived instances keeps its state.
+    let mut server = start(dir.path(), &["--instances", "1"]);
+    assert_eq!(server.get("/").text(), "version 1 hello hits=1");
+    assert_eq!(server.get("/").text(), "version 1 hello hits=2");
+    server.terminate();
+}
