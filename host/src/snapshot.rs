@@ -213,6 +213,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let wasm = std::fs::read(&source.reactor).with_context(|| format!("cannot read {}", source.reactor.display())).map_err(setup)?;
     let mut wizer = wasmtime_wizer::Wizer::new();
     wizer.init_func("wasgi_init");
+    let t = Instant::now();
     let (cx, instrumented) = wizer.instrument(&wasm).map_err(|e| setup(anyhow::anyhow!("cannot instrument {}: {e:#}", source.reactor.display())))?;
     let module = {
         let engine = engine.clone();
@@ -222,6 +223,8 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))?
     };
 
+    tracing::debug!(app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
         NewGuest::new(&engine, base.stdlib.as_deref(), spec, 0, true).map_err(setup)?;
     let instance = base.linker.instantiate_async(&mut store, &module).await.map_err(|e| setup(anyhow::anyhow!("cannot instantiate python-reactor.wasm: {e:#}")))?;
@@ -281,8 +284,12 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         return Ok(None);
     }
 
+    tracing::debug!(app = %spec.name, "snapshot: the app imported in {:.2}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let memory = instance.get_memory(&mut store, "memory").map(|m| m.data_size(&store)).unwrap_or(0);
     let snapshot = wizer.snapshot(&cx, &mut Guest { store: &mut store, instance }).await.map_err(|e| setup(anyhow::anyhow!("cannot snapshot the guest: {e:#}")))?;
+    tracing::debug!(app = %spec.name, "snapshot: memory captured in {:.2}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let module = {
         let engine = engine.clone();
         tokio::task::spawn_blocking(move || Module::new(&engine, &snapshot))
@@ -290,10 +297,13 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             .map_err(|e| setup(e.into()))?
             .map_err(|e| setup(anyhow::anyhow!("cannot compile the snapshot: {e:#}")))?
     };
+    tracing::debug!(app = %spec.name, "snapshot: compiled in {:.2}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let manifest = Manifest { files: host_files(base, spec, &imported.files) };
     if let Err(e) = store_snapshot(&module, &manifest, dir) {
         tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
     }
+    tracing::debug!(app = %spec.name, "snapshot: stored in {:.2}s", t.elapsed().as_secs_f64());
     Ok(Some((module, manifest, memory)))
 }
 
