@@ -93,6 +93,10 @@ const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../python-wasm/build")),
     ("pins.toml", include_str!("../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+    (
+        "patches/0001-openssl-without-threads-or-sockets-on-wasi.patch",
+        include_str!("../../python-wasm/patches/0001-openssl-without-threads-or-sockets-on-wasi.patch"),
+    ),
 ];
 
 /// Returns the chosen interpreter, building or fetching it when needed.
