@@ -99,6 +99,26 @@ pub fn pinned_interpreter() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
+/// Our own CPython 3.13 build (`--interpreter cpython-3.13`), built by
+/// python-wasm/build into the shared cache on first use (minutes on a fresh
+/// machine, once; the lock makes parallel tests wait for one build) and
+/// compiled. Tests that start wasgi with it call this first, so the build is
+/// not counted against a server's startup wait.
+pub fn own_interpreter() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        setup();
+        let _lock = FileLock::acquire(&cache_dir().join(".own-build.lock"));
+        let output = Command::new(wasgi_bin())
+            .args(["python", "--interpreter", "cpython-3.13", "--cache-dir"])
+            .arg(cache_dir())
+            .env_remove("WASGI_PYTHON_WASM")
+            .output()
+            .expect("run wasgi python");
+        assert!(output.status.success(), "wasgi python --interpreter cpython-3.13 failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    });
+}
+
 /// Flask and its dependencies, installed for the guest from PyPI (pure-Python
 /// wheels work inside the sandbox; markupsafe falls back to its Python code).
 pub fn flask_packages() -> PathBuf {
