@@ -258,6 +258,22 @@ impl GuestIo {
         }
     }
 
+    /// A frame the guest wrote but nobody read yet, without waiting: when the
+    /// guest writes its last frame and exits within one poll, its exit is seen
+    /// first and the frame is still queued.
+    fn queued_frame(&mut self) -> Option<(Kind, Bytes)> {
+        while let Ok(bytes) = self.from_guest.try_recv() {
+            self.decoder.push(&bytes);
+        }
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some((Kind::Log, payload))) => self.log_record(&payload),
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
         self.current_request.store(id, Ordering::Relaxed);
@@ -364,7 +380,11 @@ impl Instance {
             }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
             Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
-            Err(Gone(reason)) => Err(StartError::Crashed(reason)),
+            Err(Gone(reason)) => match instance.io.queued_frame() {
+                // The bridge reported the failure and exited before it was read.
+                Some((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+                _ => Err(StartError::Crashed(reason)),
+            },
         }
     }
 
