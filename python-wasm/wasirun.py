@@ -70,6 +70,10 @@ def load(engine, path):
 def run(opts):
     config = wasmtime.Config()
     config.max_wasm_stack = MAX_WASM_STACK
+    # As wasgi's wasmtime: no threads proposal (this package enables it by
+    # default), so a module with atomics or shared memory is refused here too.
+    config.wasm_threads = False
+    config.shared_memory = False
     engine = wasmtime.Engine(config)
     module = load(engine, opts.module)
 

@@ -295,7 +295,9 @@ impl GuestIo {
         }
     }
 
-    /// A frame the guest has already sent, without waiting for one.
+    /// A frame the guest has already sent, without waiting for one: when the
+    /// guest writes its last frame and exits within one poll, its exit is
+    /// seen first and the frame is still queued.
     pub fn try_recv(&mut self) -> Option<Result<(Kind, Bytes), Gone>> {
         loop {
             match self.decoder.next_frame() {
@@ -433,7 +435,11 @@ impl Instance {
             }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
             Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
-            Err(Gone(reason)) => Err(StartError::Crashed(reason)),
+            Err(Gone(reason)) => match instance.io.try_recv().and_then(Result::ok) {
+                // The bridge reported the failure and exited before it was read.
+                Some((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+                _ => Err(StartError::Crashed(reason)),
+            },
         }
     }
 

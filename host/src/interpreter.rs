@@ -100,6 +100,10 @@ const RECIPE: &[(&str, &str)] = &[
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
     ("wasgi/reactor.c", include_str!("../../python-wasm/wasgi/reactor.c")),
     ("wasgi/reactor.mk", include_str!("../../python-wasm/wasgi/reactor.mk")),
+    (
+        "patches/0001-openssl-without-threads-or-sockets-on-wasi.patch",
+        include_str!("../../python-wasm/patches/0001-openssl-without-threads-or-sockets-on-wasi.patch"),
+    ),
 ];
 
 /// Returns the chosen interpreter, building or fetching it when needed.

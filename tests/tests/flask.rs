@@ -132,3 +132,95 @@ fn the_guides_activate_this_recipe_works_with_a_real_virtualenv() {
     assert_eq!(r.status, 200, "{}", server.log.text());
     assert_eq!(r.text(), format!("flask from {} prefix {}", env.display(), env.display()));
 }
+
+/// Flask with an SQLite database on our own CPython 3.13 build: a POST writes
+/// a row into a file in a directory granted read-write, a GET reads it back,
+/// the file on the host holds it, and a restarted server (with two instances
+/// this time) still serves it.
+#[test]
+fn flask_with_sqlite_keeps_rows_on_the_host_across_a_restart() {
+    wasgi_tests::own_interpreter();
+    let packages = flask_packages();
+    let dir = wasgi_tests::TempDir::new("flask-sqlite");
+    let app = dir.path().join("app");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("notes.db");
+    let script = app.join("notes.wsgi");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import sqlite3
+from flask import Flask, jsonify, request
+
+DB = {db:?}
+app = Flask(__name__)
+
+
+def connect():
+    db = sqlite3.connect(DB)
+    db.execute("create table if not exists notes (id integer primary key, text text not null)")
+    return db
+
+
+@app.post("/notes")
+def add():
+    db = connect()
+    with db:
+        row = db.execute("insert into notes (text) values (?)", (request.get_data(as_text=True),))
+    db.close()
+    return jsonify(id=row.lastrowid), 201
+
+
+@app.get("/notes")
+def notes():
+    db = connect()
+    rows = db.execute("select id, text from notes order by id").fetchall()
+    db.close()
+    return jsonify(notes=[{{"id": i, "text": t}} for i, t in rows], sqlite=sqlite3.sqlite_version)
+
+application = app
+"#,
+            db = db.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let start = |instances: &str| {
+        Wasgi::start(&[
+            script.to_str().unwrap(),
+            "--interpreter",
+            "cpython-3.13",
+            "--python-path",
+            packages.to_str().unwrap(),
+            "--grant-write",
+            data.to_str().unwrap(),
+            "--instances",
+            instances,
+        ])
+    };
+
+    let mut server = start("1");
+    let r = server.get("/notes");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log.text());
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["notes"], serde_json::json!([]));
+    assert_eq!(json["sqlite"], "3.53.4", "the own build's SQLite");
+
+    let r = server.post("/notes", "written through wasgi".as_bytes());
+    assert_eq!((r.status, r.text().as_str()), (201, "{\"id\":1}\n"), "{}", server.log.text());
+    let r = server.get("/notes");
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["notes"], serde_json::json!([{"id": 1, "text": "written through wasgi"}]));
+    let on_disk = std::fs::read(&db).expect("the database file is on the host");
+    assert!(on_disk.starts_with(b"SQLite format 3\0"), "an SQLite file");
+    assert!(on_disk.windows(21).any(|w| w == b"written through wasgi"), "the row is in {}", db.display());
+    assert!(server.terminate().success());
+
+    let server = start("2");
+    for _ in 0..4 {
+        let r = server.get("/notes");
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(json["notes"], serde_json::json!([{"id": 1, "text": "written through wasgi"}]), "after the restart");
+    }
+}
