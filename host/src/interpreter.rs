@@ -93,6 +93,7 @@ const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../python-wasm/build")),
     ("pins.toml", include_str!("../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+    ("wasgi/_wasgimodule.c", include_str!("../../python-wasm/wasgi/_wasgimodule.c")),
 ];
 
 /// Returns the chosen interpreter, building or fetching it when needed.
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn the_embedded_recipe_is_the_whole_recipe() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python-wasm");
-        let mut wanted = vec!["build".to_owned(), "pins.toml".to_owned(), "wasirun.py".to_owned()];
+        let mut wanted = vec!["build".to_owned(), "pins.toml".to_owned(), "wasirun.py".to_owned(), "wasgi/_wasgimodule.c".to_owned()];
         for entry in std::fs::read_dir(dir.join("patches")).into_iter().flatten().flatten() {
             wanted.push(format!("patches/{}", entry.file_name().to_string_lossy()));
         }
