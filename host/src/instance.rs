@@ -2,10 +2,12 @@
 //!
 //! The store's data is the guest's WASI context, built from the app's grants
 //! and nothing else, plus its memory limits. `_start` runs once, as a tokio
-//! future: the bridge imports the app and then loops on its stdin, so an idle
-//! instance is a parked future, not a thread. The host talks to it through
-//! [`GuestIo`] inside [`Instance::drive`], which also says why the guest
-//! stopped if it exits or traps.
+//! future: the bridge imports the app and then loops waiting for frames, so
+//! an idle instance is a parked future, not a thread. The frames travel over
+//! the guest's stdin and stdout, or, for an interpreter that imports them,
+//! through host calls ([`crate::hostcalls`]); either way the host talks to
+//! the guest through [`GuestIo`] inside [`Instance::drive`], which also says
+//! why the guest stopped if it exits or traps.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,9 @@ use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuild
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::interpreter::Stdlib;
 use crate::frames::{self, Decoder, Kind};
+use crate::hostcalls::{self, HostEnd};
+use crate::interpreter::Stdlib;
 use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
 
 /// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
@@ -122,6 +125,8 @@ impl Default for Limits {
 /// A store's data: the guest's WASI view and its limits.
 pub struct GuestState {
     wasi: WasiP1Ctx,
+    /// The channels' guest ends when the frames go through host calls.
+    pub(crate) hostcalls: Option<HostEnd>,
     limits: MemoryWatch,
     cpu: Arc<CpuBudget>,
 }
@@ -187,13 +192,16 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
     }
 }
 
-/// The linker every guest is instantiated with: WASIp1 and nothing more.
+/// The linker every guest is instantiated with: WASIp1 and wasgi's own
+/// host calls (which an interpreter without `_wasgi` does not import).
 pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     let mut linker: Linker<GuestState> = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    hostcalls::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
-    Ok(Prepared { pre, stdlib: stdlib.map(Arc::new) })
+    let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
+    Ok(Prepared { pre, stdlib: stdlib.map(Arc::new), hostcalls })
 }
 
 /// The linked interpreter every instance of a server starts from, and where
@@ -202,6 +210,9 @@ pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
 pub struct Prepared {
     pub pre: InstancePre<GuestState>,
     pub stdlib: Option<Arc<Stdlib>>,
+    /// The interpreter imports the host calls: frames go through them, and
+    /// the guest's stdin and stdout carry none.
+    pub hostcalls: bool,
 }
 
 /// Why an instance could not start.
@@ -222,15 +233,16 @@ pub enum StartError {
 #[error("{0}")]
 pub struct Gone(pub String);
 
-/// The host's ends of a guest's stdin and stdout.
+/// The host's ends of the channels the guest's frames travel on (its stdin
+/// and stdout, or its host calls).
 pub struct GuestIo {
     pub id: u64,
     to_guest: mpsc::Sender<Bytes>,
     from_guest: mpsc::Receiver<Bytes>,
     decoder: Decoder,
-    /// The request being served, so the guest's log lines can name it.
-    current_request: Arc<AtomicU64>,
-    app: Arc<str>,
+    /// Who is speaking in the guest's log records; it names the request
+    /// being served.
+    tag: LogTag,
 }
 
 impl GuestIo {
@@ -244,7 +256,10 @@ impl GuestIo {
         loop {
             match self.decoder.next_frame() {
                 Ok(Some((Kind::Log, payload))) => {
-                    self.log_record(&payload);
+                    let mut fields = frames::fields(&payload);
+                    let level = fields.next().unwrap_or_default();
+                    let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
+                    crate::stdio::app_record(&self.tag, level, &message);
                     continue;
                 }
                 Ok(Some(frame)) => return Ok(frame),
@@ -252,7 +267,7 @@ impl GuestIo {
                 Err(e) => return Err(Gone(e.to_string())),
             }
             match self.from_guest.recv().await {
-                Some(bytes) => self.decoder.push(&bytes),
+                Some(bytes) => self.decoder.push_bytes(bytes),
                 None => return Err(Gone("the guest closed its stdout".into())),
             }
         }
@@ -260,19 +275,7 @@ impl GuestIo {
 
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
-        self.current_request.store(id, Ordering::Relaxed);
-    }
-
-    fn log_record(&self, payload: &[u8]) {
-        let mut fields = frames::fields(payload);
-        let level = fields.next().unwrap_or_default();
-        let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
-        let request = self.current_request.load(Ordering::Relaxed);
-        match level {
-            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-        }
+        self.tag.request.store(id, Ordering::Relaxed);
     }
 }
 
@@ -296,6 +299,9 @@ pub struct Instance {
     pub cpu: Arc<CpuBudget>,
     /// Requests completed by this instance.
     pub served: u64,
+    /// How the bridge says its frames travel ("host calls" or "stdio"),
+    /// from its Ready frame.
+    pub transport: String,
 }
 
 impl Instance {
@@ -304,17 +310,20 @@ impl Instance {
         let pre = &prepared.pre;
         let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
         let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
-        let current_request = Arc::new(AtomicU64::new(0));
-        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
-        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag)
-            .map_err(StartError::Setup)?;
+        let tag = LogTag { app: spec.name.clone(), instance: id, request: Arc::new(AtomicU64::new(0)) };
+        let (stdio, hostcalls) = if prepared.hostcalls {
+            (None, Some(HostEnd::new(guest_stdin, guest_stdout, tag.clone())))
+        } else {
+            (Some((ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout))), None)
+        };
+        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), stdio, tag.clone(), prepared.hostcalls).map_err(StartError::Setup)?;
         let memory_bytes = Arc::new(AtomicUsize::new(0));
         let limits = MemoryWatch {
             limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
             bytes: memory_bytes.clone(),
         };
         let cpu = Arc::new(CpuBudget::default());
-        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits, cpu: cpu.clone() });
+        let mut store = Store::new(pre.module().engine(), GuestState { wasi, hostcalls, limits, cpu: cpu.clone() });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick (10 ms), so a busy guest neither holds a
         // worker thread other connections need nor escapes its deadline.
@@ -340,15 +349,9 @@ impl Instance {
             describe_exit(outcome)
         });
 
-        let io = GuestIo {
-            id,
-            to_guest,
-            from_guest,
-            decoder: Decoder::default(),
-            current_request,
-            app: spec.name.clone(),
-        };
-        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0 };
+        let io = GuestIo { id, to_guest, from_guest, decoder: Decoder::default(), tag };
+        let mut instance =
+            Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0, transport: String::new() };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
         if instance.timed_out() {
             let limit = spec.limits.startup_timeout.unwrap_or_default().as_secs_f64();
@@ -358,8 +361,12 @@ impl Instance {
             )));
         }
         match ready {
-            Ok((Kind::Ready, _)) => {
-                tracing::debug!(app = %spec.name, instance = id, "ready; linear memory {} MiB", instance.memory_bytes() >> 20);
+            Ok((Kind::Ready, transport)) => {
+                instance.transport = String::from_utf8_lossy(&transport).into_owned();
+                tracing::debug!(
+                    app = %spec.name, instance = id,
+                    "ready; frames over {}; linear memory {} MiB", instance.transport, instance.memory_bytes() >> 20
+                );
                 Ok(instance)
             }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
@@ -429,10 +436,22 @@ fn describe_exit(outcome: wasmtime::Result<()>) -> String {
 }
 
 /// The guest's whole world: its grants, its environment, its stdio. No
-/// sockets, no host environment, no other file.
-fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag) -> Result<WasiP1Ctx> {
+/// sockets, no host environment, no other file. `frames` are the stdin and
+/// stdout the frames travel on; without them (host calls) stdin is empty and
+/// stdout goes to the log like stderr.
+fn wasi_context(
+    spec: &GuestSpec,
+    stdlib: Option<&Stdlib>,
+    frames: Option<(ChannelStdin, ChannelStdout)>,
+    tag: LogTag,
+    hostcalls: bool,
+) -> Result<WasiP1Ctx> {
     let mut builder = WasiCtxBuilder::new();
-    builder.stdin(stdin).stdout(stdout).stderr(LogStderr(tag));
+    match frames {
+        Some((stdin, stdout)) => builder.stdin(stdin).stdout(stdout),
+        None => builder.stdout(LogStderr(tag.clone())),
+    };
+    builder.stderr(LogStderr(tag));
     // Python's imports are many small reads: do them in place rather than
     // hopping to a blocking thread for each.
     builder.allow_blocking_current_thread(true);
@@ -465,7 +484,7 @@ fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, 
     for (key, value) in &spec.env {
         builder.env(key, value);
     }
-    let config = bridge_config(spec);
+    let config = bridge_config(spec, hostcalls);
     builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
     Ok(builder.build_p1())
 }
@@ -475,7 +494,7 @@ fn guest_path(path: &Path) -> Result<&str> {
 }
 
 /// What the bridge reads from its command line.
-fn bridge_config(spec: &GuestSpec) -> String {
+fn bridge_config(spec: &GuestSpec, hostcalls: bool) -> String {
     let grants: Vec<_> = spec
         .grants
         .iter()
@@ -490,6 +509,7 @@ fn bridge_config(spec: &GuestSpec) -> String {
         "policies": spec.policies,
         "grants": grants,
         "restrict_stdout": spec.restrict_stdout,
+        "frames": if hostcalls { "hostcalls" } else { "stdio" },
     })
     .to_string()
 }

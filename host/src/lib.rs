@@ -39,6 +39,7 @@ pub mod forwarded;
 pub mod framing;
 pub mod frames;
 pub mod group;
+pub mod hostcalls;
 pub mod instance;
 pub mod interpreter;
 pub mod policy;
