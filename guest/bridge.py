@@ -1,13 +1,19 @@
 """wasgi bridge: runs inside the sandbox, between the host and the WSGI app.
 
 The host starts CPython (WASI) with this file's text as an argument. The
-bridge loads the user's script the way mod_wsgi does, tells the host it is
-ready, then loops forever: read a request frame from stdin, call the app,
-write status, headers and body frames to stdout. Nothing the app prints can
-reach stdout: sys.stdout and sys.stderr are rebound to the log (fd 2).
+bridge loads the user's script the way mod_wsgi does (init), tells the host
+it is ready, then loops forever (serve): read a request frame, call the app,
+send status, headers and body frames. Nothing the app prints can reach the
+frames: sys.stdout and sys.stderr are rebound to the log (fd 2).
 
-Frames (see host/src/frames.rs, the other half of this contract):
-a 1-byte kind, a 4-byte big-endian payload length, the payload.
+Frames (see host/src/frames.rs, the other half of this contract) are a kind
+byte and a payload. They travel one of two ways, chosen once at start:
+  host calls  wasgi's own build has the built-in module `_wasgi`, whose
+              functions are calls into the host (host/src/hostcalls.rs):
+              no encoding, and stdin/stdout carry no frames at all
+  stdio       otherwise (the pinned 3.12 build): on stdin and stdout, each
+              frame as the kind, a 4-byte big-endian payload length, the payload
+Only the serve loop reads frames; init may send (startup failure) and log.
 
   host -> guest   Q request environ   B body bytes (empty: end)   Z body error
                   K continue          C cancel (client gone)
@@ -36,7 +42,6 @@ MAX_DATA = 256 * 1024
 
 _OUT_FD = 1
 _LOG_FD = 2
-_stdin = open(0, "rb", buffering=READ_CHUNK + 16, closefd=False)
 
 
 class ProtocolError(Exception):
@@ -55,35 +60,77 @@ def _write_all(fd, data):
             view = view[os.write(fd, view):]
 
 
-_pack_header = __import__("struct").Struct(">cI").pack
+# ---------------------------------------------------------------- the transport
+#
+# Three functions, bound once at start (_choose_transport) to one of the two:
+#   send(*frames)    frames are (kind, payload) tuples, payload bytes-like
+#   read_frame()     the host's next (kind, payload); SystemExit(0) when the
+#                    host closed the channel (it is shutting this instance down)
+#   log(level, msg)  a log record; level is one of 'error', 'warn', 'info'
+
+_END_FRAME = (K_END, b"")
 
 
-def frame(kind, payload=b""):
-    return _pack_header(kind, len(payload)) + payload
+def _use_host_calls(wasgi):
+    global TRANSPORT, send, read_frame, log
+    wasgi_send, wasgi_recv, wasgi_log = wasgi.send, wasgi.recv, wasgi.log
+    levels = {"error": 0, "warn": 1, "info": 2}
+
+    def send(*frames):
+        for kind, payload in frames:
+            wasgi_send(kind, payload)
+
+    def read_frame():
+        got = wasgi_recv()
+        if got is None:
+            raise SystemExit(0)
+        return got
+
+    def log(level, message):
+        wasgi_log(levels.get(level, 2), message.encode("utf-8", "backslashreplace"))
+
+    TRANSPORT = "host calls"
 
 
-_END_FRAME = frame(K_END)
+def _use_stdio():
+    global TRANSPORT, send, read_frame, log
+    pack_header = __import__("struct").Struct(">cI").pack
+    stdin = open(0, "rb", buffering=READ_CHUNK + 16, closefd=False)
+
+    def send(*frames):
+        parts = []
+        for kind, payload in frames:
+            parts.append(pack_header(kind, len(payload)))
+            parts.append(payload)
+        _write_all(_OUT_FD, b"".join(parts))
+
+    def read_frame():
+        head = stdin.read(5)
+        if len(head) < 5:
+            raise SystemExit(0)
+        n = int.from_bytes(head[1:5], "big")
+        payload = stdin.read(n) if n else b""
+        if len(payload) != n:
+            raise SystemExit(0)
+        return head[:1], payload
+
+    def log(level, message):
+        send((K_LOG, level.encode() + b"\0" + message.encode("utf-8", "backslashreplace")))
+
+    TRANSPORT = "stdio"
 
 
-def send(*frames):
-    _write_all(_OUT_FD, b"".join(frames))
-
-
-def read_frame():
-    head = _stdin.read(5)
-    if len(head) < 5:
-        # The host closed stdin: it is shutting this instance down.
-        raise SystemExit(0)
-    n = int.from_bytes(head[1:5], "big")
-    payload = _stdin.read(n) if n else b""
-    if len(payload) != n:
-        raise SystemExit(0)
-    return head[:1], payload
-
-
-def log(level, message):
-    """A log record for the host: level is one of 'error', 'warn', 'info'."""
-    send(frame(K_LOG, level.encode() + b"\0" + message.encode("utf-8", "backslashreplace")))
+def _choose_transport(config):
+    """Host calls when this interpreter has `_wasgi`, unless the host asks
+    for stdio (WASGI_FRAMES=stdio, to compare the two)."""
+    try:
+        import _wasgi
+    except ImportError:
+        _wasgi = None
+    if _wasgi is not None and config.get("frames") != "stdio":
+        _use_host_calls(_wasgi)
+    else:
+        _use_stdio()
 
 
 class LogStream:
@@ -389,9 +436,12 @@ def _native_extension_hint(module_name):
     return ""
 
 
+class StartupFailed(Exception):
+    """The app cannot be loaded; the message is for a person."""
+
+
 def _startup_failed(message):
-    send(frame(K_STARTUP_FAILED, message.encode("utf-8", "backslashreplace")))
-    raise SystemExit(1)
+    raise StartupFailed(message)
 
 
 def load_application(script, callable_name):
@@ -508,7 +558,7 @@ class Input:
             if want <= 0:
                 self._eof = True
                 return False
-        send(frame(K_READ, min(want, READ_CHUNK).to_bytes(4, "big")))
+        send((K_READ, min(want, READ_CHUNK).to_bytes(4, "big")))
         kind, payload = read_frame()
         if kind == K_BODY:
             if not payload:
@@ -625,7 +675,7 @@ class Response:
         self.headers = None
         self.sent = False  # status and headers have gone to the host
         self.head_only = head_only
-        self.pending = []  # frames not yet written
+        self.pending = []  # (kind, payload) frames not yet sent
         self.unacked_bytes = 0
         self.unacked_frames = 0
         self.has_length = False  # the app gave a Content-Length
@@ -665,7 +715,7 @@ class Response:
         for name, value in self.headers:
             parts.append(name)
             parts.append(value)
-        return frame(K_START, "\0".join(parts).encode("latin-1"))
+        return (K_START, "\0".join(parts).encode("latin-1"))
 
     def add_content_length(self, length):
         if not self.has_length:
@@ -692,9 +742,10 @@ class Response:
         if len(data) <= MAX_DATA:
             chunks = (data,)
         else:
-            chunks = [data[i:i + MAX_DATA] for i in range(0, len(data), MAX_DATA)]
+            view = memoryview(data)
+            chunks = [view[i:i + MAX_DATA] for i in range(0, len(data), MAX_DATA)]
         for chunk in chunks:
-            self.pending.append(frame(K_DATA, chunk))
+            self.pending.append((K_DATA, chunk))
             self.unacked_bytes += len(chunk)
             self.unacked_frames += 1
             if self.unacked_bytes >= ACK_BYTES or self.unacked_frames >= ACK_FRAMES:
@@ -780,17 +831,18 @@ def handle(app, payload, errors):
             log("error", f"Exception on {label}:\n{_format_exc(e)}")
             body = b"Internal Server Error\n"
             response.pending = [
-                frame(K_START, b"\0".join([
+                (K_START, b"\0".join([
                     b"500 Internal Server Error",
                     b"Content-Type", b"text/plain; charset=utf-8",
                     b"Content-Length", str(len(body)).encode(),
                 ])),
-                frame(K_DATA, body) if not response.head_only else b"",
             ]
+            if not response.head_only:
+                response.pending.append((K_DATA, body))
         else:
             log("error", f"Exception on {label} after the response started:\n{_format_exc(e)}")
             response.pending = []
-            last = frame(K_FAILED, str(e).encode("utf-8", "backslashreplace"))
+            last = (K_FAILED, str(e).encode("utf-8", "backslashreplace"))
     close = getattr(result, "close", None)
     if close is None:
         # Nothing left to run: the end goes out with the body, in one write.
@@ -810,8 +862,11 @@ def handle(app, payload, errors):
         send(last)
 
 
-def prepare(config):
-    """Sets the guest up as the config says and imports the app."""
+def init(config):
+    """Everything before the first request: the guest's sys.path, working
+    directory and standard streams, then the app itself. It reads no frame
+    (it may log, and a StartupFailed tells the caller why the app cannot
+    load). Returns the WSGI callable."""
     sys.argv = [config["script"]]
     # Drop the '' entry `python -c` puts first: mod_wsgi adds no directory by itself.
     sys.path[:] = [p for p in sys.path if p]
@@ -821,10 +876,9 @@ def prepare(config):
         os.chdir(config["home"])
     sys.stdout = sys.__stdout__ = RestrictedStdout("stdout") if config.get("restrict_stdout") else _stdout
     sys.stderr = sys.__stderr__ = _stderr
-    errors = LogStream("wsgi.errors")
     _install_no_network()
     _install_denial_explainer(config)
-    return load_application(config["script"], config["callable"]), errors
+    return load_application(config["script"], config["callable"])
 
 
 class _ReadsDuringImport:
@@ -874,13 +928,15 @@ def _open_files():
 _prepared = None
 
 
-def serve(prepared=None):
-    """Tells the host the app is ready, then serves requests until stdin closes."""
-    if prepared is None:
-        prepared = _prepared
+def serve(app=None):
+    """Tells the host the app is ready (and how the frames travel), then
+    serves requests until the host closes the channel. Without `app`: an
+    instance restored from a snapshot, whose app was imported by main()."""
+    if app is None:
+        app = _prepared
         _after_restore()
-    app, errors = prepared
-    send(frame(K_READY))
+    errors = LogStream("wsgi.errors")
+    send((K_READY, TRANSPORT.encode()))
     while True:
         kind, payload = read_frame()
         if kind != K_REQUEST:
@@ -903,18 +959,28 @@ def main():
     import json
 
     config = json.loads(sys.argv[2])
-    if not config.get("snapshot"):
-        serve(prepare(config))
+    _choose_transport(config)
+    snapshot = config.get("snapshot")
+    try:
+        if snapshot:
+            with _ReadsDuringImport() as reads:
+                app = init(config)
+        else:
+            app = init(config)
+    except StartupFailed as e:
+        send((K_STARTUP_FAILED, str(e).encode("utf-8", "backslashreplace")))
+        raise SystemExit(1)
+    if not snapshot:
+        serve(app)
         return
-    # Snapshot mode (python-reactor.wasm): import the app, tell the host
-    # what the import read, and return; the host snapshots the instance and
-    # starts every instance of the group at serve().
+    # Snapshot mode (python-reactor.wasm): tell the host what the import
+    # read, and return; the host snapshots the instance and starts every
+    # instance of the group at serve().
     global _prepared
-    with _ReadsDuringImport() as reads:
-        _prepared = prepare(config)
+    _prepared = app
     modules = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
     files = sorted((reads.paths | {f for f in modules if isinstance(f, str)}) - {"<wasgi-bridge>"})
-    send(frame(K_PREPARED, json.dumps({"files": files, "open_fds": _open_files()}).encode()))
+    send((K_PREPARED, json.dumps({"files": files, "open_fds": _open_files()}).encode()))
 
 
 if __name__ == "wasgi_bridge":

@@ -67,6 +67,20 @@ def load(engine, path):
     return module
 
 
+def define_wasgi_stubs(linker, module):
+    """wasgi's own build imports the host calls of its `_wasgi` module (module
+    "wasgi", see wasgi/_wasgimodule.c). Only the wasgi host provides them;
+    here they link, and trap if the guest calls one."""
+    for imp in module.imports:
+        if imp.module != "wasgi":
+            continue
+
+        def stub(*args, name=imp.name):
+            raise wasmtime.WasmtimeError(f"wasgi.{name} is provided by the wasgi host only")
+
+        linker.define_func(imp.module, imp.name, imp.type, stub)
+
+
 def run(opts):
     config = wasmtime.Config()
     config.max_wasm_stack = MAX_WASM_STACK
@@ -106,6 +120,7 @@ def run(opts):
     store.set_wasi(wasi)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    define_wasgi_stubs(linker, module)
     instance = linker.instantiate(store, module)
     exports = instance.exports(store)
     if opts.invoke:

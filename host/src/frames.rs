@@ -118,6 +118,20 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Like `push`, but an empty decoder takes a uniquely owned slice as its
+    /// buffer instead of copying it: a slice of whole frames (what a host
+    /// call sends) then comes out without another copy.
+    pub fn push_bytes(&mut self, bytes: Bytes) {
+        if self.buf.is_empty() {
+            match bytes.try_into_mut() {
+                Ok(owned) => self.buf = owned,
+                Err(shared) => self.buf.extend_from_slice(&shared),
+            }
+        } else {
+            self.buf.extend_from_slice(&bytes);
+        }
+    }
+
     /// The next complete frame, if the buffer holds one.
     pub fn next_frame(&mut self) -> Result<Option<(Kind, Bytes)>, FrameError> {
         if self.buf.len() < HEADER_LEN {
@@ -164,6 +178,19 @@ mod tests {
         assert_eq!(got[0].0, Kind::Start);
         assert_eq!(got[1], (Kind::Data, Bytes::from_static(b"hello")));
         assert_eq!(got[2], (Kind::End, Bytes::new()));
+    }
+
+    #[test]
+    fn owned_slices_decode_like_copied_ones() {
+        let mut decoder = Decoder::default();
+        let mut wire = encode(Kind::Data, b"abc").to_vec();
+        wire.extend_from_slice(&encode(Kind::End, b"")[..3]);
+        decoder.push_bytes(Bytes::from(wire));
+        assert_eq!(decoder.next_frame().unwrap(), Some((Kind::Data, Bytes::from_static(b"abc"))));
+        assert_eq!(decoder.next_frame().unwrap(), None);
+        decoder.push_bytes(Bytes::from_static(&[0, 0]));
+        assert_eq!(decoder.next_frame().unwrap(), Some((Kind::End, Bytes::new())));
+        assert_eq!(decoder.next_frame().unwrap(), None);
     }
 
     #[test]

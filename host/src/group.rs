@@ -62,7 +62,12 @@ impl Group {
         let instances = group.start_generation().await?;
         group.live.fetch_add(instances.len(), Ordering::AcqRel);
         let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
-        tracing::info!(group = %group.name, "{size} instance(s) ready; linear memory {:.1} MiB each", memory as f64 / (1 << 20) as f64);
+        let transport = instances.first().map_or("", |i| i.transport.as_str());
+        tracing::info!(
+            group = %group.name,
+            "{size} instance(s) ready; frames over {transport}; linear memory {:.1} MiB each",
+            memory as f64 / (1 << 20) as f64
+        );
         for instance in instances {
             group.spawn_worker(instance, 0);
         }

@@ -2,10 +2,12 @@
 //!
 //! The store's data is the guest's WASI context, built from the app's grants
 //! and nothing else, plus its memory limits. `_start` runs once, as a tokio
-//! future: the bridge imports the app and then loops on its stdin, so an idle
-//! instance is a parked future, not a thread. The host talks to it through
-//! [`GuestIo`] inside [`Instance::drive`], which also says why the guest
-//! stopped if it exits or traps.
+//! future: the bridge imports the app and then loops waiting for frames, so
+//! an idle instance is a parked future, not a thread. The frames travel over
+//! the guest's stdin and stdout, or, for an interpreter that imports them,
+//! through host calls ([`crate::hostcalls`]); either way the host talks to
+//! the guest through [`GuestIo`] inside [`Instance::drive`], which also says
+//! why the guest stopped if it exits or traps.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,9 @@ use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuild
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::interpreter::Stdlib;
 use crate::frames::{self, Decoder, Kind};
+use crate::hostcalls::{self, HostEnd};
+use crate::interpreter::Stdlib;
 use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
 
 /// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
@@ -137,6 +140,8 @@ impl Default for Limits {
 /// A store's data: the guest's WASI view and its limits.
 pub struct GuestState {
     wasi: WasiP1Ctx,
+    /// The channels' guest ends when the frames go through host calls.
+    pub(crate) hostcalls: Option<HostEnd>,
     limits: MemoryWatch,
     cpu: Arc<CpuBudget>,
 }
@@ -202,13 +207,16 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
     }
 }
 
-/// The linker every guest is instantiated with: WASIp1 and nothing more.
+/// The linker every guest is instantiated with: WASIp1 and wasgi's own
+/// host calls (which an interpreter without `_wasgi` does not import).
 pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     let mut linker: Linker<GuestState> = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    hostcalls::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
-    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), entry: Entry::Start, snapshots: None })
+    let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
+    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), hostcalls, entry: Entry::Start, snapshots: None })
 }
 
 /// The linked interpreter every instance of a server starts from, and where
@@ -218,6 +226,9 @@ pub struct Prepared {
     pub pre: InstancePre<GuestState>,
     pub linker: Linker<GuestState>,
     pub stdlib: Option<Arc<Stdlib>>,
+    /// The interpreter imports the host calls: frames go through them, and
+    /// the guest's stdin and stdout carry none.
+    pub hostcalls: bool,
     /// How an instance of `pre` begins.
     pub entry: Entry,
     /// Where groups on this interpreter get their snapshots, if it can be snapshotted.
@@ -259,15 +270,16 @@ pub enum StartError {
 #[error("{0}")]
 pub struct Gone(pub String);
 
-/// The host's ends of a guest's stdin and stdout.
+/// The host's ends of the channels the guest's frames travel on (its stdin
+/// and stdout, or its host calls).
 pub struct GuestIo {
     pub id: u64,
     to_guest: mpsc::Sender<Bytes>,
     from_guest: mpsc::Receiver<Bytes>,
     decoder: Decoder,
-    /// The request being served, so the guest's log lines can name it.
-    current_request: Arc<AtomicU64>,
-    app: Arc<str>,
+    /// Who is speaking in the guest's log records; it names the request
+    /// being served.
+    tag: LogTag,
 }
 
 impl GuestIo {
@@ -289,10 +301,17 @@ impl GuestIo {
                 Err(e) => return Err(Gone(e.to_string())),
             }
             match self.from_guest.recv().await {
-                Some(bytes) => self.decoder.push(&bytes),
+                Some(bytes) => self.decoder.push_bytes(bytes),
                 None => return Err(Gone("the guest closed its stdout".into())),
             }
         }
+    }
+
+    fn log_record(&self, payload: &[u8]) {
+        let mut fields = frames::fields(payload);
+        let level = fields.next().unwrap_or_default();
+        let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
+        crate::stdio::app_record(&self.tag, level, &message);
     }
 
     /// A frame the guest has already sent, without waiting for one: when the
@@ -304,7 +323,7 @@ impl GuestIo {
                 Ok(Some((Kind::Log, payload))) => self.log_record(&payload),
                 Ok(Some(frame)) => return Some(Ok(frame)),
                 Ok(None) => match self.from_guest.try_recv() {
-                    Ok(bytes) => self.decoder.push(&bytes),
+                    Ok(bytes) => self.decoder.push_bytes(bytes),
                     Err(_) => return None,
                 },
                 Err(e) => return Some(Err(Gone(e.to_string()))),
@@ -314,19 +333,7 @@ impl GuestIo {
 
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
-        self.current_request.store(id, Ordering::Relaxed);
-    }
-
-    fn log_record(&self, payload: &[u8]) {
-        let mut fields = frames::fields(payload);
-        let level = fields.next().unwrap_or_default();
-        let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
-        let request = self.current_request.load(Ordering::Relaxed);
-        match level {
-            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.id, request, "{message}"),
-        }
+        self.tag.request.store(id, Ordering::Relaxed);
     }
 }
 
@@ -340,25 +347,30 @@ pub(crate) struct NewGuest {
 
 impl NewGuest {
     /// `snapshot`: the bridge imports the app and returns instead of serving.
-    pub(crate) fn new(engine: &wasmtime::Engine, stdlib: Option<&Stdlib>, spec: &GuestSpec, id: u64, snapshot: bool) -> Result<NewGuest> {
+    pub(crate) fn new(prepared: &Prepared, spec: &GuestSpec, id: u64, snapshot: bool) -> Result<NewGuest> {
+        let engine = prepared.pre.module().engine();
         let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
         let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
-        let current_request = Arc::new(AtomicU64::new(0));
-        let tag = LogTag { app: spec.name.clone(), instance: id, request: current_request.clone() };
-        let wasi = wasi_context(spec, stdlib, ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout), tag, snapshot)?;
+        let tag = LogTag { app: spec.name.clone(), instance: id, request: Arc::new(AtomicU64::new(0)) };
+        let (stdio, hostcalls) = if prepared.hostcalls {
+            (None, Some(HostEnd::new(guest_stdin, guest_stdout, tag.clone())))
+        } else {
+            (Some((ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout))), None)
+        };
+        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), stdio, tag.clone(), prepared.hostcalls, snapshot)?;
         let memory_bytes = Arc::new(AtomicUsize::new(0));
         let limits = MemoryWatch {
             limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
             bytes: memory_bytes.clone(),
         };
         let cpu = Arc::new(CpuBudget::default());
-        let mut store = Store::new(engine, GuestState { wasi, limits, cpu: cpu.clone() });
+        let mut store = Store::new(engine, GuestState { wasi, hostcalls, limits, cpu: cpu.clone() });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick (10 ms), so a busy guest neither holds a
         // worker thread other connections need nor escapes its deadline.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| ctx.data().cpu.on_tick());
-        let io = GuestIo { id, to_guest, from_guest, decoder: Decoder::default(), current_request, app: spec.name.clone() };
+        let io = GuestIo { id, to_guest, from_guest, decoder: Decoder::default(), tag };
         Ok(NewGuest { store, io, memory_bytes, cpu })
     }
 }
@@ -383,13 +395,16 @@ pub struct Instance {
     pub cpu: Arc<CpuBudget>,
     /// Requests completed by this instance.
     pub served: u64,
+    /// How the bridge says its frames travel ("host calls" or "stdio"),
+    /// from its Ready frame.
+    pub transport: String,
 }
 
 impl Instance {
     /// Starts a guest and waits until the app is imported.
     pub async fn start(prepared: &Prepared, spec: &GuestSpec, id: u64) -> Result<Instance, StartError> {
         let pre = &prepared.pre;
-        let mut guest = NewGuest::new(pre.module().engine(), prepared.stdlib.as_deref(), spec, id, false).map_err(StartError::Setup)?;
+        let mut guest = NewGuest::new(prepared, spec, id, false).map_err(StartError::Setup)?;
         let store = &mut guest.store;
         let instance = match pre.instantiate_async(&mut *store).await {
             Ok(i) => i,
@@ -419,7 +434,7 @@ impl Instance {
             describe_exit(outcome)
         });
 
-        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0 };
+        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0, transport: String::new() };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
         if instance.timed_out() {
             let limit = spec.limits.startup_timeout.unwrap_or_default().as_secs_f64();
@@ -429,8 +444,12 @@ impl Instance {
             )));
         }
         match ready {
-            Ok((Kind::Ready, _)) => {
-                tracing::debug!(app = %spec.name, instance = id, "ready; linear memory {} MiB", instance.memory_bytes() >> 20);
+            Ok((Kind::Ready, transport)) => {
+                instance.transport = String::from_utf8_lossy(&transport).into_owned();
+                tracing::debug!(
+                    app = %spec.name, instance = id,
+                    "ready; frames over {}; linear memory {} MiB", instance.transport, instance.memory_bytes() >> 20
+                );
                 Ok(instance)
             }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
@@ -504,10 +523,23 @@ pub(crate) fn describe_exit(outcome: wasmtime::Result<()>) -> String {
 }
 
 /// The guest's whole world: its grants, its environment, its stdio. No
-/// sockets, no host environment, no other file.
-fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, stdout: ChannelStdout, tag: LogTag, snapshot: bool) -> Result<WasiP1Ctx> {
+/// sockets, no host environment, no other file. `frames` are the stdin and
+/// stdout the frames travel on; without them (host calls) stdin is empty and
+/// stdout goes to the log like stderr.
+fn wasi_context(
+    spec: &GuestSpec,
+    stdlib: Option<&Stdlib>,
+    frames: Option<(ChannelStdin, ChannelStdout)>,
+    tag: LogTag,
+    hostcalls: bool,
+    snapshot: bool,
+) -> Result<WasiP1Ctx> {
     let mut builder = WasiCtxBuilder::new();
-    builder.stdin(stdin).stdout(stdout).stderr(LogStderr(tag));
+    match frames {
+        Some((stdin, stdout)) => builder.stdin(stdin).stdout(stdout),
+        None => builder.stdout(LogStderr(tag.clone())),
+    };
+    builder.stderr(LogStderr(tag));
     // Python's imports are many small reads: do them in place rather than
     // hopping to a blocking thread for each.
     builder.allow_blocking_current_thread(true);
@@ -540,7 +572,7 @@ fn wasi_context(spec: &GuestSpec, stdlib: Option<&Stdlib>, stdin: ChannelStdin, 
     for (key, value) in &spec.env {
         builder.env(key, value);
     }
-    let config = bridge_config(spec, snapshot);
+    let config = bridge_config(spec, hostcalls, snapshot);
     builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
     Ok(builder.build_p1())
 }
@@ -550,7 +582,7 @@ fn guest_path(path: &Path) -> Result<&str> {
 }
 
 /// What the bridge reads from its command line.
-pub(crate) fn bridge_config(spec: &GuestSpec, snapshot: bool) -> String {
+pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -> String {
     let grants: Vec<_> = spec
         .grants
         .iter()
@@ -565,6 +597,7 @@ pub(crate) fn bridge_config(spec: &GuestSpec, snapshot: bool) -> String {
         "policies": spec.policies,
         "grants": grants,
         "restrict_stdout": spec.restrict_stdout,
+        "frames": if hostcalls { "hostcalls" } else { "stdio" },
         "snapshot": snapshot,
     })
     .to_string()

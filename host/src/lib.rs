@@ -6,9 +6,9 @@
 //! client ──► listener (TCP or Unix socket, hyper HTTP/1.1 and HTTP/2)   server
 //!        ──► WSGI environ from the request                              environ
 //!        ──► the group's bounded queue ─► a free instance               group
-//!        ──► request frames on the guest's stdin, the body on demand    request, frames, stdio
+//!        ──► request frames to the guest, the body on demand            request, frames, hostcalls | stdio
 //!        ──► the bridge calls `application` inside the sandbox          guest/bridge.py, instance
-//!        ──► status, headers, body frames on the guest's stdout         request, frames, stdio
+//!        ──► status, headers, body frames from the guest                request, frames, hostcalls | stdio
 //!        ──► streamed back to the client
 //! ```
 //!
@@ -20,7 +20,8 @@
 //! - [`forwarded`]: what a trusted proxy says about the original request.
 //! - [`framing`]: spots requests with both Content-Length and Transfer-Encoding.
 //! - [`frames`]: the host ↔ bridge wire format.
-//! - [`stdio`]: the guest's stdin/stdout channels and its stderr → log.
+//! - [`hostcalls`]: frames through wasm imports (`_wasgi` in our own 3.13 build).
+//! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned 3.12) and its stderr → log.
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
 //! - [`router`]: Host header and mount prefix → the app that serves a request.
 //! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
@@ -39,6 +40,7 @@ pub mod forwarded;
 pub mod framing;
 pub mod frames;
 pub mod group;
+pub mod hostcalls;
 pub mod instance;
 pub mod interpreter;
 pub mod policy;

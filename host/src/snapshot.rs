@@ -162,7 +162,7 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     let mut h = Sha256::new();
     h.update(source.reactor_sha256.as_bytes());
     h.update(instance::BRIDGE_SOURCE.as_bytes());
-    h.update(instance::bridge_config(spec, true).as_bytes());
+    h.update(instance::bridge_config(spec, base.hostcalls, true).as_bytes());
     for (k, v) in &spec.env {
         h.update(format!("env {k}={v}\0").as_bytes());
     }
@@ -226,7 +226,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     tracing::debug!(app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
-        NewGuest::new(&engine, base.stdlib.as_deref(), spec, 0, true).map_err(setup)?;
+        NewGuest::new(base, spec, 0, true).map_err(setup)?;
     let instance = base.linker.instantiate_async(&mut store, &module).await.map_err(|e| setup(anyhow::anyhow!("cannot instantiate python-reactor.wasm: {e:#}")))?;
     let mut calls = Vec::new();
     for name in ["_initialize", "wasgi_init"] {

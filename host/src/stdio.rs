@@ -187,7 +187,19 @@ pub struct LogTag {
     pub request: Arc<AtomicU64>,
 }
 
-/// The guest's stderr: whole lines go to the log.
+/// One log record of the app or the bridge (`level`: error, warn, or
+/// anything else for info), tagged with who is speaking.
+pub fn app_record(tag: &LogTag, level: &[u8], message: &str) {
+    let request = tag.request.load(Ordering::Relaxed);
+    match level {
+        b"error" => tracing::error!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
+        b"warn" => tracing::warn!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
+        _ => tracing::info!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
+    }
+}
+
+/// The guest's stderr (and, for a guest on host calls, its stdout): whole
+/// lines go to the log.
 pub struct LogStderr(pub LogTag);
 
 impl IsTerminal for LogStderr {

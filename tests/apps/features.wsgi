@@ -109,6 +109,11 @@ def application(environ, start_response):
         sys.stdout.write("PRINTED-partial")
         environ["wsgi.errors"].write("PRINTED-errors\n")
         return _text(start_response, "printed\n")
+    if path == "/fd1":
+        # Raw bytes to file descriptor 1, past sys.stdout (the first is no
+        # frame kind, so on the stdio path the host sees a broken stream).
+        os.write(1, b"raw-fd1-bytes\n")
+        return _text(start_response, "wrote to fd 1\n")
     if path == "/exit":
         os._exit(3)
     if path == "/spin":

@@ -1,0 +1,154 @@
+/* _wasgi: the bridge's direct line to the wasgi host.
+ *
+ * Built into wasgi's own CPython 3.13 WASI build (python-wasm/build, step
+ * "wasgi-module") as a static built-in module. guest/bridge.py uses it when
+ * `import _wasgi` works; otherwise (the pinned 3.12 build) it keeps talking
+ * through frames on stdin/stdout. The frames are the same either way (kinds
+ * and payloads of host/src/frames.rs); only the transport differs: no
+ * encoding, no stdio, no buffering in Python.
+ *
+ * The ABI: four wasm imports from module "wasgi", provided by the host
+ * (host/src/hostcalls.rs, which documents the same contract). Pointers are
+ * offsets into this module's linear memory.
+ *
+ *   i64 recv()                      wait for the next host -> guest frame;
+ *                                   -1 when the host has closed the channel,
+ *                                   else (kind << 32) | payload length
+ *   i32 read(ptr, len)              copy the payload recv announced into
+ *                                   [ptr, ptr+len); len must be its length;
+ *                                   0 (never called for an empty payload)
+ *   i32 send(kind, ptr, len)        one guest -> host frame, read straight
+ *                                   from [ptr, ptr+len); 0, or -1 when the
+ *                                   host has closed the channel
+ *   void log(level, ptr, len)       one log record, UTF-8; level 0 error,
+ *                                   1 warn, 2 info
+ *
+ * recv and send may wait (the host parks the guest, as it would on a full
+ * or empty pipe); read and log never do. Only the bridge's serve loop calls
+ * recv; logging may run at any time, also while the app is imported.
+ *
+ * Python API:
+ *   _wasgi.recv() -> (kind: bytes of length 1, payload: bytes), or None
+ *                    when the host has closed the channel
+ *   _wasgi.send(kind: bytes of length 1, payload: bytes-like) -> None;
+ *                    BrokenPipeError when the host has closed the channel
+ *   _wasgi.log(level: int, message: bytes-like) -> None
+ */
+
+#include "Python.h"
+
+#include <stdint.h>
+
+#define WASGI_IMPORT(name) __attribute__((import_module("wasgi"), import_name(name)))
+
+WASGI_IMPORT("recv") int64_t wasgi_recv(void);
+WASGI_IMPORT("read") int32_t wasgi_read(void *buf, uint32_t len);
+WASGI_IMPORT("send") int32_t wasgi_send(uint32_t kind, const void *buf, uint32_t len);
+WASGI_IMPORT("log") void wasgi_log(uint32_t level, const void *buf, uint32_t len);
+
+static PyObject *
+wasgi_recv_impl(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    int64_t got = wasgi_recv();
+    if (got < 0) {
+        Py_RETURN_NONE;
+    }
+    char kind = (char)(got >> 32);
+    uint32_t len = (uint32_t)(got & 0xffffffff);
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+    if (payload == NULL) {
+        return NULL;
+    }
+    if (len > 0 && wasgi_read(PyBytes_AS_STRING(payload), len) != 0) {
+        Py_DECREF(payload);
+        PyErr_SetString(PyExc_RuntimeError, "wasgi.read refused the announced frame");
+        return NULL;
+    }
+    PyObject *kind_bytes = PyBytes_FromStringAndSize(&kind, 1);
+    if (kind_bytes == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    PyObject *result = PyTuple_Pack(2, kind_bytes, payload);
+    Py_DECREF(kind_bytes);
+    Py_DECREF(payload);
+    return result;
+}
+
+static PyObject *
+wasgi_send_impl(PyObject *module, PyObject *args)
+{
+    char kind;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "cy*:send", &kind, &data)) {
+        return NULL;
+    }
+    if ((size_t)data.len > UINT32_MAX) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(PyExc_OverflowError, "a frame payload must be under 4 GiB");
+        return NULL;
+    }
+    int32_t rc = wasgi_send((uint8_t)kind, data.buf, (uint32_t)data.len);
+    PyBuffer_Release(&data);
+    if (rc != 0) {
+        PyErr_SetString(PyExc_BrokenPipeError, "the wasgi host closed the channel");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+wasgi_log_impl(PyObject *module, PyObject *args)
+{
+    int level;
+    Py_buffer message;
+    if (!PyArg_ParseTuple(args, "iy*:log", &level, &message)) {
+        return NULL;
+    }
+    if (level < 0 || (size_t)message.len > UINT32_MAX) {
+        PyBuffer_Release(&message);
+        PyErr_SetString(PyExc_ValueError, "log level must be 0 (error), 1 (warn) or 2 (info)");
+        return NULL;
+    }
+    wasgi_log((uint32_t)level, message.buf, (uint32_t)message.len);
+    PyBuffer_Release(&message);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef wasgi_methods[] = {
+    {"recv", wasgi_recv_impl, METH_NOARGS,
+     "recv() -> (kind, payload) of the host's next frame, or None when the host closed the channel."},
+    {"send", wasgi_send_impl, METH_VARARGS,
+     "send(kind, payload): one frame to the host (kind: one byte)."},
+    {"log", wasgi_log_impl, METH_VARARGS,
+     "log(level, message): a log record; level 0 error, 1 warn, 2 info; message UTF-8 bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+wasgi_exec(PyObject *module)
+{
+    return PyModule_AddIntConstant(module, "ABI_VERSION", 1);
+}
+
+static PyModuleDef_Slot wasgi_slots[] = {
+    {Py_mod_exec, wasgi_exec},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL},
+};
+
+static struct PyModuleDef wasgi_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_wasgi",
+    .m_doc = "Frames to and from the wasgi host, through host calls (see python-wasm/wasgi/_wasgimodule.c).",
+    .m_size = 0,
+    .m_methods = wasgi_methods,
+    .m_slots = wasgi_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__wasgi(void)
+{
+    return PyModuleDef_Init(&wasgi_module);
+}
