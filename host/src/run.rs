@@ -29,7 +29,8 @@ pub struct InterpreterArgs {
     #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// cpython-3.12 (the pinned prebuilt, fetched in seconds) or cpython-3.13 (built here from
-    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores).
+    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores);
+    /// in a wasgi.toml, for the groups that set no `interpreter` of their own.
     #[arg(long, env = "WASGI_INTERPRETER", value_name = "NAME", default_value = "cpython-3.12")]
     pub interpreter: interpreter::Choice,
 }
