@@ -364,7 +364,7 @@ async fn start_apps(
         interpreters
             .prepare(a.spec.interpreter)
             .await
-            .with_context(|| format!("group {:?} runs {}", a.group.name, a.spec.interpreter))?;
+            .with_context(|| format!("group {:?} runs {}, which cannot be used", a.group.name, a.spec.interpreter))?;
     }
     let starts = to_start.into_iter().map(|a| {
         let pre = interpreters.get(a.spec.interpreter).clone();

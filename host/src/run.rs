@@ -400,7 +400,7 @@ impl Interpreters {
         }
         let python = {
             let args = self.args.clone();
-            tokio::task::spawn_blocking(move || args.locate(choice)).await?.with_context(|| format!("the interpreter {choice} cannot be used"))?
+            tokio::task::spawn_blocking(move || args.locate(choice)).await??
         };
         let description = format!("{choice} (CPython {})", python.version);
         tracing::info!("interpreter {description} from {}", python.path.display());

@@ -166,15 +166,17 @@ fn an_unknown_interpreter_name_is_a_config_error_naming_file_group_and_names() {
 }
 
 #[test]
-fn check_fails_clearly_when_the_own_build_cannot_be_had() {
+fn check_and_serve_fail_clearly_when_the_own_build_cannot_be_had() {
     let dir = TempDir::new("group-interp-unbuildable");
     let config = write_config(dir.path(), &[("new", Some("cpython-3.13"))]);
+    let expected = "group \"new\" runs cpython-3.13, which cannot be used: cannot run /nonexistent/python3 to build CPython 3.13";
     let mut command: Command = check_command(&config);
     command.env("WASGI_HOST_PYTHON", "/nonexistent/python3");
     let (ok, out) = run_to_end(command);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("group \"new\" runs cpython-3.13, which cannot be used: cannot run /nonexistent/python3 to build CPython 3.13"),
-        "{out}"
-    );
+    assert!(!ok && out.contains(expected), "{out}");
+    let mut command = serve_command(&config);
+    command.env("WASGI_HOST_PYTHON", "/nonexistent/python3");
+    let mut server = Wasgi::from_command(command);
+    assert!(!server.wait(Duration::from_secs(60)).success(), "serve started anyway");
+    assert!(server.log.text().contains(expected), "{}", server.log.text());
 }
