@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, AppConfig, Config, GroupConfig, Problem, Problems};
 use crate::group::Group;
 use crate::instance::{Grant, GuestSpec};
+use crate::interpreter::{Choice, Interpreter};
 use crate::policy::{self, Capability, Origin};
 use crate::router::{Route, Router};
-use crate::run::{private_dirs, InterpreterArgs};
+use crate::run::{private_dirs, InterpreterArgs, Interpreters};
 use crate::server::{self, Listener, Server};
 
 /// One app as it will run: its group's settings and its guest spec.
@@ -84,8 +85,9 @@ fn problem(config: &Config, line: usize, key: String, message: String) -> Proble
     Problem { file: config.file.clone(), line, key, message }
 }
 
-/// Validates the config and its policies and works out every app's spec.
-pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
+/// Validates the config and its policies and works out every app's spec;
+/// a group that names no interpreter runs `default_interpreter`.
+pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -> Result<Plan, Problems> {
     let config = config::load(config_file)?;
     let capabilities = policy::resolve(&config)?;
     let mut problems = Vec::new();
@@ -190,6 +192,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
             restrict_stdout: group.restrict_stdout,
             snapshot: group.snapshot,
             isolation: group.isolation,
+            interpreter: group.interpreter.unwrap_or(default_interpreter),
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()
@@ -217,8 +220,27 @@ pub fn plan(config_file: &Path, cache_dir: &Path) -> Result<Plan, Problems> {
     }
 }
 
-/// The `wasgi check` report: each group's capability table and each app's route.
-pub fn report(plan: &Plan) -> String {
+/// Every interpreter the plan's groups run, found (fetched or built if
+/// missing, as `wasgi serve` would), so that one which cannot be had fails
+/// `wasgi check` rather than the server's start.
+pub fn locate_interpreters(plan: &Plan, args: &InterpreterArgs) -> Result<Vec<(Choice, Interpreter)>> {
+    let mut found: Vec<(Choice, Interpreter)> = Vec::new();
+    for a in &plan.apps {
+        let choice = a.spec.interpreter;
+        if found.iter().any(|(c, _)| *c == choice) {
+            continue;
+        }
+        let python = args
+            .locate(choice)
+            .map_err(|e| anyhow::anyhow!("{}: group {:?} runs {choice}, which cannot be used: {e:#}", plan.config.file.display(), a.group.name))?;
+        found.push((choice, python));
+    }
+    Ok(found)
+}
+
+/// The `wasgi check` report: each group's interpreter and capability table
+/// and each app's route.
+pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", plan.config.file.display());
     let listen: Vec<String> = plan
@@ -244,6 +266,9 @@ pub fn report(plan: &Plan) -> String {
             g.group.as_deref().unwrap_or("-"),
             a.spec.memory_limit >> 20,
         );
+        if let Some((choice, python)) = interpreters.iter().find(|(c, _)| *c == a.spec.interpreter) {
+            let _ = writeln!(out, "  interpreter  {choice} (CPython {}, {})", python.version, python.path.display());
+        }
         let mount = if a.app.mount.is_empty() { "/" } else { &a.app.mount };
         for host in &a.app.hosts {
             let _ = writeln!(out, "  route  {host}{mount}");
@@ -290,7 +315,7 @@ fn describe_access(access: &crate::access::Access) -> String {
 pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
     let cache_dir = interpreter.cache_dir();
-    let plan = plan(config_file, &cache_dir)?;
+    let plan = plan(config_file, &cache_dir, interpreter.interpreter)?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -302,13 +327,13 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
         for addr in &plan.config.listen {
             listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
         }
-        let (pre, _ticker) = crate::run::prepare_guests(interpreter, &cache_dir).await?;
-        let (routes, groups) = start_apps(plan.apps, &pre, &[]).await?;
+        let mut interpreters = Interpreters::new(interpreter)?;
+        let (routes, groups) = start_apps(plan.apps, &mut interpreters, &[]).await?;
         let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
         for listener in &listeners {
             tracing::info!("serving {} on {} (ready in {:.2}s)", plan.config.file.display(), listener.local_addr(), started.elapsed().as_secs_f64());
         }
-        let reloader = Reloader { server: server.clone(), config_file: config_file.to_owned(), cache_dir, pre, groups, listen: plan.config.listen };
+        let reloader = Reloader { server: server.clone(), config_file: config_file.to_owned(), cache_dir, interpreters, groups, listen: plan.config.listen };
         let reloads = tokio::spawn(reloader.run(hangup));
         let drain = graceful_timeout.unwrap_or(plan.config.graceful_timeout);
         let result = server::serve(server, listeners, crate::run::shutdown_signal(), drain).await;
@@ -320,12 +345,13 @@ pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout
     Ok(())
 }
 
-/// Starts a group for each app, reusing a running group whose spec, size and
-/// queue are unchanged. If one fails, the groups started here are retired
-/// and the error returned.
+/// Starts a group for each app, reusing a running group whose spec (its
+/// interpreter included), size and queue are unchanged. The interpreters the
+/// new groups run are prepared first, each once. If one fails, the groups
+/// started here are retired and the error returned.
 async fn start_apps(
     apps: Vec<AppPlan>,
-    pre: &crate::instance::Prepared,
+    interpreters: &mut Interpreters,
     running: &[Arc<Group>],
 ) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
     let mut kept = Vec::new();
@@ -336,11 +362,18 @@ async fn start_apps(
             None => to_start.push(a),
         }
     }
+    for a in &to_start {
+        interpreters
+            .prepare(a.spec.interpreter)
+            .await
+            .with_context(|| format!("group {:?} runs {}, which cannot be used", a.group.name, a.spec.interpreter))?;
+    }
     let starts = to_start.into_iter().map(|a| {
-        let pre = pre.clone();
+        let pre = interpreters.get(a.spec.interpreter).clone();
+        let on = interpreters.describe(a.spec.interpreter).to_owned();
         async move {
             let name = a.spec.name.clone();
-            tracing::info!(app = %name, "starting {} instance(s) of {}", a.group.instances, a.spec.script.display());
+            tracing::info!(app = %name, "starting {} instance(s) of {} on {on}", a.group.instances, a.spec.script.display());
             Group::start(a.spec, pre, a.group.instances, a.group.max_queue)
                 .await
                 .map(|group| (a.app, group))
@@ -382,7 +415,9 @@ struct Reloader {
     server: Arc<Server>,
     config_file: PathBuf,
     cache_dir: PathBuf,
-    pre: crate::instance::Prepared,
+    /// Linked once each and kept: a reload prepares only an interpreter no
+    /// running group has used yet.
+    interpreters: Interpreters,
     groups: Vec<Arc<Group>>,
     listen: Vec<crate::server::Listen>,
 }
@@ -398,14 +433,14 @@ impl Reloader {
     }
 
     async fn reload(&mut self) -> Result<()> {
-        let plan = plan(&self.config_file, &self.cache_dir)?;
+        let plan = plan(&self.config_file, &self.cache_dir, self.interpreters.default_choice())?;
         for w in &plan.warnings {
             tracing::warn!("{w}");
         }
         if plan.config.listen != self.listen {
             tracing::warn!("[[listen]] changed: listeners are kept open across reloads, so the change takes effect at the next restart");
         }
-        let (routes, groups) = start_apps(plan.apps, &self.pre, &self.groups).await?;
+        let (routes, groups) = start_apps(plan.apps, &mut self.interpreters, &self.groups).await?;
         self.server.replace_router(Router::new(routes, plan.config.trusted_proxies));
         let mut retired = 0;
         for old in &self.groups {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::instance::{Isolation, Limits, Reload};
+use crate::interpreter::Choice;
 use crate::forwarded::TrustedProxies;
 use crate::access::Access;
 use crate::server::{HttpLimits, Listen, ListenAddr};
@@ -160,6 +161,8 @@ struct RawGroup {
     isolation: Option<Spanned<String>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
+    /// "cpython-3.12" or "cpython-3.13"; absent: the process's default.
+    interpreter: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +221,9 @@ pub struct GroupConfig {
     pub restrict_stdout: bool,
     pub snapshot: bool,
     pub isolation: Isolation,
+    /// The interpreter its guests run; None: the process's default
+    /// (`--interpreter`, `WASGI_INTERPRETER`, else the pinned build).
+    pub interpreter: Option<Choice>,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -466,6 +472,14 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         let venv = g.venv.as_ref().and_then(|v| absolute(v, &format!("group {name:?}: venv"), &mut problems));
         let home = g.home.as_ref().and_then(|v| absolute(v, &format!("group {name:?}: home"), &mut problems));
         let env = g.env.iter().map(|(k, v)| (k.clone(), v.get_ref().clone())).collect();
+        // The same names as --interpreter, through the same parser.
+        let interpreter = g.interpreter.as_ref().and_then(|v| match v.get_ref().parse::<Choice>() {
+            Ok(choice) => Some(choice),
+            Err(e) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: interpreter"), e));
+                None
+            }
+        });
         groups.push(GroupConfig {
             name,
             instances,
@@ -482,6 +496,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
             snapshot: g.snapshot.as_ref().is_none_or(|v| *v.get_ref()),
             isolation,
+            interpreter,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),
@@ -660,6 +675,21 @@ group = "alice"
         assert!(
             lines.contains(&"wasgi.toml:23: app: host \"alice.example\" mount \"/blog\" is already served by the app on line 13"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_group_names_its_interpreter_with_the_flags_names() {
+        let config = check(&GOOD.replace("instances = 2", "instances = 2\ninterpreter = \"cpython-3.13\"")).unwrap();
+        assert_eq!(config.groups[0].interpreter, Some(Choice::Cpython313));
+        let config = check(&GOOD.replace("instances = 2", "instances = 2\ninterpreter = \"cpython-3.12\"")).unwrap();
+        assert_eq!(config.groups[0].interpreter, Some(Choice::Pinned));
+        assert_eq!(check(GOOD).unwrap().groups[0].interpreter, None, "no key: the process's default");
+        let text = errors(&GOOD.replace("instances = 2", "instances = 2\ninterpreter = \"cpython-3.14\""));
+        assert_eq!(
+            text,
+            "wasgi.toml:8: group \"alice\": interpreter: \"cpython-3.14\" is not an interpreter wasgi knows: \
+             use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)"
         );
     }
 

@@ -82,6 +82,9 @@ pub struct GuestSpec {
     /// the interpreter can be snapshotted.
     pub snapshot: bool,
     pub isolation: Isolation,
+    /// Which interpreter it runs: part of the spec, so a reload that changes
+    /// it restarts the group.
+    pub interpreter: crate::interpreter::Choice,
 }
 
 /// What one request may leave behind for the next.

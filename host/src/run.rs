@@ -29,7 +29,8 @@ pub struct InterpreterArgs {
     #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// cpython-3.12 (the pinned prebuilt, fetched in seconds) or cpython-3.13 (built here from
-    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores).
+    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores);
+    /// in a wasgi.toml, for the groups that set no `interpreter` of their own.
     #[arg(long, env = "WASGI_INTERPRETER", value_name = "NAME", default_value = "cpython-3.12")]
     pub interpreter: interpreter::Choice,
 }
@@ -39,6 +40,16 @@ impl InterpreterArgs {
     pub fn cache_dir(&self) -> PathBuf {
         let dir = self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir);
         std::path::absolute(&dir).unwrap_or(dir)
+    }
+
+    /// Finds `choice` (fetching or building it when needed). `--python-wasm`
+    /// is a copy of the pinned build: it serves the groups on cpython-3.12,
+    /// and is still handed to the process's default so that
+    /// `--interpreter cpython-3.13 --python-wasm X` stays the error it was.
+    pub fn locate(&self, choice: interpreter::Choice) -> Result<interpreter::Interpreter> {
+        let applies = choice == interpreter::Choice::Pinned || choice == self.interpreter;
+        let explicit = self.python_wasm.as_deref().filter(|_| applies);
+        interpreter::locate_choice(choice, explicit, &self.cache_dir())
     }
 }
 
@@ -308,6 +319,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         restrict_stdout: args.restrict_stdout,
         snapshot: !args.no_snapshot,
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
+        interpreter: args.interpreter.interpreter,
     })
 }
 
@@ -346,7 +358,7 @@ impl Drop for EpochTicker {
 /// `wasgi python`: make sure the interpreter is fetched and compiled.
 pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     let cache_dir = args.cache_dir();
-    let python = interpreter::locate_choice(args.interpreter, args.python_wasm.as_deref(), &cache_dir)?;
+    let python = args.locate(args.interpreter)?;
     let engine = interpreter::engine(&cache_dir)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
     if let Some(reactor) = &python.reactor {
@@ -355,33 +367,87 @@ pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     Ok(python.path)
 }
 
-/// The interpreter, compiled (or loaded from the cache) and linked, with the
-/// epoch ticker that keeps busy guests yielding. Keep the ticker alive while
-/// guests run.
-pub async fn prepare_guests(args: &InterpreterArgs, cache_dir: &Path) -> Result<(crate::instance::Prepared, EpochTicker)> {
-    let python = {
-        let (choice, explicit, cache_dir) = (args.interpreter, args.python_wasm.clone(), cache_dir.to_owned());
-        tokio::task::spawn_blocking(move || interpreter::locate_choice(choice, explicit.as_deref(), &cache_dir)).await??
-    };
-    let stdlib = python.stdlib.clone();
-    let snapshots = match &python.reactor {
-        Some(reactor) => Some(Arc::new(crate::snapshot::Source::new(
-            reactor.clone(),
-            interpreter::sha256_file(reactor)?,
-            cache_dir.join("snapshots"),
-        ))),
-        None => None,
-    };
-    let engine = interpreter::engine(cache_dir)?;
-    let module = {
-        let engine = engine.clone();
-        let cache_dir = cache_dir.to_owned();
-        tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
-    };
-    let ticker = EpochTicker::start(engine);
-    let mut pre = crate::instance::prepare(&module, stdlib)?;
-    pre.snapshots = snapshots;
-    Ok((pre, ticker))
+/// The interpreters a server's groups run, each located, compiled (or loaded
+/// from the cache) and linked once, on first use, on one engine whose epoch
+/// ticker keeps busy guests yielding. A config reload asks again for what
+/// its groups need: interpreters already linked are reused as they are, so
+/// changing one group's interpreter prepares only the new one, and one no
+/// group uses is never built or compiled.
+pub struct Interpreters {
+    /// The default for groups that do not choose, and where to find each.
+    args: InterpreterArgs,
+    cache_dir: PathBuf,
+    engine: wasmtime::Engine,
+    linked: std::collections::HashMap<interpreter::Choice, Linked>,
+    _ticker: EpochTicker,
+}
+
+/// One interpreter, ready to instantiate, and what the log says about it.
+struct Linked {
+    prepared: crate::instance::Prepared,
+    /// "cpython-3.13 (CPython 3.13.15)".
+    description: String,
+}
+
+impl Interpreters {
+    pub fn new(args: &InterpreterArgs) -> Result<Interpreters> {
+        let engine = interpreter::engine(&args.cache_dir())?;
+        Ok(Interpreters {
+            args: args.clone(),
+            cache_dir: args.cache_dir(),
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linked: Default::default(),
+        })
+    }
+
+    /// What a group runs when it does not say (`--interpreter`, `WASGI_INTERPRETER`).
+    pub fn default_choice(&self) -> interpreter::Choice {
+        self.args.interpreter
+    }
+
+    /// Locates, compiles and links `choice` unless that was done already.
+    pub async fn prepare(&mut self, choice: interpreter::Choice) -> Result<()> {
+        if self.linked.contains_key(&choice) {
+            return Ok(());
+        }
+        let python = {
+            let args = self.args.clone();
+            tokio::task::spawn_blocking(move || args.locate(choice)).await??
+        };
+        let description = format!("{choice} (CPython {})", python.version);
+        tracing::info!("interpreter {description} from {}", python.path.display());
+        let stdlib = python.stdlib.clone();
+        let snapshots = python.reactor.as_ref().map(|reactor| {
+            Arc::new(crate::snapshot::Source::new(reactor.clone(), identity(&python.sha256, reactor), self.cache_dir.join("snapshots")))
+        });
+        let module = {
+            let (engine, cache_dir) = (self.engine.clone(), self.cache_dir.clone());
+            tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
+        };
+        let mut prepared = crate::instance::prepare(&module, stdlib)?;
+        prepared.snapshots = snapshots;
+        self.linked.insert(choice, Linked { prepared, description });
+        Ok(())
+    }
+
+    /// The linked interpreter; [`Interpreters::prepare`] must have made it.
+    pub fn get(&self, choice: interpreter::Choice) -> &crate::instance::Prepared {
+        &self.linked.get(&choice).expect("the interpreter was prepared before its groups start").prepared
+    }
+
+    /// How the log names a prepared interpreter.
+    pub fn describe(&self, choice: interpreter::Choice) -> &str {
+        self.linked.get(&choice).map_or(choice.name(), |l| l.description.as_str())
+    }
+}
+
+/// What a reactor's snapshots are keyed by: its interpreter's hash and the
+/// file's size and time (cheaper than hashing it at every start).
+fn identity(interpreter_sha256: &str, reactor: &Path) -> String {
+    let meta = std::fs::metadata(reactor).ok();
+    let modified = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    format!("{interpreter_sha256}-{}-{}", meta.map_or(0, |m| m.len()), modified.map_or(0, |d| d.as_nanos()))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -412,11 +478,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             listeners.push(Listener::bind(&listen, args.http.listen_backlog).await?);
         }
 
-        let (pre, _ticker) = prepare_guests(&args.interpreter, &cache_dir).await?;
+        // Kept alive while guests run: it ticks their epoch.
+        let mut interpreters = Interpreters::new(&args.interpreter)?;
+        let choice = spec.interpreter;
+        interpreters.prepare(choice).await?;
 
         let name = spec.name.clone();
-        tracing::info!(app = %name, "starting {instances} instance(s) of {}", spec.script.display());
-        let group = Group::start(spec, pre, instances, args.max_queue)
+        tracing::info!(app = %name, "starting {instances} instance(s) of {} on {}", spec.script.display(), interpreters.describe(choice));
+        let group = Group::start(spec, interpreters.get(choice).clone(), instances, args.max_queue)
             .await
             .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
 

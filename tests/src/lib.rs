@@ -268,16 +268,20 @@ pub fn serve_command(config: &Path) -> Command {
 
 /// `wasgi check --config FILE`: its exit status and everything it printed.
 pub fn check(config: &Path) -> (bool, String) {
+    run_to_end(check_command(config))
+}
+
+/// `wasgi check --config FILE`, for a test that sets its environment.
+pub fn check_command(config: &Path) -> Command {
     setup();
-    let output = Command::new(wasgi_bin())
-        .arg("check")
-        .arg("--config")
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run wasgi check");
+    let mut cmd = Command::new(wasgi_bin());
+    cmd.arg("check").arg("--config").arg(config).arg("--cache-dir").arg(cache_dir()).env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs a command to its end: whether it succeeded, and its stdout then stderr.
+pub fn run_to_end(mut command: Command) -> (bool, String) {
+    let output = command.output().expect("run wasgi");
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
 }
@@ -303,7 +307,8 @@ impl Wasgi {
         Wasgi::from_command(start_command(args))
     }
 
-    fn from_command(mut command: Command) -> Wasgi {
+    /// Starts `command` (from [`start_command`] or [`serve_command`]) without waiting.
+    pub fn from_command(mut command: Command) -> Wasgi {
         let mut child = command.spawn().expect("spawn wasgi");
         let log = Log::default();
         let stderr = child.stderr.take().unwrap();
