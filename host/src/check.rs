@@ -268,6 +268,15 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
         );
         if let Some((choice, python)) = interpreters.iter().find(|(c, _)| *c == a.spec.interpreter) {
             let _ = writeln!(out, "  interpreter  {choice} (CPython {}, {})", python.version, python.path.display());
+            let snapshot = match (python.reactor.is_some(), g.snapshot) {
+                (true, true) => "on: instances start from a snapshot taken after the app's import",
+                (true, false) => "off (snapshot = false): every instance imports the app",
+                (false, _) => "not available on this interpreter: every instance imports the app",
+            };
+            let _ = writeln!(out, "  snapshot  {snapshot}");
+        }
+        if g.isolation == crate::instance::Isolation::Request {
+            let _ = writeln!(out, "  isolation  request: a fresh instance for every request");
         }
         let mount = if a.app.mount.is_empty() { "/" } else { &a.app.mount };
         for host in &a.app.hosts {

@@ -170,13 +170,18 @@ fn check_and_serve_fail_clearly_when_the_own_build_cannot_be_had() {
     let dir = TempDir::new("group-interp-unbuildable");
     let config = write_config(dir.path(), &[("new", Some("cpython-3.13"))]);
     let expected = "group \"new\" runs cpython-3.13, which cannot be used: cannot run /nonexistent/python3 to build CPython 3.13";
-    let mut command: Command = check_command(&config);
-    command.env("WASGI_HOST_PYTHON", "/nonexistent/python3");
-    let (ok, out) = run_to_end(command);
+    // An empty cache: the own build is not there, so it would have to be built.
+    let empty_cache = dir.path().join("empty-cache");
+    let command = |verb: &str| {
+        let mut command = Command::new(wasgi_tests::wasgi_bin());
+        command.arg(verb).arg("--config").arg(&config).arg("--cache-dir").arg(&empty_cache);
+        command.env("WASGI_HOST_PYTHON", "/nonexistent/python3").env("NO_COLOR", "1");
+        command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        command
+    };
+    let (ok, out) = run_to_end(command("check"));
     assert!(!ok && out.contains(expected), "{out}");
-    let mut command = serve_command(&config);
-    command.env("WASGI_HOST_PYTHON", "/nonexistent/python3");
-    let mut server = Wasgi::from_command(command);
+    let mut server = Wasgi::from_command(command("serve"));
     assert!(!server.wait(Duration::from_secs(60)).success(), "serve started anyway");
     assert!(server.log.text().contains(expected), "{}", server.log.text());
 }

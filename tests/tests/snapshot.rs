@@ -143,3 +143,33 @@ fn request_isolation_gives_every_request_a_fresh_instance() {
     assert_eq!(server.get("/").text(), "version 1 hello hits=2");
     server.terminate();
 }
+
+/// A group in wasgi.toml with the given extra keys, for `wasgi check`.
+fn config_with(dir: &Path, group_keys: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("app.wsgi"), "def application(e, s):\n    s('200 OK', [])\n    return [b'ok']\n").unwrap();
+    let text = format!(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[group]]\nname = \"g\"\ninstances = 1\n{group_keys}\n\n[[app]]\nhost = \"g.example\"\nscript = \"{}\"\ngroup = \"g\"\n",
+        dir.join("app.wsgi").display()
+    );
+    let file = dir.join("wasgi.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn check_shows_snapshot_and_isolation_and_refuses_an_unknown_isolation() {
+    own_interpreter();
+    let dir = TempDir::new("snap-check");
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "interpreter = \"cpython-3.13\"\nisolation = \"request\""));
+    assert!(ok, "{out}");
+    assert!(out.contains("snapshot  on: instances start from a snapshot"), "{out}");
+    assert!(out.contains("isolation  request: a fresh instance for every request"), "{out}");
+
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "interpreter = \"cpython-3.12\""));
+    assert!(ok, "{out}");
+    assert!(out.contains("snapshot  not available on this interpreter"), "{out}");
+
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "isolation = \"per-request\""));
+    assert!(!ok, "{out}");
+    assert!(out.contains("wasgi.toml:7: group \"g\": isolation") && out.contains("isolation") && out.contains("\"instance\" or \"request\""), "{out}");
+}
