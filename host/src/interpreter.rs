@@ -428,9 +428,18 @@ pub fn engine(cache_dir: &Path) -> Result<Engine> {
 /// Loads the compiled interpreter from the cache, or compiles and stores it.
 /// A cache entry that fails its checksum or does not load is recompiled.
 pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path) -> Result<Module> {
+    load_or_compile(engine, &interpreter.sha256, cache_dir, "compiling the Python interpreter with Cranelift (first start only)", || {
+        std::fs::read(&interpreter.path).with_context(|| format!("cannot read {}", interpreter.path.display()))
+    })
+    .with_context(|| format!("cannot compile {}", interpreter.path.display()))
+}
+
+/// The compiled module whose wasm has the SHA-256 `sha256`, from the cache
+/// under `cache_dir/modules`, or compiled from `wasm()` and stored there.
+pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &str, wasm: impl FnOnce() -> Result<Vec<u8>>) -> Result<Module> {
     let mut settings = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
-    let key = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", &interpreter.sha256[..16], settings.finish());
+    let key = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", &sha256[..16], settings.finish());
     let dir = cache_dir.join("modules");
     let artifact = dir.join(format!("{key}.cwasm"));
     let checksum = dir.join(format!("{key}.sha256"));
@@ -442,11 +451,8 @@ pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path)
         }
     }
 
-    let progress = Progress::start("compiling the Python interpreter with Cranelift (first start only)");
-    let wasm = std::fs::read(&interpreter.path)
-        .with_context(|| format!("cannot read {}", interpreter.path.display()))?;
-    let module = Module::new(engine, &wasm)
-        .map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", interpreter.path.display()))?;
+    let progress = Progress::start(what.to_owned());
+    let module = Module::new(engine, &wasm()?).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     progress.done();
 
     if let Err(e) = store_cached(&module, &dir, &artifact, &checksum) {

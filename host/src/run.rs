@@ -362,7 +362,7 @@ pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     let engine = interpreter::engine(&cache_dir)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
     if let Some(reactor) = &python.reactor {
-        crate::snapshot::warm(&engine, reactor)?;
+        crate::snapshot::warm(&engine, reactor, &cache_dir)?;
     }
     Ok(python.path)
 }

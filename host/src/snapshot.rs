@@ -141,20 +141,18 @@ fn unchanged(manifest: &Manifest) -> bool {
 /// Compiles python-reactor.wasm once, so its functions are in the incremental
 /// cache and a group's first snapshot compiles in seconds (`wasgi python`
 /// does this; otherwise the first snapshot pays for it).
-pub fn warm(engine: &wasmtime::Engine, reactor: &Path) -> Result<()> {
-    let marker = reactor.with_extension(format!("warm-{:016x}", {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
-        std::hash::Hasher::finish(&h)
-    }));
-    if marker.exists() {
-        return Ok(());
-    }
-    eprintln!("wasgi: compiling python-reactor.wasm for snapshots (first use only)...");
+pub fn warm(engine: &wasmtime::Engine, reactor: &Path, cache_dir: &Path) -> Result<()> {
     let wasm = std::fs::read(reactor).with_context(|| format!("cannot read {}", reactor.display()))?;
-    Module::new(engine, &wasm).map_err(|e| anyhow::anyhow!("cannot compile {}: {e:#}", reactor.display()))?;
-    let _ = std::fs::write(&marker, b"");
+    let (_, instrumented) = instrumenter().instrument(&wasm).map_err(|e| anyhow::anyhow!("cannot instrument {}: {e:#}", reactor.display()))?;
+    let sha256 = hex::encode(Sha256::digest(&instrumented));
+    crate::interpreter::load_or_compile(engine, &sha256, cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))?;
     Ok(())
+}
+
+fn instrumenter() -> wasmtime_wizer::Wizer {
+    let mut wizer = wasmtime_wizer::Wizer::new();
+    wizer.init_func("wasgi_init");
+    wizer
 }
 
 /// Everything the guest is made from, hashed; the app's own files are in the manifest.
@@ -188,14 +186,18 @@ fn load(engine: &wasmtime::Engine, dir: &Path) -> Result<Option<(Module, Manifes
         return Ok(None);
     }
     let artifact = dir.join("snapshot.cwasm");
-    let expected = std::fs::read_to_string(dir.join("snapshot.sha256")).context("its checksum is missing")?;
-    let bytes = std::fs::read(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
-    if hex::encode(Sha256::digest(&bytes)) != expected.trim() {
-        bail!("checksum mismatch");
+    // Mapped, not read: instances share its pages, and a start reads only
+    // what it touches. It was written whole and renamed into place; its
+    // recorded length catches a file cut short.
+    let expected: u64 = std::fs::read_to_string(dir.join("snapshot.len")).context("its length record is missing")?.trim().parse().context("its length record is damaged")?;
+    let found = std::fs::metadata(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?.len();
+    if found != expected {
+        bail!("{} is {found} bytes, {expected} were written", artifact.display());
     }
     // SAFETY: written by `Module::serialize` of this wasmtime with these
-    // engine settings (both in the key) and checked against its checksum.
-    let module = unsafe { Module::deserialize(engine, &bytes) }.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    // engine settings (both in the key), complete (its length matches), and
+    // never modified in place (a new snapshot replaces the directory).
+    let module = unsafe { Module::deserialize_file(engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))?;
     Ok(Some((module, manifest)))
 }
 
@@ -211,16 +213,20 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let setup = |e: anyhow::Error| StartError::Setup(e);
     let engine = base.pre.module().engine().clone();
     let wasm = std::fs::read(&source.reactor).with_context(|| format!("cannot read {}", source.reactor.display())).map_err(setup)?;
-    let mut wizer = wasmtime_wizer::Wizer::new();
-    wizer.init_func("wasgi_init");
+    let wizer = instrumenter();
     let t = Instant::now();
     let (cx, instrumented) = wizer.instrument(&wasm).map_err(|e| setup(anyhow::anyhow!("cannot instrument {}: {e:#}", source.reactor.display())))?;
+    // The instrumented reactor is the same for every snapshot of this
+    // interpreter: compiled once, then loaded from the module cache.
     let module = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || Module::new(&engine, &instrumented))
-            .await
-            .map_err(|e| setup(e.into()))?
-            .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))?
+        let (engine, cache_dir) = (engine.clone(), source.dir.parent().unwrap_or(&source.dir).to_owned());
+        let sha256 = hex::encode(Sha256::digest(&instrumented));
+        tokio::task::spawn_blocking(move || {
+            crate::interpreter::load_or_compile(&engine, &sha256, &cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))
+        })
+        .await
+        .map_err(|e| setup(e.into()))?
+        .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))?
     };
 
     tracing::debug!(app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
@@ -336,7 +342,7 @@ fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()
     let scratch = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
     std::fs::create_dir_all(&scratch)?;
     std::fs::write(scratch.join("snapshot.cwasm"), &bytes)?;
-    std::fs::write(scratch.join("snapshot.sha256"), hex::encode(Sha256::digest(&bytes)))?;
+    std::fs::write(scratch.join("snapshot.len"), bytes.len().to_string())?;
     std::fs::write(scratch.join("manifest.json"), serde_json::to_vec(manifest)?)?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&scratch, dir).with_context(|| format!("cannot move the snapshot into {}", dir.display()))?;

@@ -173,3 +173,31 @@ fn check_shows_snapshot_and_isolation_and_refuses_an_unknown_isolation() {
     assert!(!ok, "{out}");
     assert!(out.contains("wasgi.toml:7: group \"g\": isolation") && out.contains("isolation") && out.contains("\"instance\" or \"request\""), "{out}");
 }
+
+#[test]
+fn a_snapshot_cut_short_on_disk_is_built_again() {
+    let dir = app_dir("snap-cut");
+    let mut server = start(dir.path(), &["--instances", "1"]);
+    assert!(server.get("/").text().starts_with("version 1 hello"));
+    server.terminate();
+    // The snapshot of this app: the newest snapshot directory in the cache.
+    let snapshots = wasgi_tests::cache_dir().join("snapshots");
+    let newest = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("snapshot.cwasm").exists())
+        .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
+        .unwrap()
+        .path();
+    let artifact = newest.join("snapshot.cwasm");
+    let len = std::fs::metadata(&artifact).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&artifact).unwrap().set_len(len / 2).unwrap();
+
+    let mut server = start(dir.path(), &["--instances", "1"]);
+    assert!(server.get("/").text().starts_with("version 1 hello"));
+    let log = server.log.text();
+    assert!(log.contains("is unusable") && log.contains("building it again"), "{log}");
+    assert!(log.contains("snapshot built in"), "{log}");
+    assert_eq!(imports(dir.path()), 2);
+    server.terminate();
+}
