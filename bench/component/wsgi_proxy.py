@@ -5,6 +5,7 @@ built (componentize-py snapshots the interpreter after the import), as wasgi's
 snapshot does; `wasmtime serve` then runs each request in a fresh instance.
 """
 
+import encodings.idna  # noqa: F401  werkzeug encodes the host with it; componentize-py bundles only what the build imports
 import io
 import sys
 
