@@ -86,7 +86,10 @@ class IncomingHandler(exports.IncomingHandler):
         body = response.body()
         ResponseOutparam.set(response_out, Ok(response))
         stream = body.write()
-        for i in range(0, len(data), 4096):
-            stream.blocking_write_and_flush(data[i:i + 4096])
+        try:
+            for i in range(0, len(data), 4096):
+                stream.blocking_write_and_flush(data[i:i + 4096])
+        except Exception:  # StreamError_Closed: the client went away (wrk stopping)
+            return
         stream.__exit__(None, None, None)
         OutgoingBody.finish(body, None)
