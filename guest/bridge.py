@@ -890,23 +890,28 @@ class _ReadsDuringImport:
         import io
 
         self.paths = set()
+        self.active = True
         self.wrapped = builtins.open
 
         def open(file, mode="r", *args, **kwargs):
             f = self.wrapped(file, mode, *args, **kwargs)
             reading = not (isinstance(mode, str) and any(c in mode for c in "wax+"))
-            if reading and isinstance(file, (str, bytes, os.PathLike)):
+            if self.active and reading and isinstance(file, (str, bytes, os.PathLike)):
                 self.paths.add(os.path.abspath(os.fsdecode(file)))
             return f
 
-        builtins.open = io.open = open
+        self.open = builtins.open = io.open = open
         return self
 
     def __exit__(self, *exc):
         import builtins
         import io
 
-        builtins.open = io.open = self.wrapped
+        # The denial explainer installed during the import wraps this open:
+        # it stays, and this one only passes calls through from now on.
+        self.active = False
+        if builtins.open is self.open:
+            builtins.open = io.open = self.wrapped
 
 
 def _open_files():

@@ -270,7 +270,7 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
             let _ = writeln!(out, "  interpreter  {choice} (CPython {}, {})", python.version, python.path.display());
             let snapshot = match (python.reactor.is_some(), g.snapshot) {
                 (true, true) => "on: instances start from a snapshot taken after the app's import",
-                (true, false) => "off (snapshot = false): every instance imports the app",
+                (true, false) => "off: every instance imports the app (snapshot = true starts them from a snapshot)",
                 (false, _) => "not available on this interpreter: every instance imports the app",
             };
             let _ = writeln!(out, "  snapshot  {snapshot}");

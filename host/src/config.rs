@@ -154,7 +154,8 @@ struct RawGroup {
     /// Writes to sys.stdout raise an error (mod_wsgi's WSGIRestrictStdout On).
     restrict_stdout: Option<Spanned<bool>>,
     /// Start instances from a snapshot taken after the app's import (default
-    /// true; only interpreters with a reactor build can be snapshotted).
+    /// false, implied by isolation = "request"; only interpreters with a
+    /// reactor build can be snapshotted).
     snapshot: Option<Spanned<bool>>,
     /// "instance" (default: long-lived instances) or "request": every request
     /// in a fresh instance started from the snapshot.
@@ -494,7 +495,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             limits,
             reload,
             restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
-            snapshot: g.snapshot.as_ref().is_none_or(|v| *v.get_ref()),
+            snapshot: g.snapshot.as_ref().is_some_and(|v| *v.get_ref()) || isolation == Isolation::Request,
             isolation,
             interpreter,
             line,

@@ -79,7 +79,8 @@ pub struct GuestSpec {
     /// Writes to sys.stdout raise an error instead of going to the log.
     pub restrict_stdout: bool,
     /// Start instances from a snapshot taken after the app's import, when
-    /// the interpreter can be snapshotted.
+    /// the interpreter can be snapshotted (gunicorn --preload's semantics:
+    /// what the import made, random ids included, is the same in every instance).
     pub snapshot: bool,
     pub isolation: Isolation,
     /// Which interpreter it runs: part of the spec, so a reload that changes

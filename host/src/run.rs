@@ -76,10 +76,10 @@ pub struct RunArgs {
     /// Make writes to sys.stdout raise an error, as mod_wsgi's `WSGIRestrictStdout On` did (default: they go to the log).
     #[arg(long = "restrict-stdout")]
     pub restrict_stdout: bool,
-    /// Import the app in every instance instead of starting instances from a snapshot taken after
-    /// its import (snapshots need an interpreter with a reactor build: cpython-3.13).
-    #[arg(long = "no-snapshot")]
-    pub no_snapshot: bool,
+    /// Start instances from a snapshot taken after the app's import instead of importing it in
+    /// each (needs an interpreter with a reactor build: cpython-3.13; implied by --isolation request).
+    #[arg(long)]
+    pub snapshot: bool,
     /// instance (long-lived instances, as under mod_wsgi) or request (every request in a fresh
     /// instance started from the snapshot; nothing survives between requests).
     #[arg(long, value_name = "MODE", default_value = "instance", value_parser = ["instance", "request"])]
@@ -317,7 +317,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
             Reload::Off
         },
         restrict_stdout: args.restrict_stdout,
-        snapshot: !args.no_snapshot,
+        snapshot: args.snapshot || args.isolation == "request",
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
         interpreter: args.interpreter.interpreter,
     })

@@ -32,7 +32,8 @@ use crate::instance::{self, GuestSpec, NewGuest, Prepared, StartError};
 pub struct Source {
     /// python-reactor.wasm.
     pub reactor: PathBuf,
-    pub reactor_sha256: String,
+    /// What identifies its content (see `run::identity`), part of every snapshot key.
+    pub identity: String,
     /// CACHE/snapshots.
     pub dir: PathBuf,
     /// Snapshots loaded by this process, by key: a replacement instance (or
@@ -47,8 +48,8 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    pub fn new(reactor: PathBuf, reactor_sha256: String, dir: PathBuf) -> Source {
-        Source { reactor, reactor_sha256, dir, loaded: Default::default() }
+    pub fn new(reactor: PathBuf, identity: String, dir: PathBuf) -> Source {
+        Source { reactor, identity, dir, loaded: Default::default() }
     }
 }
 
@@ -158,7 +159,7 @@ fn instrumenter() -> wasmtime_wizer::Wizer {
 /// Everything the guest is made from, hashed; the app's own files are in the manifest.
 fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     let mut h = Sha256::new();
-    h.update(source.reactor_sha256.as_bytes());
+    h.update(source.identity.as_bytes());
     h.update(instance::BRIDGE_SOURCE.as_bytes());
     h.update(instance::bridge_config(spec, base.hostcalls, true).as_bytes());
     for (k, v) in &spec.env {

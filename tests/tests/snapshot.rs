@@ -15,7 +15,12 @@ fn app_dir(label: &str) -> TempDir {
     dir
 }
 
+/// The app on cpython-3.13 with snapshots on.
 fn start(dir: &Path, extra: &[&str]) -> Wasgi {
+    start_with(dir, &[&["--snapshot"], extra].concat())
+}
+
+fn start_with(dir: &Path, extra: &[&str]) -> Wasgi {
     own_interpreter();
     let script = dir.join("app.wsgi");
     let mut args = vec![script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--grant-write", dir.to_str().unwrap()];
@@ -47,8 +52,8 @@ fn instances_start_from_one_import_and_the_snapshot_is_reused() {
     assert!(!server.log.text().contains("snapshot built in"), "{}", server.log.text());
     server.terminate();
 
-    // Without snapshots each instance imports the app.
-    let mut server = start(dir.path(), &["--instances", "2", "--no-snapshot"]);
+    // Without snapshots (the default) each instance imports the app.
+    let mut server = start_with(dir.path(), &["--instances", "2"]);
     assert!(server.get("/").text().starts_with("version 1 hello"));
     assert_eq!(imports(dir.path()), 3, "{}", server.log.text());
     server.terminate();
@@ -115,7 +120,7 @@ fn an_app_keeping_a_file_open_is_imported_by_each_instance_instead() {
 fn an_app_that_fails_to_import_shows_its_traceback_once() {
     own_interpreter();
     let script = apps().join("raises.wsgi");
-    let mut server = Wasgi::spawn(&[script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--instances", "2"]);
+    let mut server = Wasgi::spawn(&[script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--snapshot", "--instances", "2"]);
     let status = server.wait(Duration::from_secs(120));
     assert!(!status.success());
     let log = server.log.text();
@@ -169,6 +174,10 @@ fn check_shows_snapshot_and_isolation_and_refuses_an_unknown_isolation() {
     assert!(ok, "{out}");
     assert!(out.contains("snapshot  not available on this interpreter"), "{out}");
 
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "interpreter = \"cpython-3.13\""));
+    assert!(ok, "{out}");
+    assert!(out.contains("snapshot  off: every instance imports the app"), "{out}");
+
     let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "isolation = \"per-request\""));
     assert!(!ok, "{out}");
     assert!(out.contains("wasgi.toml:7: group \"g\": isolation") && out.contains("isolation") && out.contains("\"instance\" or \"request\""), "{out}");
@@ -180,16 +189,17 @@ fn a_snapshot_cut_short_on_disk_is_built_again() {
     let mut server = start(dir.path(), &["--instances", "1"]);
     assert!(server.get("/").text().starts_with("version 1 hello"));
     server.terminate();
-    // The snapshot of this app: the newest snapshot directory in the cache.
+    // The snapshot of this app: the one whose manifest names its script
+    // (other tests build theirs in the same cache at the same time).
+    let script = dir.path().join("app.wsgi").display().to_string();
     let snapshots = wasgi_tests::cache_dir().join("snapshots");
-    let newest = std::fs::read_dir(&snapshots)
+    let ours = std::fs::read_dir(&snapshots)
         .unwrap()
         .flatten()
-        .filter(|e| e.path().join("snapshot.cwasm").exists())
-        .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
-        .unwrap()
-        .path();
-    let artifact = newest.join("snapshot.cwasm");
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p.join("manifest.json")).is_ok_and(|m| m.contains(&script)))
+        .expect("a snapshot of this app");
+    let artifact = ours.join("snapshot.cwasm");
     let len = std::fs::metadata(&artifact).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&artifact).unwrap().set_len(len / 2).unwrap();
 

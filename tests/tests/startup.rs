@@ -89,6 +89,8 @@ fn replacements_that_keep_failing_back_off_instead_of_storming() {
     let dir = wasgi_tests::TempDir::new("flaky");
     let script = dir.path().join("flaky_start.wsgi");
     std::fs::copy(apps().join("flaky_start.wsgi"), &script).unwrap();
+    // Each replacement imports the app again (and fails); with --snapshot
+    // it would start from the import that worked.
     let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-write", dir.path().to_str().unwrap()]);
     assert_eq!(server.get("/").text(), "up");
     assert_eq!(server.get("/.wasgi/ready").status, 200);
