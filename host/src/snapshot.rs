@@ -39,6 +39,12 @@ pub struct Source {
     /// Snapshots loaded by this process, by key: a replacement instance (or
     /// one per request, under isolation = "request") needs no disk read.
     loaded: std::sync::Mutex<std::collections::HashMap<String, Loaded>>,
+    /// Keys whose app could not be snapshotted (it keeps files open): not
+    /// tried again by this process, so each instance imports the app.
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// One build at a time: instances replaced together wait for one
+    /// snapshot instead of each building it.
+    building: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Source {
@@ -49,7 +55,7 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     pub fn new(reactor: PathBuf, identity: String, dir: PathBuf) -> Source {
-        Source { reactor, identity, dir, loaded: Default::default() }
+        Source { reactor, identity, dir, loaded: Default::default(), refused: Default::default(), building: Default::default() }
     }
 }
 
@@ -81,6 +87,13 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
     if let Some(prepared) = in_memory(source, &key) {
         return Ok(Some(prepared));
     }
+    let _building = source.building.lock().await;
+    if let Some(prepared) = in_memory(source, &key) {
+        return Ok(Some(prepared));
+    }
+    if source.refused.lock().expect("snapshot refusals lock").contains(&key) {
+        return Ok(None);
+    }
     let engine = base.pre.module().engine().clone();
     let dir = source.dir.join(&key);
     let cached = {
@@ -98,6 +111,7 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
             }
             let started = Instant::now();
             let Some((module, manifest, memory)) = build(base, source, spec, &dir).await? else {
+                source.refused.lock().expect("snapshot refusals lock").insert(key);
                 return Ok(None);
             };
             tracing::info!(
