@@ -16,15 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-
-use crate::instance::{GuestSpec, Instance, Isolation, Reload, StartError};
+use crate::instance::{Entry, GuestSpec, Instance, Isolation, Prepared, Reload, StartError};
 use crate::request::{self, Job};
 
 pub struct Group {
     pub name: Arc<str>,
     pub spec: Arc<GuestSpec>,
     /// The interpreter, linked.
-    pre: crate::instance::Prepared,
+    pre: Prepared,
     size: usize,
     queue: async_channel::Sender<Job>,
     jobs: async_channel::Receiver<Job>,
@@ -43,7 +42,7 @@ impl Group {
     /// Starts `size` instances at once and waits until every one has imported
     /// the app; the first failure is returned (an app that cannot load is a
     /// startup error, not a restart loop).
-    pub async fn start(spec: GuestSpec, pre: crate::instance::Prepared, size: usize, max_queue: usize) -> Result<Arc<Group>, StartError> {
+    pub async fn start(spec: GuestSpec, pre: Prepared, size: usize, max_queue: usize) -> Result<Arc<Group>, StartError> {
         let spec = Arc::new(spec);
         let (queue, jobs) = async_channel::bounded(max_queue.max(1));
         let group = Arc::new(Group {
@@ -79,12 +78,10 @@ impl Group {
 
     /// Starts `size` instances at once; all must import the app.
     async fn start_generation(self: &Arc<Self>) -> Result<Vec<Instance>, StartError> {
-        // The snapshot of the app as it is now (built if its files changed).
-        let boot = crate::snapshot::prepare(&self.pre, &self.spec).await?;
-        if boot.is_none() && self.spec.isolation == Isolation::Request {
+        let boot = self.boot().await?;
+        if boot.entry == Entry::Start && self.spec.isolation == Isolation::Request {
             tracing::warn!(group = %self.name, "isolation = \"request\" without a snapshot: every request imports the app anew (snapshots need interpreter cpython-3.13 and snapshot = true)");
         }
-        let boot = boot.unwrap_or_else(|| self.pre.clone());
         // One task per instance, so they import the app in parallel.
         let starts: Vec<_> = (0..self.size)
             .map(|_| {
@@ -183,12 +180,16 @@ impl Group {
         });
     }
 
-    /// An instance of the code as it is now (from its snapshot, built again
-    /// if the app's files changed), as a restarted mod_wsgi daemon process
-    /// would load it.
+    /// What an instance of the code as it is now starts from: the app's
+    /// snapshot (built again if its files changed), or the interpreter.
+    async fn boot(&self) -> Result<Prepared, StartError> {
+        Ok(crate::snapshot::prepare(&self.pre, &self.spec).await?.unwrap_or_else(|| self.pre.clone()))
+    }
+
+    /// An instance of the code as it is now, as a restarted mod_wsgi daemon
+    /// process would load it.
     async fn fresh_instance(&self, id: u64) -> Result<Instance, StartError> {
-        let boot = crate::snapshot::prepare(&self.pre, &self.spec).await?;
-        Instance::start(boot.as_ref().unwrap_or(&self.pre), &self.spec, id).await
+        Instance::start(&self.boot().await?, &self.spec, id).await
     }
 
     /// Starts a replacement for a lost instance, backing off after failures.

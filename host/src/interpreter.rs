@@ -434,12 +434,19 @@ pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path)
     .with_context(|| format!("cannot compile {}", interpreter.path.display()))
 }
 
+/// What a compiled module on disk must have been compiled with to load in
+/// `engine`: wasmtime's version and the engine's settings; part of every
+/// cache key for compiled code.
+pub fn engine_settings(engine: &Engine) -> String {
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    format!("wasmtime{WASMTIME_VERSION}-{:016x}", settings.finish())
+}
+
 /// The compiled module whose wasm has the SHA-256 `sha256`, from the cache
 /// under `cache_dir/modules`, or compiled from `wasm()` and stored there.
 pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &str, wasm: impl FnOnce() -> Result<Vec<u8>>) -> Result<Module> {
-    let mut settings = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut settings);
-    let key = format!("{}-wasmtime{WASMTIME_VERSION}-{:016x}", &sha256[..16], settings.finish());
+    let key = format!("{}-{}", &sha256[..16], engine_settings(engine));
     let dir = cache_dir.join("modules");
     let artifact = dir.join(format!("{key}.cwasm"));
     let checksum = dir.join(format!("{key}.sha256"));
@@ -513,12 +520,16 @@ fn store_cached(module: &Module, dir: &Path, artifact: &Path, checksum: &Path) -
     std::fs::create_dir_all(dir)?;
     let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let sum = hex::encode(Sha256::digest(&bytes));
-    // Write then rename, so a crash never leaves a half-written entry behind.
-    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, artifact)?;
-    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
-    std::fs::write(&tmp, &sum)?;
-    std::fs::rename(&tmp, checksum)?;
+    write_whole(artifact, &bytes)?;
+    write_whole(checksum, sum.as_bytes())?;
     Ok(())
+}
+
+/// Writes `path` through a temporary file beside it and a rename, so a
+/// crash never leaves a half-written file behind.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

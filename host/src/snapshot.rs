@@ -185,9 +185,7 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     if let Some(stdlib) = &base.stdlib {
         h.update(format!("stdlib {}={}\0", stdlib.host.display(), stdlib.guest.display()).as_bytes());
     }
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(&base.pre.module().engine().precompile_compatibility_hash(), &mut compat);
-    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+    h.update(crate::interpreter::engine_settings(base.pre.module().engine()).as_bytes());
     hex::encode(&h.finalize()[..12])
 }
 
@@ -421,7 +419,6 @@ impl wasmtime::CacheStore for FunctionCache {
         if std::fs::create_dir_all(parent).is_err() {
             return false;
         }
-        let tmp = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
-        std::fs::write(&tmp, &value).is_ok() && std::fs::rename(&tmp, &path).is_ok()
+        crate::interpreter::write_whole(&path, &value).is_ok()
     }
 }

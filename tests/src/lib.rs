@@ -85,18 +85,24 @@ pub fn setup() {
     });
 }
 
-/// The pinned CPython 3.12.0 python.wasm in the shared cache, fetched if
-/// needed (whatever WASGI_INTERPRETER the suite runs with).
-pub fn pinned_interpreter() -> PathBuf {
-    setup();
+/// `wasgi python --interpreter NAME` on the shared cache: the interpreter
+/// fetched or built, and compiled; its path.
+fn prepare_interpreter(name: &str) -> PathBuf {
     let output = Command::new(wasgi_bin())
-        .args(["python", "--interpreter", "cpython-3.12", "--cache-dir"])
+        .args(["python", "--interpreter", name, "--cache-dir"])
         .arg(cache_dir())
         .env_remove("WASGI_PYTHON_WASM")
         .output()
         .expect("run wasgi python");
-    assert!(output.status.success(), "wasgi python failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "wasgi python --interpreter {name} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// The pinned CPython 3.12.0 python.wasm in the shared cache, fetched if
+/// needed (whatever WASGI_INTERPRETER the suite runs with).
+pub fn pinned_interpreter() -> PathBuf {
+    setup();
+    prepare_interpreter("cpython-3.12")
 }
 
 /// Our own CPython 3.13 build (`--interpreter cpython-3.13`), built by
@@ -109,13 +115,7 @@ pub fn own_interpreter() {
     READY.get_or_init(|| {
         setup();
         let _lock = FileLock::acquire(&cache_dir().join(".own-build.lock"));
-        let output = Command::new(wasgi_bin())
-            .args(["python", "--interpreter", "cpython-3.13", "--cache-dir"])
-            .arg(cache_dir())
-            .env_remove("WASGI_PYTHON_WASM")
-            .output()
-            .expect("run wasgi python");
-        assert!(output.status.success(), "wasgi python --interpreter cpython-3.13 failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        prepare_interpreter("cpython-3.13");
     });
 }
 
