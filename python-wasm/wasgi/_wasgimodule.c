@@ -33,6 +33,9 @@
  *   _wasgi.send(kind: bytes of length 1, payload: bytes-like) -> None;
  *                    BrokenPipeError when the host has closed the channel
  *   _wasgi.log(level: int, message: bytes-like) -> None
+ *   _wasgi.immortalize(objects: list) -> int
+ *                    makes every object of the list, and everything reachable
+ *                    from them, immortal (see below); returns how many it made so
  */
 
 #include "Python.h"
@@ -115,6 +118,91 @@ wasgi_log_impl(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Immortal objects (PEP 683) are never counted: Py_INCREF and Py_DECREF
+ * leave their memory alone. Just before a snapshot the bridge makes what the
+ * app's import built immortal (after gc.collect(), starting from the objects
+ * of gc.get_objects(), then gc.freeze()), so an instance started from the
+ * snapshot does not write to a page of that heap merely by using an object:
+ * the pages stay shared with the snapshot, an instance's private memory is
+ * what it allocates, and under isolation = "request" each request dirties
+ * (and the host resets) only those pages. Everything reachable is made so,
+ * code objects' constants and names included (a code object is not tracked
+ * by the gc, and LOAD_CONST counts its constants). Such objects are never
+ * freed: they are the app's import-time state, which lives as long as the
+ * instance does. */
+struct immortalizing {
+    PyObject *skip;     /* the list of objects itself: it is freed afterwards */
+    PyObject **todo;    /* made immortal, referents not visited yet */
+    Py_ssize_t len, cap;
+    Py_ssize_t count;
+};
+
+static int
+immortalize_one(PyObject *op, void *arg)
+{
+    struct immortalizing *state = arg;
+    if (op == NULL || op == state->skip || _Py_IsImmortal(op)) {
+        return 0;
+    }
+    if (state->len == state->cap) {
+        Py_ssize_t cap = state->cap ? state->cap * 2 : 4096;
+        PyObject **todo = PyMem_RawRealloc(state->todo, (size_t)cap * sizeof(PyObject *));
+        if (todo == NULL) {
+            return -1;
+        }
+        state->todo = todo;
+        state->cap = cap;
+    }
+    Py_SET_REFCNT(op, _Py_IMMORTAL_REFCNT);
+    state->count++;
+    state->todo[state->len++] = op;
+    return 0;
+}
+
+static int
+immortalize_referents(PyObject *op, struct immortalizing *state)
+{
+    if (PyCode_Check(op)) {
+        PyCodeObject *co = (PyCodeObject *)op;
+        PyObject *parts[] = {co->co_consts, co->co_names, co->co_exceptiontable,
+                             co->co_localsplusnames, co->co_localspluskinds,
+                             co->co_filename, co->co_name, co->co_qualname, co->co_linetable};
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+            if (immortalize_one(parts[i], state) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    traverseproc traverse = Py_TYPE(op)->tp_traverse;
+    if (traverse != NULL && PyType_IS_GC(Py_TYPE(op))) {
+        return traverse(op, immortalize_one, state);
+    }
+    return 0;
+}
+
+static PyObject *
+wasgi_immortalize_impl(PyObject *module, PyObject *objects)
+{
+    if (!PyList_CheckExact(objects)) {
+        PyErr_SetString(PyExc_TypeError, "immortalize() takes the list gc.get_objects() returns");
+        return NULL;
+    }
+    struct immortalizing state = {objects, NULL, 0, 0, 0};
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects) && !failed; i++) {
+        failed = immortalize_one(PyList_GET_ITEM(objects, i), &state) < 0;
+        while (state.len > 0 && !failed) {
+            failed = immortalize_referents(state.todo[--state.len], &state) < 0;
+        }
+    }
+    PyMem_RawFree(state.todo);
+    if (failed) {
+        return PyErr_NoMemory();
+    }
+    return PyLong_FromSsize_t(state.count);
+}
+
 static PyMethodDef wasgi_methods[] = {
     {"recv", wasgi_recv_impl, METH_NOARGS,
      "recv() -> (kind, payload) of the host's next frame, or None when the host closed the channel."},
@@ -122,6 +210,8 @@ static PyMethodDef wasgi_methods[] = {
      "send(kind, payload): one frame to the host (kind: one byte)."},
     {"log", wasgi_log_impl, METH_VARARGS,
      "log(level, message): a log record; level 0 error, 1 warn, 2 info; message UTF-8 bytes."},
+    {"immortalize", wasgi_immortalize_impl, METH_O,
+     "immortalize(objects): make the objects and all they reach immortal; returns how many were made so."},
     {NULL, NULL, 0, NULL},
 };
 
