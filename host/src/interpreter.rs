@@ -407,6 +407,50 @@ pub(crate) fn unique() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
+/// Instances (and so linear memories, tables, async stacks) one process can
+/// hold at once, over all its groups: the pooling allocator's slots. Each
+/// reserves address space only (a memory slot 4 GiB of it), nothing is
+/// committed until used.
+pub const MAX_INSTANCES: u32 = 4096;
+
+/// Dirty pages of a finished instance that its slot resets in place (copied
+/// back from the snapshot or zeroed) for the next instance, rather than
+/// dropping them: the next one then takes no page fault on them.
+const KEEP_RESIDENT: usize = 32 << 20;
+
+/// The pooling allocator, where the kernel can tell which pages an instance
+/// wrote (PAGEMAP_SCAN, Linux 6.7): a finished instance's slot is reset by
+/// copying back only those pages, and its mappings stay. An instance per
+/// request (isolation = "request") then costs no page faults and no
+/// cross-core TLB flushes, which otherwise take most of its time. Without
+/// the scan, instances are mapped and unmapped one by one (wasmtime's
+/// default), as a blind reset of the slot would cost more.
+fn instance_pool() -> Option<wasmtime::PoolingAllocationConfig> {
+    if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        tracing::debug!("PAGEMAP_SCAN is not available: instances are not pooled");
+        return None;
+    }
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.pagemap_scan(wasmtime::Enabled::Yes)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(1 << 20)
+        .total_memories(MAX_INSTANCES)
+        .total_tables(MAX_INSTANCES)
+        .total_stacks(MAX_INSTANCES)
+        .total_core_instances(MAX_INSTANCES)
+        // python.wasm's function table has about 10,000 entries.
+        .table_elements(100_000)
+        // The most a wasm32 memory can be; a group's memory_limit is enforced per store.
+        .max_memory_size(4 << 30)
+        // Slots kept warm for the next instance of the same module.
+        .max_unused_warm_slots(64);
+    Some(pool)
+}
+
+/// What `engine()` sets that changes compiled code but not wasmtime's
+/// compatibility hash (the dense-image size): part of `engine_settings()`.
+const COMPILE_SETTINGS: &str = "memory_guaranteed_dense_image_size=4GiB";
+
 /// The engine every guest runs on: async, epoch-interruptible, with a stack
 /// deep enough for CPython (its own WASI runner uses 16 MiB).
 ///
@@ -422,7 +466,25 @@ pub fn engine(cache_dir: &Path) -> Result<Engine> {
     config.max_wasm_stack(8 << 20);
     config.async_stack_size(10 << 20);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
+    // A snapshot's memory is always mapped copy-on-write from its file, even
+    // when the heap it holds is sparse (wasmtime otherwise copies a sparse
+    // image into every new instance): instances share its pages and start
+    // without copying.
+    config.memory_guaranteed_dense_image_size(4 << 30);
+    if let Some(pool) = instance_pool() {
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        // The pool's address space could not be reserved (a ulimit -v, say):
+        // instances are allocated one by one instead.
+        Err(pooled) if instance_pool().is_some() => {
+            tracing::warn!("cannot reserve the instance pool ({pooled:#}); allocating instances one by one");
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot configure wasmtime: {e:#}")),
+    }
 }
 
 /// Loads the compiled interpreter from the cache, or compiles and stores it.
@@ -440,6 +502,8 @@ pub fn load_module(engine: &Engine, interpreter: &Interpreter, cache_dir: &Path)
 pub fn engine_settings(engine: &Engine) -> String {
     let mut settings = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
+    // Compile-time settings of `engine()` that wasmtime's hash leaves out.
+    COMPILE_SETTINGS.hash(&mut settings);
     format!("wasmtime{WASMTIME_VERSION}-{:016x}", settings.finish())
 }
 
