@@ -985,7 +985,66 @@ def main():
     _prepared = app
     modules = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
     files = sorted((reads.paths | {f for f in modules if isinstance(f, str)}) - {"<wasgi-bridge>"})
-    send((K_PREPARED, json.dumps({"files": files, "open_fds": _open_files()}).encode()))
+    # Each path a few times (host/src/instance.rs, WARMUP_ROUNDS): the
+    # interpreter specialises an instruction only after it ran more than
+    # once, and writes to the code as it does.
+    rounds = config.get("warmup_rounds", 1)
+    warmed = [_warm_up(app, path, rounds) for path in config.get("warmup", [])]
+    report = json.dumps({"files": files, "open_fds": _open_files(), "warmup": warmed}).encode()
+    _settle_heap()
+    send((K_PREPARED, report))
+
+
+def _warm_up(app, target, rounds):
+    """One GET of `target` (a path, with an optional query) before the
+    snapshot, answered to no one: the code a request runs is then already
+    specialised by the interpreter and its lazy caches (routing tables,
+    compiled templates) are filled, in the snapshot, so an instance's first
+    request neither pays for that nor writes to the pages it would touch.
+    Whatever the call leaves in memory is in every instance, as the import
+    is. Returns the status line, or the error."""
+    global send
+    path, _, query = target.partition("?")
+    environ = {
+        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "0", "HTTP_HOST": "localhost",
+        "CONTENT_LENGTH": "0", "wsgi.url_scheme": "http",
+    }
+    payload = "\0".join(f"{k}\0{v}" for k, v in environ.items()).encode("latin-1")
+    frames = []
+    real_send = send
+
+    def collect(*sent):
+        frames.extend(sent)
+
+    send = collect
+    try:
+        for _ in range(rounds):
+            handle(_prepared, payload, LogStream("wsgi.errors"))
+    except BaseException as e:
+        return f"error: {_format_exc(e)}"
+    finally:
+        send = real_send
+    status = next((p.split(b"\0", 1)[0].decode("latin-1") for k, p in frames if k == K_START), "no response")
+    log("info" if status[:1] in ("2", "3") else "warn", f"warm-up GET {target} before the snapshot: {status}")
+    return status
+
+
+def _settle_heap():
+    """Before the snapshot: what the import built is kept out of the way of
+    the instances' writes. gc.freeze() moves it where the collector never
+    walks (a collection would otherwise write to every object's header), and
+    _wasgi.immortalize makes it immortal, so using an object no longer writes
+    its reference count. An instance then shares the snapshot's pages instead
+    of copying each page it reads an object from."""
+    import gc
+
+    gc.collect()
+    immortalize = getattr(sys.modules.get("_wasgi"), "immortalize", None)
+    if immortalize is not None:
+        immortalize(gc.get_objects())
+    gc.freeze()
 
 
 if __name__ == "wasgi_bridge":

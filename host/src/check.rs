@@ -192,6 +192,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             restrict_stdout: group.restrict_stdout,
             snapshot: group.snapshot,
             isolation: group.isolation,
+            warmup: group.warmup.clone(),
             interpreter: group.interpreter.unwrap_or(default_interpreter),
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
@@ -274,6 +275,9 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
                 (false, _) => "not available on this interpreter: every instance imports the app",
             };
             let _ = writeln!(out, "  snapshot  {snapshot}");
+            if python.reactor.is_some() && g.snapshot && !g.warmup.is_empty() {
+                let _ = writeln!(out, "  warmup  GET {} before the snapshot ({} times each)", g.warmup.join(", "), crate::instance::WARMUP_ROUNDS);
+            }
         }
         if g.isolation == crate::instance::Isolation::Request {
             let _ = writeln!(out, "  isolation  request: a fresh instance for every request");

@@ -160,6 +160,9 @@ struct RawGroup {
     /// "instance" (default: long-lived instances) or "request": every request
     /// in a fresh instance started from the snapshot.
     isolation: Option<Spanned<String>>,
+    /// Paths (with an optional query) requested once while the snapshot is
+    /// made, so the code they run is warm in every instance.
+    warmup: Option<Spanned<Vec<String>>>,
     /// true or "script": the script file; "tree": any file under its directory.
     reload_on_change: Option<Spanned<toml::Value>>,
     /// "cpython-3.12" or "cpython-3.13"; absent: the process's default.
@@ -222,6 +225,8 @@ pub struct GroupConfig {
     pub restrict_stdout: bool,
     pub snapshot: bool,
     pub isolation: Isolation,
+    /// GET requests made before the snapshot (see `GuestSpec::warmup`).
+    pub warmup: Vec<String>,
     /// The interpreter its guests run; None: the process's default
     /// (`--interpreter`, `WASGI_INTERPRETER`, else the pinned build).
     pub interpreter: Option<Choice>,
@@ -465,6 +470,12 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 Isolation::Instance
             }
         };
+        let warmup = g.warmup.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        if let Some(v) = &g.warmup {
+            if let Some(bad) = v.get_ref().iter().find(|p| !p.starts_with('/')) {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: warmup"), format!("{bad:?}: each entry is a path starting with /, such as \"/\" or \"/health?full=1\"")));
+            }
+        }
         let python_path = g
             .python_path
             .iter()
@@ -497,6 +508,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
             snapshot: g.snapshot.as_ref().is_some_and(|v| *v.get_ref()) || isolation == Isolation::Request,
             isolation,
+            warmup,
             interpreter,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),

@@ -83,10 +83,18 @@ pub struct GuestSpec {
     /// what the import made, random ids included, is the same in every instance).
     pub snapshot: bool,
     pub isolation: Isolation,
+    /// Paths the bridge GETs once before the snapshot, answered to no one,
+    /// so the interpreter has specialised the code they run and the app has
+    /// filled its lazy caches in the snapshot rather than in every instance.
+    pub warmup: Vec<String>,
     /// Which interpreter it runs: part of the spec, so a reload that changes
     /// it restarts the group.
     pub interpreter: crate::interpreter::Choice,
 }
+
+/// How often the bridge requests each warm-up path: the interpreter
+/// specialises an instruction only after it ran more than once.
+pub const WARMUP_ROUNDS: u32 = 4;
 
 /// What one request may leave behind for the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -603,6 +611,8 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
         "restrict_stdout": spec.restrict_stdout,
         "frames": if hostcalls { "hostcalls" } else { "stdio" },
         "snapshot": snapshot,
+        "warmup": if snapshot { spec.warmup.clone() } else { Vec::new() },
+        "warmup_rounds": WARMUP_ROUNDS,
     })
     .to_string()
 }

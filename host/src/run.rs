@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// instance started from the snapshot; nothing survives between requests).
     #[arg(long, value_name = "MODE", default_value = "instance", value_parser = ["instance", "request"])]
     pub isolation: String,
+    /// A path (with an optional query) to GET once while the snapshot is made, so what it runs
+    /// is already warm in every instance (repeatable; with --snapshot or --isolation request).
+    #[arg(long, value_name = "PATH", value_parser = warmup_path)]
+    pub warmup: Vec<String>,
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
     pub python_path: Vec<PathBuf>,
@@ -319,6 +323,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         restrict_stdout: args.restrict_stdout,
         snapshot: args.snapshot || args.isolation == "request",
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
+        warmup: args.warmup.clone(),
         interpreter: args.interpreter.interpreter,
     })
 }
@@ -540,4 +545,12 @@ pub async fn shutdown_signal() {
         tracing::warn!("second signal: stopping now");
         std::process::exit(1);
     });
+}
+
+fn warmup_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: a path starting with /, such as / or /health?full=1"))
+    }
 }

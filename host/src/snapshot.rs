@@ -174,7 +174,10 @@ fn instrumenter() -> wasmtime_wizer::Wizer {
 fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     let mut h = Sha256::new();
     h.update(source.identity.as_bytes());
-    h.update(instance::BRIDGE_SOURCE.as_bytes());
+    // Hashed once: a key is computed for every instance started (under
+    // isolation = "request", for every request).
+    static BRIDGE: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| Sha256::digest(instance::BRIDGE_SOURCE.as_bytes()).into());
+    h.update(*BRIDGE);
     h.update(instance::bridge_config(spec, base.hostcalls, true).as_bytes());
     for (k, v) in &spec.env {
         h.update(format!("env {k}={v}\0").as_bytes());

@@ -133,7 +133,8 @@ fn an_app_that_fails_to_import_shows_its_traceback_once() {
 fn request_isolation_gives_every_request_a_fresh_instance() {
     let dir = app_dir("snap-isolation");
     let mut server = start(dir.path(), &["--instances", "2", "--isolation", "request"]);
-    for i in 0..6 {
+    // More requests than instances: instances (and their reused memory) come and go.
+    for i in 0..12 {
         let r = server.get("/");
         assert_eq!(r.status, 200, "{}", server.log.text());
         // The module-level counter another request incremented is gone.
@@ -146,6 +147,22 @@ fn request_isolation_gives_every_request_a_fresh_instance() {
     let mut server = start(dir.path(), &["--instances", "1"]);
     assert_eq!(server.get("/").text(), "version 1 hello hits=1");
     assert_eq!(server.get("/").text(), "version 1 hello hits=2");
+    server.terminate();
+}
+
+#[test]
+fn warm_up_requests_run_once_before_the_snapshot_and_every_instance_starts_after_them() {
+    let dir = app_dir("snap-warmup");
+    let mut server = start(dir.path(), &["--instances", "2", "--isolation", "request", "--warmup", "/"]);
+    for i in 0..8 {
+        let r = server.get("/");
+        assert_eq!(r.status, 200, "{}", server.log.text());
+        // Four warm-up calls are in the snapshot; each request adds its own, and only its own.
+        assert_eq!(r.text(), "version 1 hello hits=5", "request {i}: {}", server.log.text());
+    }
+    let log = server.log.text();
+    assert_eq!(log.matches("warm-up GET / before the snapshot: 200 OK").count(), 1, "{log}");
+    assert_eq!(imports(dir.path()), 1, "{log}");
     server.terminate();
 }
 
@@ -165,8 +182,9 @@ fn config_with(dir: &Path, group_keys: &str) -> std::path::PathBuf {
 fn check_shows_snapshot_and_isolation_and_refuses_an_unknown_isolation() {
     own_interpreter();
     let dir = TempDir::new("snap-check");
-    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "interpreter = \"cpython-3.13\"\nisolation = \"request\""));
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "interpreter = \"cpython-3.13\"\nisolation = \"request\"\nwarmup = [\"/\", \"/health?full=1\"]"));
     assert!(ok, "{out}");
+    assert!(out.contains("warmup  GET /, /health?full=1 before the snapshot"), "{out}");
     assert!(out.contains("snapshot  on: instances start from a snapshot"), "{out}");
     assert!(out.contains("isolation  request: a fresh instance for every request"), "{out}");
 
@@ -181,6 +199,10 @@ fn check_shows_snapshot_and_isolation_and_refuses_an_unknown_isolation() {
     let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "isolation = \"per-request\""));
     assert!(!ok, "{out}");
     assert!(out.contains("wasgi.toml:7: group \"g\": isolation") && out.contains("isolation") && out.contains("\"instance\" or \"request\""), "{out}");
+
+    let (ok, out) = wasgi_tests::check(&config_with(dir.path(), "snapshot = true\nwarmup = [\"/\", \"health\"]"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("wasgi.toml:8: group \"g\": warmup") && out.contains("\"health\": each entry is a path starting with /"), "{out}");
 }
 
 #[test]

@@ -1503,6 +1503,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 restrict_stdout: false,
                 snapshot: true,
                 isolation: Isolation::Instance,
+                warmup: Vec::new(),
                 interpreter: None,
                 line: 0,
                 user_line: 0,
