@@ -513,7 +513,7 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     let key = format!("{}-{}", &sha256[..16], engine_settings(engine));
     let dir = cache_dir.join("modules");
     let artifact = dir.join(format!("{key}.cwasm"));
-    let checksum = dir.join(format!("{key}.sha256"));
+    let checksum = dir.join(format!("{key}.crc32"));
 
     if artifact.exists() {
         match load_cached(engine, &artifact, &checksum) {
@@ -570,7 +570,7 @@ mod tests {
 
 fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Module> {
     let expected = std::fs::read_to_string(checksum).context("its checksum file is missing")?;
-    let found = sha256_file(artifact)?;
+    let found = crc32_file(artifact)?;
     if expected.trim() != found {
         bail!("checksum mismatch (expected {}, found {found})", expected.trim());
     }
@@ -583,10 +583,23 @@ fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Modu
 fn store_cached(module: &Module, dir: &Path, artifact: &Path, checksum: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let sum = hex::encode(Sha256::digest(&bytes));
     write_whole(artifact, &bytes)?;
-    write_whole(checksum, sum.as_bytes())?;
+    write_whole(checksum, crc32(&bytes).as_bytes())?;
     Ok(())
+}
+
+/// The checksum that guards a compiled module on disk against damage (a
+/// flipped bit, a file cut short): it is read at every start, so a CRC-32
+/// (a few ms for the interpreter's 32 MB, where SHA-256 took about 15); the
+/// cache is this user's own, so it guards against accidents, not against
+/// someone who can write it.
+fn crc32(bytes: &[u8]) -> String {
+    format!("crc32:{:08x}:{}", crc32fast::hash(bytes), bytes.len())
+}
+
+fn crc32_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(crc32(&bytes))
 }
 
 /// Writes `path` through a temporary file beside it and a rename, so a

@@ -904,7 +904,7 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "sha256"))
+        .find(|p| p.extension().is_some_and(|e| e == "crc32"))
         .expect("a compiled module's checksum in the cache");
     let sets = [
         Targets {
