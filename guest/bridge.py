@@ -989,20 +989,21 @@ def main():
     # interpreter specialises an instruction only after it ran more than
     # once, and writes to the code as it does.
     rounds = config.get("warmup_rounds", 1)
-    warmed = [_warm_up(app, path, rounds) for path in config.get("warmup", [])]
-    report = json.dumps({"files": files, "open_fds": _open_files(), "warmup": warmed}).encode()
+    for path in config.get("warmup", []):
+        _warm_up(path, rounds)
+    report = json.dumps({"files": files, "open_fds": _open_files()}).encode()
     _settle_heap()
     send((K_PREPARED, report))
 
 
-def _warm_up(app, target, rounds):
+def _warm_up(target, rounds):
     """One GET of `target` (a path, with an optional query) before the
     snapshot, answered to no one: the code a request runs is then already
     specialised by the interpreter and its lazy caches (routing tables,
     compiled templates) are filled, in the snapshot, so an instance's first
     request neither pays for that nor writes to the pages it would touch.
     Whatever the call leaves in memory is in every instance, as the import
-    is. Returns the status line, or the error."""
+    is. The outcome is logged; a failure does not stop the snapshot."""
     global send
     path, _, query = target.partition("?")
     environ = {
@@ -1023,12 +1024,12 @@ def _warm_up(app, target, rounds):
         for _ in range(rounds):
             handle(_prepared, payload, LogStream("wsgi.errors"))
     except BaseException as e:
-        return f"error: {_format_exc(e)}"
+        log("warn", f"warm-up GET {target} before the snapshot failed:\n{_format_exc(e)}")
+        return
     finally:
         send = real_send
     status = next((p.split(b"\0", 1)[0].decode("latin-1") for k, p in frames if k == K_START), "no response")
     log("info" if status[:1] in ("2", "3") else "warn", f"warm-up GET {target} before the snapshot: {status}")
-    return status
 
 
 def _settle_heap():

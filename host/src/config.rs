@@ -472,8 +472,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         };
         let warmup = g.warmup.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
         if let Some(v) = &g.warmup {
-            if let Some(bad) = v.get_ref().iter().find(|p| !p.starts_with('/')) {
-                problems.push(source.problem(&v.span(), format!("group {name:?}: warmup"), format!("{bad:?}: each entry is a path starting with /, such as \"/\" or \"/health?full=1\"")));
+            if let Some(Err(why)) = v.get_ref().iter().map(|p| crate::instance::warmup_path(p)).find(Result::is_err) {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: warmup"), why));
             }
         }
         let python_path = g

@@ -92,6 +92,16 @@ pub struct GuestSpec {
     pub interpreter: crate::interpreter::Choice,
 }
 
+/// A warm-up entry must be a path (with an optional query): what the bridge
+/// puts in PATH_INFO and QUERY_STRING.
+pub fn warmup_path(s: &str) -> Result<String, String> {
+    if s.starts_with('/') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: each entry is a path starting with /, such as \"/\" or \"/health?full=1\""))
+    }
+}
+
 /// How often the bridge requests each warm-up path: the interpreter
 /// specialises an instruction only after it ran more than once.
 pub const WARMUP_ROUNDS: u32 = 4;

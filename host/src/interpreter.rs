@@ -471,14 +471,16 @@ pub fn engine(cache_dir: &Path) -> Result<Engine> {
     // image into every new instance): instances share its pages and start
     // without copying.
     config.memory_guaranteed_dense_image_size(4 << 30);
-    if let Some(pool) = instance_pool() {
+    let pooled = instance_pool();
+    let is_pooled = pooled.is_some();
+    if let Some(pool) = pooled {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     match Engine::new(&config) {
         Ok(engine) => Ok(engine),
         // The pool's address space could not be reserved (a ulimit -v, say):
         // instances are allocated one by one instead.
-        Err(pooled) if instance_pool().is_some() => {
+        Err(pooled) if is_pooled => {
             tracing::warn!("cannot reserve the instance pool ({pooled:#}); allocating instances one by one");
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
@@ -593,13 +595,22 @@ fn store_cached(module: &Module, dir: &Path, artifact: &Path, checksum: &Path) -
 /// (a few ms for the interpreter's 32 MB, where SHA-256 took about 15); the
 /// cache is this user's own, so it guards against accidents, not against
 /// someone who can write it.
+/// `crc32_file` gives the same string for the file's bytes.
 fn crc32(bytes: &[u8]) -> String {
     format!("crc32:{:08x}:{}", crc32fast::hash(bytes), bytes.len())
 }
 
 fn crc32_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(crc32(&bytes))
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut hasher, mut len, mut buf) = (crc32fast::Hasher::new(), 0u64, vec![0u8; 1 << 20]);
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(format!("crc32:{:08x}:{len}", hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
 }
 
 /// Writes `path` through a temporary file beside it and a rename, so a

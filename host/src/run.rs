@@ -86,7 +86,7 @@ pub struct RunArgs {
     pub isolation: String,
     /// A path (with an optional query) to GET once while the snapshot is made, so what it runs
     /// is already warm in every instance (repeatable; with --snapshot or --isolation request).
-    #[arg(long, value_name = "PATH", value_parser = warmup_path)]
+    #[arg(long, value_name = "PATH", value_parser = crate::instance::warmup_path)]
     pub warmup: Vec<String>,
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
@@ -545,12 +545,4 @@ pub async fn shutdown_signal() {
         tracing::warn!("second signal: stopping now");
         std::process::exit(1);
     });
-}
-
-fn warmup_path(s: &str) -> Result<String, String> {
-    if s.starts_with('/') {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("{s:?}: a path starting with /, such as / or /health?full=1"))
-    }
 }
