@@ -531,7 +531,20 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     if let Err(e) = store_cached(&module, &dir, &artifact, &checksum) {
         tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
     }
+    release_freed_memory();
     Ok(module)
+}
+
+/// Hands memory that is free but still held by the C allocator back to the
+/// kernel. Cranelift compiles on several threads, and glibc keeps what each
+/// freed in that thread's arena: after a snapshot is built the server
+/// otherwise stays hundreds of MiB larger for the rest of its life.
+pub(crate) fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

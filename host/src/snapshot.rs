@@ -322,10 +322,22 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     tracing::debug!(app = %spec.name, "snapshot: compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let manifest = Manifest { files: host_files(base, spec, &imported.files) };
-    if let Err(e) = store_snapshot(&module, &manifest, dir) {
-        tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
-    }
+    let module = match store_snapshot(&module, &manifest, dir) {
+        // The stored file, mapped, replaces the compiled code held in memory:
+        // instances then share its pages with the page cache, as they do
+        // after the next start, and the process does not keep a private copy.
+        Ok(()) => match load(&engine, dir) {
+            Ok(Some((stored, _))) => stored,
+            _ => module,
+        },
+        Err(e) => {
+            tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
+            module
+        }
+    };
     tracing::debug!(app = %spec.name, "snapshot: stored in {:.2}s", t.elapsed().as_secs_f64());
+    drop(store);
+    crate::interpreter::release_freed_memory();
     Ok(Some((module, manifest, memory)))
 }
 
