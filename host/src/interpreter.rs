@@ -528,9 +528,15 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     let module = Module::new(engine, &wasm()?).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     progress.done();
 
-    if let Err(e) = store_cached(&module, &dir, &artifact, &checksum) {
-        tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
-    }
+    // Served from the stored file, mapped like a cached start, rather than
+    // from the compiled code in memory, which would stay private to this process.
+    let module = match store_cached(&module, &dir, &artifact, &checksum) {
+        Ok(()) => load_cached(engine, &artifact, &checksum).unwrap_or(module),
+        Err(e) => {
+            tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
+            module
+        }
+    };
     release_freed_memory();
     Ok(module)
 }
