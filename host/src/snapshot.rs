@@ -201,6 +201,11 @@ fn load(engine: &wasmtime::Engine, dir: &Path) -> Result<Option<(Module, Manifes
     if !unchanged(&manifest) {
         return Ok(None);
     }
+    Ok(Some((mapped(engine, dir)?, manifest)))
+}
+
+/// The compiled snapshot in `dir`, mapped from its file.
+fn mapped(engine: &wasmtime::Engine, dir: &Path) -> Result<Module> {
     let artifact = dir.join("snapshot.cwasm");
     // Mapped, not read: instances share its pages, and a start reads only
     // what it touches. It was written whole and renamed into place; its
@@ -213,8 +218,7 @@ fn load(engine: &wasmtime::Engine, dir: &Path) -> Result<Option<(Module, Manifes
     // SAFETY: written by `Module::serialize` of this wasmtime with these
     // engine settings (both in the key), complete (its length matches), and
     // never modified in place (a new snapshot replaces the directory).
-    let module = unsafe { Module::deserialize_file(engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    Ok(Some((module, manifest)))
+    unsafe { Module::deserialize_file(engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))
 }
 
 fn stamp(path: &Path) -> Option<(u64, u128)> {
@@ -326,10 +330,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         // The stored file, mapped, replaces the compiled code held in memory:
         // instances then share its pages with the page cache, as they do
         // after the next start, and the process does not keep a private copy.
-        Ok(()) => match load(&engine, dir) {
-            Ok(Some((stored, _))) => stored,
-            _ => module,
-        },
+        Ok(()) => mapped(&engine, dir).unwrap_or(module),
         Err(e) => {
             tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
             module

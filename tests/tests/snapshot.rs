@@ -55,7 +55,6 @@ fn instances_start_from_one_import_and_the_snapshot_is_reused() {
     // it: the compile's memory is handed back and the stored file mapped
     // (it stayed about 400 MiB larger before).
     let loaded_rss = server.rss();
-    eprintln!("RSS: built the snapshot {} MiB, loaded it {} MiB", builder_rss >> 20, loaded_rss >> 20);
     assert!(builder_rss < loaded_rss + (150 << 20), "built {} MiB, loaded {} MiB", builder_rss >> 20, loaded_rss >> 20);
     server.terminate();
 
