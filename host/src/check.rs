@@ -16,7 +16,8 @@ use crate::instance::{Grant, GuestSpec};
 use crate::interpreter::{Choice, Interpreter};
 use crate::policy::{self, Capability, Origin};
 use crate::router::{Route, Router};
-use crate::run::{private_dirs, InterpreterArgs, Interpreters};
+use crate::grant_dir::GrantDir;
+use crate::run::{private_dirs, InterpreterArgs, Interpreters, PRIVATE_PYCACHE, PRIVATE_TMP};
 use crate::server::{self, Listener, Server};
 
 /// One app as it will run: its group's settings and its guest spec.
@@ -93,14 +94,29 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let config_key = hex::encode(&Sha256::digest(config.file.as_os_str().as_encoded_bytes())[..6]);
+    let cache_real = cache_dir.canonicalize().unwrap_or_else(|_| cache_dir.to_owned());
     let mut apps = Vec::new();
 
     for app in &config.apps {
         let Some(group) = config.groups.iter().find(|g| g.name == app.group) else { continue };
         let (policy_caps, policy_memory) = &capabilities[&group.name];
         let mut caps: Vec<Capability> = policy_caps.clone();
-        let implied = |caps: &mut Vec<Capability>, path: PathBuf, why: &'static str| {
-            policy::add_capability(caps, Capability { path, write: false, shared: false, origin: Origin::Config(why) });
+        // Each implied grant opened once, like a policy's (see grant_dir).
+        let follow = group.follow_symlinks;
+        let implied = |caps: &mut Vec<Capability>, problems: &mut Vec<Problem>, path: PathBuf, why: &'static str| {
+            let path = crate::grant_dir::normalize(&path);
+            match GrantDir::open(&path, follow) {
+                Ok(dir) => policy::add_capability(
+                    caps,
+                    Capability { path, write: false, shared: false, origin: Origin::Config(why), dir, follow_symlinks: follow },
+                ),
+                Err(e) => problems.push(problem(
+                    &config,
+                    group.line,
+                    format!("group {:?}: {why}", group.name),
+                    format!("{e}{}", if follow { "" } else { " (follow_symlinks = true in the [[group]] allows it for the script directory, python_path and venv)" }),
+                )),
+            }
         };
 
         match std::fs::metadata(&app.script) {
@@ -109,12 +125,12 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             Err(e) => problems.push(problem(&config, app.line, "app.script".into(), format!("{}: {e}", app.script.display()))),
         }
         let script_dir = app.script.parent().map(Path::to_owned).unwrap_or_default();
-        implied(&mut caps, script_dir.clone(), "the app's script directory");
+        implied(&mut caps, &mut problems, script_dir.clone(), "the app's script directory");
 
         let mut python_path = Vec::new();
         for dir in &group.python_path {
             if dir.is_dir() {
-                implied(&mut caps, dir.clone(), "python_path");
+                implied(&mut caps, &mut problems, dir.clone(), "python_path");
                 python_path.push(dir.clone());
             } else {
                 problems.push(problem(&config, group.line, format!("group {:?}: python_path", group.name), format!("{} is not a directory", dir.display())));
@@ -123,7 +139,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
         if let Some(venv) = &group.venv {
             // The whole venv, read-only: the guide's `activate_this.py` recipe
             // reads bin/, and pyvenv.cfg sits at the top.
-            implied(&mut caps, venv.clone(), "venv");
+            implied(&mut caps, &mut problems, venv.clone(), "venv");
             let site = venv_site_packages(venv);
             if site.is_empty() {
                 problems.push(problem(
@@ -145,8 +161,11 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             }
         }
 
+        for conflict in policy::cache_conflict(&cache_real, &caps) {
+            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), conflict));
+        }
         let key = format!("{}-{config_key}", group.name);
-        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string())).collect();
+        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string(), c.dir.clone())).collect();
         let pycache = match private_dirs(cache_dir, &key, &mut grants) {
             Ok(p) => p,
             Err(e) => {
@@ -154,13 +173,10 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
                 continue;
             }
         };
-        caps.push(Capability { path: pycache.clone(), write: true, shared: false, origin: Origin::Config("private bytecode cache") });
-        caps.push(Capability {
-            path: cache_dir.join("tmp").join(&key),
-            write: true,
-            shared: false,
-            origin: Origin::Config("private /tmp"),
-        });
+        for g in grants.iter().filter(|g| g.origin == PRIVATE_PYCACHE || g.origin == PRIVATE_TMP) {
+            let why = if g.origin == PRIVATE_PYCACHE { "private bytecode cache" } else { "private /tmp" };
+            caps.push(Capability { path: g.path.clone(), write: true, shared: false, origin: Origin::Config(why), dir: g.dir.clone(), follow_symlinks: true });
+        }
 
         let home = group.home.clone().unwrap_or(script_dir);
         if !caps.iter().any(|c| home.starts_with(&c.path)) {
@@ -172,7 +188,7 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             ));
         }
         for (read, write) in policy::read_only_inside_write(&caps) {
-            warnings.push(policy::nested_warning(&group.name, read, write));
+            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), policy::nested_error(&group.name, read, write)));
         }
         let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
         let mut env = group.env.clone();
@@ -299,6 +315,9 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
         let _ = writeln!(out, "  {:<width$}  {:<6}  granted by", "path", "access");
         for c in &a.capabilities {
             let _ = writeln!(out, "  {:<width$}  {:<6}  {}", c.path.display(), if c.write { "write" } else { "read" }, c.origin);
+            if c.follow_symlinks && c.real_path() != c.path {
+                let _ = writeln!(out, "  {:<width$}  {:<6}  (follow_symlinks: resolved once, to {})", "", "", c.real_path().display());
+            }
         }
     }
     for w in &plan.warnings {
@@ -327,7 +346,7 @@ fn describe_access(access: &crate::access::Access) -> String {
 /// SIGHUP re-reads the file and its policies.
 pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
-    let cache_dir = interpreter.cache_dir();
+    let cache_dir = interpreter.cache_dir()?;
     let plan = plan(config_file, &cache_dir, interpreter.interpreter)?;
     for w in &plan.warnings {
         tracing::warn!("{w}");

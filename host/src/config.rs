@@ -153,6 +153,9 @@ struct RawGroup {
     cpu_time_limit: Option<Spanned<i64>>,
     /// Writes to sys.stdout raise an error (mod_wsgi's WSGIRestrictStdout On).
     restrict_stdout: Option<Spanned<bool>>,
+    /// Lets the implied grants (script directory, python_path, venv) lie
+    /// behind symlinks, resolved once when the configuration is planned.
+    follow_symlinks: Option<Spanned<bool>>,
     /// Start instances from a snapshot taken after the app's import (default
     /// false, implied by isolation = "request"; only interpreters with a
     /// reactor build can be snapshotted).
@@ -223,6 +226,8 @@ pub struct GroupConfig {
     pub limits: Limits,
     pub reload: Reload,
     pub restrict_stdout: bool,
+    /// The script directory, python_path and venv may contain symlinks.
+    pub follow_symlinks: bool,
     pub snapshot: bool,
     pub isolation: Isolation,
     /// GET requests made before the snapshot (see `GuestSpec::warmup`).
@@ -506,6 +511,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             limits,
             reload,
             restrict_stdout: g.restrict_stdout.as_ref().is_some_and(|v| *v.get_ref()),
+            follow_symlinks: g.follow_symlinks.as_ref().is_some_and(|v| *v.get_ref()),
             snapshot: g.snapshot.as_ref().is_some_and(|v| *v.get_ref()) || isolation == Isolation::Request,
             isolation,
             warmup,

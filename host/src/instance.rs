@@ -23,6 +23,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::frames::{self, Decoder, Kind};
+use crate::grant_dir::GrantDir;
 use crate::hostcalls::{self, HostEnd};
 use crate::interpreter::Stdlib;
 use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
@@ -39,16 +40,20 @@ sys.modules['wasgi_bridge']=m;exec(compile(s,n,'exec'),m.__dict__)";
 /// the host, except the group's private temporary directory, seen as `/tmp`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// The path as configured (for messages and the snapshot's file list).
     pub path: PathBuf,
     pub guest_path: PathBuf,
     pub write: bool,
     /// Where it comes from (a policy file and line, a flag), for messages.
     pub origin: String,
+    /// The directory itself, opened once when the configuration was planned:
+    /// what every instance is given, never the path looked up again.
+    pub dir: GrantDir,
 }
 
 impl Grant {
-    pub fn same_path(path: PathBuf, write: bool, origin: impl Into<String>) -> Grant {
-        Grant { guest_path: path.clone(), path, write, origin: origin.into() }
+    pub fn same_path(path: PathBuf, write: bool, origin: impl Into<String>, dir: GrantDir) -> Grant {
+        Grant { guest_path: path.clone(), path, write, origin: origin.into(), dir }
     }
 }
 
@@ -566,13 +571,22 @@ fn wasi_context(
     // hopping to a blocking thread for each.
     builder.allow_blocking_current_thread(true);
     builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    let prefix = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX").map(|(_, v)| v);
+    // Under request isolation nothing a request writes may outlive it: the
+    // group's bytecode cache, filled while the snapshot imports the app, is
+    // read-only for the instances that serve (a planted .pyc would otherwise
+    // run in every later request that imports that module).
+    let frozen_pycache = spec.isolation == Isolation::Request && !snapshot;
     for grant in &spec.grants {
-        let perms = if grant.write { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let frozen = frozen_pycache && prefix.is_some_and(|p| grant.path == Path::new(p));
+        let perms = if grant.write && !frozen { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         let guest_path = guest_path(&grant.guest_path)?;
+        // By handle: the directory opened when the configuration was
+        // planned, whatever its name leads to now.
         builder
-            .preopened_dir(&grant.path, guest_path, perms)
+            .preopened_dir(grant.dir.reopen_path(), guest_path, perms)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("cannot grant {}", grant.path.display()))?;
+            .with_context(|| format!("cannot grant {} (opened as {})", grant.path.display(), grant.dir.reopen_path().display()))?;
     }
     if let Some(stdlib) = stdlib {
         let guest = guest_path(&stdlib.guest)?;
@@ -582,7 +596,6 @@ fn wasi_context(
             .with_context(|| format!("cannot map the standard library {}", stdlib.host.display()))?;
         // The shipped .pyc, read-only inside the group's writable bytecode
         // cache (the longest preopen wins), so no group compiles them again.
-        let prefix = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX").map(|(_, v)| v);
         if let (Some(prefix), Some(mirror)) = (prefix, &stdlib.pyc_mirror) {
             let inside = format!("{prefix}{}", stdlib.guest.display());
             builder

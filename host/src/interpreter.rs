@@ -38,15 +38,72 @@ const SOURCES: &[(&str, &str)] = &[
 /// wasmtime's version, part of every compiled-module cache key.
 const WASMTIME_VERSION: &str = "48.0.8";
 
-/// Where wasgi keeps what it fetched and compiled.
-pub fn default_cache_dir() -> PathBuf {
+/// Where wasgi keeps what it fetched and compiled, by default. There is no
+/// shared fallback (such as a directory under /tmp): compiled code is loaded
+/// from here, so it must be a directory only this user can write.
+pub fn default_cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("wasgi");
+        return Ok(PathBuf::from(dir).join("wasgi"));
     }
     match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("wasgi"),
-        None => std::env::temp_dir().join("wasgi-cache"),
+        Some(home) => Ok(PathBuf::from(home).join(".cache").join("wasgi")),
+        None => bail!(
+            "neither HOME nor XDG_CACHE_HOME is set, so wasgi has no cache directory of its own: \
+             pass --cache-dir DIR (or set WASGI_CACHE_DIR) to a directory only this user can write"
+        ),
     }
+}
+
+/// Makes `dir` the server's own cache: created 0700 if missing; refused if
+/// another user owns it; made 0700 if it is ours but others could write it
+/// (compiled code is loaded from it, and `deserialize` trusts what it reads).
+/// Returns it absolute.
+pub fn own_cache_dir(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = std::path::absolute(dir).with_context(|| format!("cannot make {} absolute", dir.display()))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create the cache directory {}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(&dir).with_context(|| format!("the cache directory {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("the cache directory {} is not a directory", dir.display());
+    }
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        bail!(
+            "the cache directory {} belongs to uid {}, not to this user (uid {me}): compiled code is loaded from it, \
+             so it must be this user's own; pass --cache-dir DIR (or WASGI_CACHE_DIR) with a directory of your own",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("the cache directory {} is open to other users and cannot be made 0700", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Compiled code is loaded only from a file this user owns and nobody else
+/// can write: anything else in the cache is treated as damaged.
+pub(crate) fn trusted_artifact(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.uid() != me {
+        bail!("{} belongs to uid {}, not to this user (uid {me}); compiled code is loaded only from the server's own files", path.display(), meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!("{} is writable by other users (mode {:o}); compiled code is loaded only from files nobody else can change", path.display(), meta.mode() & 0o777);
+    }
+    Ok(())
 }
 
 /// Which interpreter the guests run.
@@ -590,6 +647,7 @@ mod tests {
 }
 
 fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Module> {
+    trusted_artifact(artifact)?;
     let expected = std::fs::read_to_string(checksum).context("its checksum file is missing")?;
     let found = crc32_file(artifact)?;
     if expected.trim() != found {
@@ -637,6 +695,14 @@ fn crc32_file(path: &Path) -> Result<String> {
 pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
-    std::fs::write(&tmp, bytes)?;
+    write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Writes a new file only this user can read and write, whatever the
+/// umask: compiled code is loaded only from such files ([`trusted_artifact`]).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
 }

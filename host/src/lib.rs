@@ -26,6 +26,7 @@
 //! - [`router`]: Host header and mount prefix → the app that serves a request.
 //! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
 //! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
+//! - [`grant_dir`]: each granted directory opened once, by handle, never followed through a symlink.
 //! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
 //! - [`run`]: `wasgi run`: one script, one group, from command-line flags; and
 //!   `Interpreters`, each interpreter the groups run, linked once on first use.
@@ -40,6 +41,7 @@ pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod frames;
+pub mod grant_dir;
 pub mod group;
 pub mod hostcalls;
 pub mod instance;

@@ -104,14 +104,17 @@ fn main() -> ExitCode {
         Command::Serve { config, graceful_timeout, interpreter } => {
             wasgi::check::serve(&config, &interpreter, graceful_timeout.map(std::time::Duration::from_secs))
         }
-        Command::Check { config, interpreter } => match wasgi::check::plan(&config, &interpreter.cache_dir(), interpreter.interpreter) {
-            Ok(plan) => wasgi::check::locate_interpreters(&plan, &interpreter).map(|found| {
-                print!("{}", wasgi::check::report(&plan, &found));
-            }),
-            Err(problems) => {
-                println!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
-                return ExitCode::FAILURE;
-            }
+        Command::Check { config, interpreter } => match interpreter.cache_dir() {
+            Err(e) => Err(e),
+            Ok(cache) => match wasgi::check::plan(&config, &cache, interpreter.interpreter) {
+                Ok(plan) => wasgi::check::locate_interpreters(&plan, &interpreter).map(|found| {
+                    print!("{}", wasgi::check::report(&plan, &found));
+                }),
+                Err(problems) => {
+                    println!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
+                    return ExitCode::FAILURE;
+                }
+            },
         },
         Command::ApacheConfig { config, backend, vhost_address } => {
             let config = match wasgi::config::load(&config) {

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{Config, Problem, Problems, Source};
+use crate::grant_dir::{self, GrantDir};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,10 @@ struct RawGrant {
     /// Allows this grant to overlap other tenants' grants.
     #[serde(default)]
     shared: bool,
+    /// Lets the path contain symlinks, resolved once when the configuration
+    /// is planned (default: a symlink in a grant's path is an error).
+    #[serde(default)]
+    follow_symlinks: bool,
 }
 
 #[derive(Deserialize)]
@@ -64,10 +69,23 @@ impl std::fmt::Display for Origin {
 /// One directory a group may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capability {
+    /// As configured: the path the guest sees.
     pub path: PathBuf,
     pub write: bool,
     pub shared: bool,
     pub origin: Origin,
+    /// The directory, opened once (see [`crate::grant_dir`]).
+    pub dir: GrantDir,
+    /// The path was allowed to contain symlinks (resolved once, at `dir`).
+    pub follow_symlinks: bool,
+}
+
+impl Capability {
+    /// Where the directory really is: the path itself, or, for a grant that
+    /// follows symlinks, what it resolved to. Overlap checks compare these.
+    pub fn real_path(&self) -> &Path {
+        self.dir.resolved()
+    }
 }
 
 /// A parsed policy file.
@@ -115,22 +133,21 @@ fn read_policy(path: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
             problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{:?} is not an absolute path", g.path.get_ref())));
             continue;
         }
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{} is not a directory (grants are directories)", path.display())));
-                continue;
-            }
+        let path = grant_dir::normalize(&path);
+        let dir = match GrantDir::open(&path, g.follow_symlinks) {
+            Ok(dir) => dir,
             Err(e) => {
-                problems.push(source.problem(&g.path.span(), format!("{key}.path"), format!("{}: {e}", path.display())));
+                problems.push(source.problem(&g.path.span(), format!("{key}.path"), e.to_string()));
                 continue;
             }
-        }
+        };
         policy.grants.push(Capability {
             path,
             write,
             shared: g.shared,
             origin: Origin::Policy { file: source.path.clone(), line: source.line_of(&g.path.span()) },
+            dir,
+            follow_symlinks: g.follow_symlinks,
         });
     }
     if let Some(limits) = &raw.limits {
@@ -214,7 +231,7 @@ pub fn overlapping_tenants(config_file: &Path, tenants: &[Tenant<'_>]) -> Vec<Pr
         for b in tenants.iter().filter(|b| b.group != a.group) {
             for wa in a.capabilities.iter().filter(|c| c.write && !c.shared) {
                 for gb in b.capabilities.iter().filter(|c| !c.shared) {
-                    if !(wa.path.starts_with(&gb.path) || gb.path.starts_with(&wa.path)) {
+                    if !(wa.real_path().starts_with(gb.real_path()) || gb.real_path().starts_with(wa.real_path())) {
                         continue;
                     }
                     let (file, line) = match &wa.origin {
@@ -246,26 +263,62 @@ pub fn overlapping_tenants(config_file: &Path, tenants: &[Tenant<'_>]) -> Vec<Pr
 
 /// Read-only grants nested inside a write grant of the same group. The
 /// guest's C library picks a grant by path prefix, so `W/./r/file` reaches
-/// the nested directory through the write grant: it cannot stay read-only.
+/// the nested directory through the write grant, and the app could rename it
+/// and put something else in its place: it cannot stay read-only, so such a
+/// configuration is refused.
 pub fn read_only_inside_write(capabilities: &[Capability]) -> Vec<(&Capability, &Capability)> {
     let mut found = Vec::new();
     for read in capabilities.iter().filter(|c| !c.write) {
-        if let Some(write) = capabilities.iter().find(|w| w.write && read.path.starts_with(&w.path) && read.path != w.path) {
+        let inside = |w: &&Capability| {
+            w.write
+                && ((read.path.starts_with(&w.path) && read.path != w.path)
+                    || (read.real_path().starts_with(w.real_path()) && read.real_path() != w.real_path()))
+        };
+        if let Some(write) = capabilities.iter().find(inside) {
             found.push((read, write));
         }
     }
     found
 }
 
-/// The warning for one such pair.
-pub fn nested_warning(group: &str, read: &Capability, write: &Capability) -> String {
+/// The error for one such pair.
+pub fn nested_error(group: &str, read: &Capability, write: &Capability) -> String {
     format!(
-        "group {group:?}: {} is granted read-only ({}) but lies inside the write grant {} ({}), \
-         so the app can write it too (through paths such as {}/./…); grant write on a narrower directory to keep it read-only",
+        "group {group:?}: {} is granted read-only ({}) but lies inside the write grant {} ({}): \
+         the app could write it too (through paths such as {}/./…) or replace it; \
+         grant write on a narrower directory beside it, or make {} writable",
         read.path.display(),
         read.origin,
         write.path.display(),
         write.origin,
-        write.path.display()
+        write.path.display(),
+        read.path.display(),
     )
+}
+
+/// The cache directory holds compiled code the host loads and every group's
+/// private directories: no grant may lie inside it or contain it. `cache` is
+/// its real path; the private directories are not passed in.
+pub fn cache_conflict(cache: &Path, capabilities: &[Capability]) -> Vec<String> {
+    capabilities
+        .iter()
+        .filter_map(|c| {
+            let real = c.real_path();
+            let how = if real.starts_with(cache) {
+                "lies inside"
+            } else if cache.starts_with(real) {
+                "contains"
+            } else {
+                return None;
+            };
+            Some(format!(
+                "the grant of {} ({}) {how} the cache directory {}: the cache holds compiled code the server loads \
+                 and every group's private directories, so no app may see it; keep the cache elsewhere \
+                 (--cache-dir, WASGI_CACHE_DIR) or grant a narrower directory",
+                c.path.display(),
+                c.origin,
+                cache.display()
+            ))
+        })
+        .collect()
 }

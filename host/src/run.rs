@@ -14,6 +14,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::group::Group;
+use crate::grant_dir::GrantDir;
 use crate::instance::{Grant, GuestSpec, Isolation, Limits, Reload};
 use crate::interpreter;
 use crate::policy::{self, Capability, Origin};
@@ -36,10 +37,14 @@ pub struct InterpreterArgs {
 }
 
 impl InterpreterArgs {
-    /// Absolute, because the guest is handed paths inside it.
-    pub fn cache_dir(&self) -> PathBuf {
-        let dir = self.cache_dir.clone().unwrap_or_else(interpreter::default_cache_dir);
-        std::path::absolute(&dir).unwrap_or(dir)
+    /// The server's own cache directory (see [`interpreter::own_cache_dir`]):
+    /// absolute, because the guest is handed paths inside it.
+    pub fn cache_dir(&self) -> Result<PathBuf> {
+        let dir = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => interpreter::default_cache_dir()?,
+        };
+        interpreter::own_cache_dir(&dir)
     }
 
     /// Finds `choice` (fetching or building it when needed). `--python-wasm`
@@ -49,7 +54,7 @@ impl InterpreterArgs {
     pub fn locate(&self, choice: interpreter::Choice) -> Result<interpreter::Interpreter> {
         let applies = choice == interpreter::Choice::Pinned || choice == self.interpreter;
         let explicit = self.python_wasm.as_deref().filter(|_| applies);
-        interpreter::locate_choice(choice, explicit, &self.cache_dir())
+        interpreter::locate_choice(choice, explicit, &self.cache_dir()?)
     }
 }
 
@@ -100,6 +105,11 @@ pub struct RunArgs {
     /// A directory the app may read and write (repeatable).
     #[arg(long = "grant-write", value_name = "DIR")]
     pub grant_write: Vec<PathBuf>,
+    /// Let the granted paths (the script's directory, --python-path, --venv, --grant-*) contain
+    /// symlinks, resolved once at start (default: a symlink in a grant's path is an error, so
+    /// nobody can redirect a grant by swapping a directory for a link).
+    #[arg(long = "follow-symlinks")]
+    pub follow_symlinks: bool,
     /// Guest instances serving requests (each is single-threaded). Default: the number of cores.
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
@@ -213,41 +223,55 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
 }
 
-fn existing_dir(path: &Path, flag: &str) -> Result<PathBuf> {
-    let abs = absolute(path)?;
-    match std::fs::metadata(&abs) {
-        Ok(m) if m.is_dir() => Ok(abs),
-        Ok(_) => bail!("{flag} {}: not a directory (grants are directories)", path.display()),
+/// A directory named by a flag, opened once (see [`crate::grant_dir`]).
+fn existing_dir(path: &Path, flag: &str, follow_symlinks: bool) -> Result<(PathBuf, GrantDir)> {
+    let abs = crate::grant_dir::normalize(&absolute(path)?);
+    match GrantDir::open(&abs, follow_symlinks) {
+        Ok(dir) => Ok((abs, dir)),
+        Err(e @ crate::grant_dir::GrantDirError::Symlink { .. }) => bail!("{flag} {}: {e} (--follow-symlinks allows it for every flag)", path.display()),
         Err(e) => bail!("{flag} {}: {e}", path.display()),
     }
 }
 
 /// Adds a grant; the same path granted twice keeps the wider access.
-pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str) {
+pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str, dir: GrantDir) {
     match grants.iter_mut().find(|g| g.path == path) {
-        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin),
+        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin, dir),
         Some(_) => {}
-        None => grants.push(Grant::same_path(path, write, origin)),
+        None => grants.push(Grant::same_path(path, write, origin, dir)),
     }
 }
+
+/// The origins of the private directories, as grants name them.
+pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
+pub const PRIVATE_TMP: &str = "the group's private /tmp";
 
 /// The private, writable directories every group gets: a bytecode cache (so
 /// a read-only app directory does not mean recompiling every module at every
 /// start) and a temporary directory seen as `/tmp`. `key` names the group.
+/// They are the server's own (inside its cache directory), opened once like
+/// any grant.
 pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
     let pycache = cache_dir.join("pycache").join(key);
     let tmp = cache_dir.join("tmp").join(key);
-    for dir in [&pycache, &tmp] {
+    let open = |dir: &Path| -> Result<GrantDir> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    add_grant(grants, pycache.clone(), true, "the group's private bytecode cache");
-    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: "the group's private /tmp".into() });
+        GrantDir::open(dir, true).with_context(|| format!("cannot open {}", dir.display()))
+    };
+    let (pycache_dir, tmp_dir) = (open(&pycache)?, open(&tmp)?);
+    add_grant(grants, pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir);
+    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: PRIVATE_TMP.into(), dir: tmp_dir });
     Ok(pycache)
+}
+
+/// A grant from the flags, as policies name theirs (for the shared checks).
+fn flag_capability(g: &Grant, follow_symlinks: bool) -> Capability {
+    Capability { path: g.path.clone(), write: g.write, shared: false, origin: Origin::Flag(g.origin.clone()), dir: g.dir.clone(), follow_symlinks }
 }
 
 /// Turns the flags into what each instance is built from.
 pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
-    let script = absolute(&args.script)?;
+    let script = crate::grant_dir::normalize(&absolute(&args.script)?);
     match std::fs::metadata(&script) {
         Ok(m) if m.is_file() => {}
         Ok(_) => bail!("{}: the script is not a file", args.script.display()),
@@ -255,36 +279,45 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
     }
     let script_dir = script.parent().expect("an absolute file path has a parent").to_owned();
 
+    let follow = args.follow_symlinks;
     let mut grants = Vec::new();
-    add_grant(&mut grants, script_dir.clone(), false, "the script's directory");
+    let (script_dir, script_handle) = existing_dir(&script_dir, "the script's directory", follow)?;
+    add_grant(&mut grants, script_dir.clone(), false, "the script's directory", script_handle);
     let mut python_path = Vec::new();
     for dir in &args.python_path {
-        let dir = existing_dir(dir, "--python-path")?;
-        add_grant(&mut grants, dir.clone(), false, "--python-path");
+        let (dir, handle) = existing_dir(dir, "--python-path", follow)?;
+        add_grant(&mut grants, dir.clone(), false, "--python-path", handle);
         python_path.push(dir);
     }
     if let Some(venv) = &args.venv {
-        let venv = existing_dir(venv, "--venv")?;
+        let (venv, handle) = existing_dir(venv, "--venv", follow)?;
         let site = crate::check::venv_site_packages(&venv);
         if site.is_empty() {
             bail!("--venv {}: no lib/python3.*/site-packages in it: is it a virtualenv?", venv.display());
         }
-        add_grant(&mut grants, venv, false, "--venv");
+        add_grant(&mut grants, venv, false, "--venv", handle);
         python_path.extend(site);
     }
     for dir in &args.grant_read {
-        add_grant(&mut grants, existing_dir(dir, "--grant-read")?, false, "--grant-read");
+        let (dir, handle) = existing_dir(dir, "--grant-read", follow)?;
+        add_grant(&mut grants, dir, false, "--grant-read", handle);
     }
     for dir in &args.grant_write {
-        add_grant(&mut grants, existing_dir(dir, "--grant-write")?, true, "--grant-write");
+        let (dir, handle) = existing_dir(dir, "--grant-write", follow)?;
+        add_grant(&mut grants, dir, true, "--grant-write", handle);
     }
 
+    let flag_grants: Vec<Capability> = grants.iter().map(|g| flag_capability(g, follow)).collect();
+    let cache_real = cache_dir.canonicalize().unwrap_or_else(|_| cache_dir.to_owned());
+    if let Some(conflict) = policy::cache_conflict(&cache_real, &flag_grants).first() {
+        bail!("{conflict}");
+    }
     let key = format!("run-{}", hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]));
     let pycache = private_dirs(cache_dir, &key, &mut grants)?;
 
     let home = match &args.home {
         Some(home) => {
-            let home = existing_dir(home, "--home")?;
+            let (home, _) = existing_dir(home, "--home", follow)?;
             if !grants.iter().any(|g| home.starts_with(&g.path)) {
                 bail!("--home {}: not inside any granted directory, so the app could not use it", home.display());
             }
@@ -294,12 +327,9 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
     };
 
     let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let capabilities: Vec<Capability> = grants
-        .iter()
-        .map(|g| Capability { path: g.path.clone(), write: g.write, shared: false, origin: Origin::Flag(g.origin.clone()) })
-        .collect();
-    for (read, write) in policy::read_only_inside_write(&capabilities) {
-        tracing::warn!("{}", policy::nested_warning(&name, read, write));
+    let capabilities: Vec<Capability> = grants.iter().map(|g| flag_capability(g, follow)).collect();
+    if let Some((read, write)) = policy::read_only_inside_write(&capabilities).first() {
+        bail!("{}", policy::nested_error(&name, read, write));
     }
     Ok(GuestSpec {
         name: name.as_str().into(),
@@ -362,7 +392,7 @@ impl Drop for EpochTicker {
 
 /// `wasgi python`: make sure the interpreter is fetched and compiled.
 pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
-    let cache_dir = args.cache_dir();
+    let cache_dir = args.cache_dir()?;
     let python = args.locate(args.interpreter)?;
     let engine = interpreter::engine(&cache_dir)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
@@ -396,10 +426,11 @@ struct Linked {
 
 impl Interpreters {
     pub fn new(args: &InterpreterArgs) -> Result<Interpreters> {
-        let engine = interpreter::engine(&args.cache_dir())?;
+        let cache_dir = args.cache_dir()?;
+        let engine = interpreter::engine(&cache_dir)?;
         Ok(Interpreters {
             args: args.clone(),
-            cache_dir: args.cache_dir(),
+            cache_dir,
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linked: Default::default(),
@@ -457,7 +488,7 @@ fn identity(interpreter_sha256: &str, reactor: &Path) -> String {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
-    let cache_dir = args.interpreter.cache_dir();
+    let cache_dir = args.interpreter.cache_dir()?;
     let spec = guest_spec(&args, &cache_dir)?;
     let instances = args.instances.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     if instances == 0 {

@@ -183,7 +183,10 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
         h.update(format!("env {k}={v}\0").as_bytes());
     }
     for g in &spec.grants {
-        h.update(format!("grant {}={}:{}\0", g.path.display(), g.guest_path.display(), g.write).as_bytes());
+        // The directory's identity too: a grant replaced by another
+        // directory of the same name is not what the snapshot was made from.
+        let (dev, ino) = g.dir.identity();
+        h.update(format!("grant {}={}:{} {dev}:{ino}\0", g.path.display(), g.guest_path.display(), g.write).as_bytes());
     }
     if let Some(stdlib) = &base.stdlib {
         h.update(format!("stdlib {}={}\0", stdlib.host.display(), stdlib.guest.display()).as_bytes());
@@ -210,6 +213,7 @@ fn mapped(engine: &wasmtime::Engine, dir: &Path) -> Result<Module> {
     // Mapped, not read: instances share its pages, and a start reads only
     // what it touches. It was written whole and renamed into place; its
     // recorded length catches a file cut short.
+    crate::interpreter::trusted_artifact(&artifact)?;
     let expected: u64 = std::fs::read_to_string(dir.join("snapshot.len")).context("its length record is missing")?.trim().parse().context("its length record is damaged")?;
     let found = std::fs::metadata(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?.len();
     if found != expected {
@@ -370,7 +374,7 @@ fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()
     // sees half a snapshot.
     let scratch = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
     std::fs::create_dir_all(&scratch)?;
-    std::fs::write(scratch.join("snapshot.cwasm"), &bytes)?;
+    crate::interpreter::write_private(&scratch.join("snapshot.cwasm"), &bytes)?;
     std::fs::write(scratch.join("snapshot.len"), bytes.len().to_string())?;
     std::fs::write(scratch.join("manifest.json"), serde_json::to_vec(manifest)?)?;
     let _ = std::fs::remove_dir_all(dir);

@@ -1307,3 +1307,193 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
         changed.join("\n")
     );
 }
+
+// ---------------------------------------------------------------- grant swaps
+//
+// A grant is the directory that was there when the configuration was
+// planned, held by handle (host/src/grant_dir.rs). These cases replace a
+// granted directory's name with a symlink into another tenant's files, from
+// outside the sandbox (a tenant's shell or SFTP account, or an app through a
+// write grant around the name), and expect every later instance to keep
+// seeing the original directory, never the other tenant's.
+
+/// Tenant a's read-only grant `a/ro` and tenant b's `b` with a secret; both
+/// hold `file.txt`, so the same guest path reads one or the other.
+struct SwapLayout {
+    _dir: TempDir,
+    a_ro: PathBuf,
+    b: PathBuf,
+}
+
+impl SwapLayout {
+    fn new(label: &str) -> SwapLayout {
+        let dir = TempDir::new(label);
+        let root = dir.path().canonicalize().unwrap();
+        let a_ro = root.join("a/ro");
+        let b = root.join("b");
+        std::fs::create_dir_all(&a_ro).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a_ro.join("file.txt"), "tenant a").unwrap();
+        std::fs::write(b.join("file.txt"), "tenant b").unwrap();
+        std::fs::write(b.join("secret.txt"), "b's secret").unwrap();
+        SwapLayout { _dir: dir, a_ro, b }
+    }
+
+    /// What the issue reproduced: `ro` renamed away, a relative symlink
+    /// `ro -> ../b` in its place.
+    fn swap(&self) {
+        std::fs::rename(&self.a_ro, self.a_ro.with_file_name("ro.old")).unwrap();
+        symlink("../b", &self.a_ro).unwrap();
+        // The host itself now reaches b through the name: the case is real.
+        assert_eq!(std::fs::read_to_string(self.a_ro.join("file.txt")).unwrap(), "tenant b");
+    }
+
+    fn read(&self, server: &Wasgi, name: &str) -> String {
+        let r = server.get(&format!("/read-file?path={}", self.a_ro.join(name).display()));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    }
+}
+
+/// Serves features.wsgi with `a/ro` granted read-only, swaps the name for a
+/// symlink to b, and reads through fresh instances: each must still see a's
+/// directory (now `ro.old`) and nothing of b's.
+fn swapped_grant_is_not_followed(label: &str, extra: &[&str]) {
+    let layout = SwapLayout::new(label);
+    let script = apps().join("features.wsgi");
+    let mut args = vec![script.to_str().unwrap(), "--instances", "1", "--grant-read", layout.a_ro.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let server = Wasgi::start(&args);
+    assert_eq!(layout.read(&server, "file.txt"), "tenant a");
+    layout.swap();
+    // maximum_requests = 1 (or isolation = "request") makes every request
+    // after the swap run in an instance started after it.
+    for round in 0..4 {
+        assert_eq!(layout.read(&server, "file.txt"), "tenant a", "round {round}: an instance started after the swap followed it\n{}", server.log.text());
+        assert_eq!(layout.read(&server, "secret.txt"), "denied: FileNotFoundError", "round {round}");
+    }
+    let _ = &layout.b;
+}
+
+#[test]
+fn a_grant_swapped_for_a_symlink_while_serving_is_not_followed_by_new_instances() {
+    swapped_grant_is_not_followed("swap-recycle", &["--maximum-requests", "1"]);
+}
+
+#[test]
+fn a_grant_swapped_for_a_symlink_is_not_followed_under_request_isolation() {
+    wasgi_tests::own_interpreter();
+    swapped_grant_is_not_followed("swap-isolation", &["--interpreter", "cpython-3.13", "--isolation", "request"]);
+}
+
+#[test]
+fn a_grant_swapped_for_a_symlink_is_not_followed_by_instances_from_a_snapshot() {
+    wasgi_tests::own_interpreter();
+    swapped_grant_is_not_followed("swap-snapshot", &["--interpreter", "cpython-3.13", "--snapshot", "--maximum-requests", "1"]);
+}
+
+/// The issue's layout: a read-only directory inside the app's write grant,
+/// which the app itself could rename and replace. It is refused at start,
+/// naming both grants, for an explicit grant and for the script directory.
+#[test]
+fn a_read_only_grant_inside_a_write_grant_is_refused_at_start() {
+    let layout = SwapLayout::new("nested");
+    let site = layout.a_ro.parent().unwrap().to_owned();
+    let script = apps().join("features.wsgi");
+    let (ok, out) = wasgi_tests::run_to_end(wasgi_tests::start_command(&[
+        script.to_str().unwrap(),
+        "--grant-write",
+        site.to_str().unwrap(),
+        "--grant-read",
+        layout.a_ro.to_str().unwrap(),
+        "--maximum-requests",
+        "2",
+    ]));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("{} is granted read-only (--grant-read) but lies inside the write grant {} (--grant-write)", layout.a_ro.display(), site.display())),
+        "{out}"
+    );
+    // The script's directory is an implied read-only grant.
+    std::fs::copy(&script, layout.a_ro.join("app.wsgi")).unwrap();
+    let (ok, out) = wasgi_tests::run_to_end(wasgi_tests::start_command(&[layout.a_ro.join("app.wsgi").to_str().unwrap(), "--grant-write", site.to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("{} is granted read-only (the script's directory) but lies inside the write grant", layout.a_ro.display())), "{out}");
+}
+
+/// A symlink planted while the server was stopped: the next start refuses
+/// the grant and names the link, unless --follow-symlinks says to resolve it.
+#[test]
+fn a_symlink_planted_while_stopped_is_refused_at_start_unless_followed_on_purpose() {
+    let layout = SwapLayout::new("planted");
+    layout.swap();
+    let script = apps().join("features.wsgi");
+    let (ok, out) = wasgi_tests::run_to_end(wasgi_tests::start_command(&[script.to_str().unwrap(), "--grant-read", layout.a_ro.to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("--grant-read {}: {} is a symlink (to ../b)", layout.a_ro.display(), layout.a_ro.display())), "{out}");
+    // A symlink higher up the path is named too.
+    let via = layout.b.with_file_name("via");
+    symlink(layout.a_ro.with_file_name("ro.old"), &via).unwrap();
+    std::fs::create_dir_all(via.join("deeper")).unwrap();
+    let (ok, out) = wasgi_tests::run_to_end(wasgi_tests::start_command(&[script.to_str().unwrap(), "--grant-read", via.join("deeper").to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("{} is a symlink", via.display())), "{out}");
+    // Asked for, the link is resolved once, at start.
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "1", "--grant-read", layout.a_ro.to_str().unwrap(), "--follow-symlinks"]);
+    assert_eq!(layout.read(&server, "file.txt"), "tenant b");
+}
+
+/// `wasgi serve`: a policy grant swapped for a symlink while serving. A
+/// SIGHUP re-plans with the same rules, so the reload is refused with the
+/// link named, and the running groups keep their original directories.
+#[test]
+fn a_sighup_after_a_grant_was_swapped_refuses_the_reload_and_keeps_the_original_directory() {
+    let layout = SwapLayout::new("swap-sighup");
+    let root = layout.b.parent().unwrap().to_owned();
+    std::fs::create_dir_all(root.join("policies/users")).unwrap();
+    std::fs::write(root.join("policies/users/a.toml"), format!("[[grant]]\npath = \"{}\"\naccess = \"read\"\n", layout.a_ro.display())).unwrap();
+    let config = root.join("wasgi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[group]]\nname = \"a\"\ninstances = 1\nuser = \"a\"\nmaximum_requests = 1\n\n[[app]]\nscript = \"{}\"\ngroup = \"a\"\n",
+            apps().join("features.wsgi").display()
+        ),
+    )
+    .unwrap();
+    let server = Wasgi::serve(&config);
+    assert_eq!(layout.read(&server, "file.txt"), "tenant a");
+    layout.swap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for(&format!("{} is a symlink (to ../b)", layout.a_ro.display()), std::time::Duration::from_secs(30));
+    for round in 0..3 {
+        assert_eq!(layout.read(&server, "file.txt"), "tenant a", "round {round}\n{}", server.log.text());
+    }
+    // wasgi check names the policy line, and resolves the link only when asked.
+    let (ok, out) = wasgi_tests::check(&config);
+    assert!(!ok && out.contains("policies/users/a.toml:2: grant[0].path:") && out.contains("is a symlink (to ../b)"), "{out}");
+    std::fs::write(root.join("policies/users/a.toml"), format!("[[grant]]\npath = \"{}\"\naccess = \"read\"\nfollow_symlinks = true\n", layout.a_ro.display())).unwrap();
+    let (ok, out) = wasgi_tests::check(&config);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("(follow_symlinks: resolved once, to {})", layout.b.display())), "{out}");
+}
+
+/// Under isolation = "request" nothing a request writes may outlive it: the
+/// group's bytecode cache (filled while the snapshot imports the app) is
+/// read-only for the instances that serve, so no request can plant a .pyc
+/// that a later request would run.
+#[test]
+fn under_request_isolation_a_request_cannot_write_the_bytecode_cache() {
+    wasgi_tests::own_interpreter();
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--isolation", "request", "--instances", "1"]);
+    let env = server.get("/env").text();
+    let prefix = env.lines().find_map(|l| l.strip_prefix("PYTHONPYCACHEPREFIX=")).unwrap_or_else(|| panic!("{env}")).to_owned();
+    let planted = Path::new(&prefix).join("planted.cpython-313.pyc");
+    let r = server.get(&format!("/write-file?path={}", planted.display()));
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("denied: "), "a request wrote the bytecode cache: {}", r.text());
+    assert!(!planted.exists(), "{} exists on the host", planted.display());
+    // The group's /tmp stays writable: only the bytecode cache is frozen.
+    assert_eq!(server.get("/write-file?path=/tmp/scratch.txt").text(), "written");
+}

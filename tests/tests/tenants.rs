@@ -291,15 +291,21 @@ fn a_virtualenv_of_another_python_minor_version_serves_its_pure_python_packages(
     assert!(body.starts_with("v.") && body.ends_with("&lt;b&gt;"), "{body}");
 }
 
+/// A read-only directory inside a write grant of the same group could be
+/// renamed away and replaced by the app: refused, not just warned about.
 #[test]
-fn check_warns_when_a_read_only_directory_lies_inside_a_write_grant() {
+fn check_refuses_a_read_only_directory_inside_a_write_grant() {
     let t = Tenants::new();
     t.write_policy("users/alice.toml", &format!("[[grant]]\npath = \"{}\"\naccess = \"write\"\n", t.path("alice").display()));
     let (ok, out) = check(&t.config());
-    assert!(ok, "{out}");
+    assert!(!ok, "{out}");
     let admin = t.path("alice/admin");
     assert!(
-        out.contains(&format!("warning: group \"alice\": {} is granted read-only (the app's script directory) but lies inside the write grant {}", admin.display(), t.path("alice").display())),
+        out.contains(&format!(
+            "group \"alice\": grants: group \"alice\": {} is granted read-only (the app's script directory) but lies inside the write grant {}",
+            admin.display(),
+            t.path("alice").display()
+        )),
         "{out}"
     );
 }

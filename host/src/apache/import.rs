@@ -1501,6 +1501,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 limits: Limits { request_timeout: g.request_timeout, ..Limits::default() },
                 reload: Reload::Off,
                 restrict_stdout: false,
+                follow_symlinks: false,
                 snapshot: true,
                 isolation: Isolation::Instance,
                 warmup: Vec::new(),

@@ -1,0 +1,142 @@
+//! The cache directory is the server's own: compiled code is loaded from it
+//! (and `deserialize` trusts what it reads), and every group's private
+//! directories live in it. So it is created 0700, refused when another user
+//! owns it, never shared through a /tmp fallback, never granted to an app,
+//! and compiled files anyone else could have written are not loaded.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+
+use wasgi_tests::{apps, run_to_end, start_command, wasgi_bin, TempDir};
+
+fn features() -> String {
+    apps().join("features.wsgi").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn without_home_there_is_no_shared_fallback_and_the_error_asks_for_a_cache_dir() {
+    let mut cmd = Command::new(wasgi_bin());
+    cmd.args(["run", &features(), "--listen", "127.0.0.1:0"])
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("WASGI_CACHE_DIR")
+        .env("NO_COLOR", "1");
+    let (ok, out) = run_to_end(cmd);
+    assert!(!ok, "{out}");
+    assert!(out.contains("neither HOME nor XDG_CACHE_HOME is set") && out.contains("--cache-dir"), "{out}");
+}
+
+#[test]
+fn a_new_cache_directory_is_created_0700_and_a_loose_one_of_ours_is_tightened() {
+    let scratch = TempDir::new("cache-mode");
+    let fresh = scratch.path().join("a/b/cache");
+    // The script does not exist: the run stops right after preparing the cache.
+    let missing = scratch.path().join("missing.wsgi");
+    let (ok, out) = run_to_end(start_command(&[missing.to_str().unwrap(), "--cache-dir", fresh.to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+
+    let loose = scratch.path().join("loose");
+    std::fs::create_dir_all(&loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, out) = run_to_end(start_command(&[missing.to_str().unwrap(), "--cache-dir", loose.to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert_eq!(std::fs::metadata(&loose).unwrap().mode() & 0o777, 0o700, "{out}");
+}
+
+#[test]
+fn a_cache_directory_owned_by_another_user_is_refused() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to give a directory to another user");
+        return;
+    }
+    let scratch = TempDir::new("cache-owner");
+    let theirs = scratch.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let (ok, out) = run_to_end(start_command(&[&features(), "--cache-dir", theirs.to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("the cache directory {} belongs to uid 65534", theirs.display())), "{out}");
+}
+
+#[test]
+fn no_grant_may_contain_or_lie_inside_the_cache_directory() {
+    let scratch = TempDir::new("cache-grant");
+    let cache = scratch.path().join("cache");
+    std::fs::create_dir_all(cache.join("modules")).unwrap();
+    let (ok, out) = run_to_end(start_command(&[&features(), "--cache-dir", cache.to_str().unwrap(), "--grant-read", scratch.path().to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    let real_cache = cache.canonicalize().unwrap();
+    assert!(out.contains(&format!("the grant of {} (--grant-read) contains the cache directory {}", scratch.path().display(), real_cache.display())), "{out}");
+    let (ok, out) = run_to_end(start_command(&[&features(), "--cache-dir", cache.to_str().unwrap(), "--grant-write", cache.join("modules").to_str().unwrap()]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("(--grant-write) lies inside the cache directory"), "{out}");
+
+    // wasgi.toml: the same check, with the group named.
+    let config = scratch.path().join("wasgi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[group]]\nname = \"g\"\npython_path = [\"{}\"]\n\n[[app]]\nscript = \"{}\"\ngroup = \"g\"\n",
+            scratch.path().display(),
+            features()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(wasgi_bin());
+    cmd.args(["check", "--config"]).arg(&config).arg("--cache-dir").arg(&cache).env("NO_COLOR", "1");
+    let (ok, out) = run_to_end(cmd);
+    assert!(!ok, "{out}");
+    assert!(out.contains("group \"g\": grants: the grant of") && out.contains("(python_path) contains the cache directory"), "{out}");
+}
+
+/// A compiled module that another user could have changed is not loaded:
+/// it is compiled again (and the new file is the server's own).
+#[test]
+fn a_compiled_module_writable_by_others_is_recompiled_not_loaded() {
+    wasgi_tests::setup();
+    let python = wasgi_tests::pinned_interpreter();
+    let cache = TempDir::new("cache-trust");
+    let shared = wasgi_tests::cache_dir();
+    std::fs::create_dir_all(cache.path().join("modules")).unwrap();
+    let mut loose = Vec::new();
+    for entry in std::fs::read_dir(shared.join("modules")).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = cache.path().join("modules").join(path.file_name().unwrap());
+        std::fs::copy(&path, &dest).unwrap();
+        if dest.extension().is_some_and(|x| x == "cwasm") {
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o666)).unwrap();
+            loose.push(dest);
+        }
+    }
+    assert!(!loose.is_empty());
+    let mut cmd = start_command(&[
+        &features(),
+        "--instances",
+        "1",
+        "--interpreter",
+        "cpython-3.12",
+        "--python-wasm",
+        python.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("serving ") || line.contains("ERROR") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains("is writable by other users (mode 666)"), "{log}");
+    assert!(log.contains("recompiling"), "{log}");
+    assert!(log.contains("serving "), "{log}");
+    let rewritten = loose.iter().find(|p| p.exists()).expect("the module was stored again");
+    assert_eq!(std::fs::metadata(rewritten).unwrap().mode() & 0o022, 0, "the new file is not writable by others");
+}
