@@ -465,7 +465,10 @@ impl Reloader {
     }
 
     async fn reload(&mut self) -> Result<()> {
-        let plan = plan(&self.config_file, &self.cache_dir, self.interpreters.default_choice())?;
+        // Reading files (a policy on a slow mount, a grant's directories) is
+        // blocking work: done off the threads that serve requests.
+        let (file, cache, choice) = (self.config_file.clone(), self.cache_dir.clone(), self.interpreters.default_choice());
+        let plan = tokio::task::spawn_blocking(move || plan(&file, &cache, choice)).await??;
         for w in &plan.warnings {
             tracing::warn!("{w}");
         }

@@ -567,10 +567,12 @@ fn wasi_context(
         None => builder.stdout(LogStderr(tag.clone())),
     };
     builder.stderr(LogStderr(tag));
-    // Python's imports are many small reads: do them in place rather than
-    // hopping to a blocking thread for each.
-    builder.allow_blocking_current_thread(true);
     builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    // The grants' file operations run on tokio's blocking pool, never on the
+    // thread that drives the instance: a FIFO or a slow mount inside a grant
+    // then stalls only its own instance, and request_timeout still ends it.
+    // (Each preopen keeps the setting in force when it was added.)
+    builder.allow_blocking_current_thread(false);
     let prefix = spec.env.iter().find(|(k, _)| k == "PYTHONPYCACHEPREFIX").map(|(_, v)| v);
     // Under request isolation nothing a request writes may outlive it: the
     // group's bytecode cache, filled while the snapshot imports the app, is
@@ -589,6 +591,9 @@ fn wasi_context(
             .with_context(|| format!("cannot grant {} (opened as {})", grant.path.display(), grant.dir.reopen_path().display()))?;
     }
     if let Some(stdlib) = stdlib {
+        // The standard library is the server's own (in its cache) and the
+        // imports' many small reads are faster in place.
+        builder.allow_blocking_current_thread(true);
         let guest = guest_path(&stdlib.guest)?;
         builder
             .preopened_dir(&stdlib.host, guest, FsPerms::ReadOnly)
@@ -604,6 +609,9 @@ fn wasi_context(
                 .with_context(|| format!("cannot map {}", mirror.display()))?;
         }
     }
+    // What the context keeps for itself: with it on, a guest's sleep would
+    // be a thread::sleep on the driving thread (wasmtime-wasi's poll_oneoff).
+    builder.allow_blocking_current_thread(false);
     for (key, value) in &spec.env {
         builder.env(key, value);
     }

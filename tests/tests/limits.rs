@@ -2,6 +2,7 @@
 //! the log see, and that the neighbours keep serving.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use wasgi_tests::{apps, http, Wasgi};
@@ -275,4 +276,42 @@ fn max_queue_turns_away_requests_beyond_the_queue_at_once() {
     assert_eq!(busy.join().unwrap().status, 200);
     assert_eq!(queued.join().unwrap().text(), "hello", "the queued request is served");
     server.log.wait_for("the request queue is full (1 waiting)", Duration::from_secs(10));
+}
+
+/// Nothing a guest does blocks the server's threads: guests sleeping, or
+/// blocked opening a FIFO that a tenant put in its grant (no writer ever
+/// comes), occupy their own instances only. Each blocks as many requests as
+/// the server has worker threads; a request to a free instance is still
+/// answered while they wait, and request_timeout ends the FIFO readers.
+#[test]
+fn sleeping_or_blocked_guests_do_not_stall_the_other_instances() {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let dir = wasgi_tests::TempDir::new("fifo");
+    let fifo = dir.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let instances = (workers + 1).to_string();
+    let server = features(&["--instances", &instances, "--request-timeout", "4", "--grant-read", dir.path().to_str().unwrap()]);
+
+    let sleepers: Vec<_> = (0..workers).map(|_| in_background(&server, "/sleep?s=3")).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.get("/head").text(), "hello");
+    assert!(sleepers.iter().all(|s| !s.is_finished()), "the probe was answered only after the sleepers");
+    for s in sleepers {
+        assert_eq!(s.join().unwrap().status, 200);
+    }
+
+    let readers: Vec<_> = (0..workers).map(|_| in_background(&server, &format!("/read-file?path={}", fifo.display()))).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.get("/head").text(), "hello");
+    assert!(readers.iter().all(|r| !r.is_finished()));
+    for r in readers {
+        assert_eq!(r.join().unwrap().status, 504, "request_timeout ends a guest blocked in a file operation");
+    }
+    server.log.wait_for(&format!("GET /read-file?path={} exceeded request_timeout (4s)", fifo.display()), Duration::from_secs(10));
+    // Let the blocked opens finish, so no thread stays stuck after the test.
+    for _ in 0..workers {
+        let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
+    }
+    drop(server);
 }
