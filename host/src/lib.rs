@@ -41,6 +41,8 @@ pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod frames;
+#[cfg(test)]
+mod fuzz;
 pub mod grant_dir;
 pub mod group;
 pub mod hostcalls;

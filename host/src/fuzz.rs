@@ -1,0 +1,216 @@
+//! Fuzzing the parsers that clients, guests and configuration files feed.
+//!
+//! Each target takes bytes and must never panic (a parse error is a fine
+//! answer; a crash is not). Inputs are seeds (valid inputs of each format)
+//! mutated at random: bits flipped, bytes replaced or inserted (favouring
+//! the format's own punctuation), ranges cut, doubled or spliced from another
+//! seed. Each target runs for a bounded time inside `cargo test` (2 seconds
+//! by default, so CI stays quick); longer by one command:
+//!
+//! ```sh
+//! WASGI_FUZZ_SECONDS=600 cargo test -p wasgi --lib fuzz -- --nocapture
+//! ```
+//!
+//! `WASGI_FUZZ_SEED` replays a run. An input that panics is written to
+//! `target/fuzz-crashes/` and the test fails naming it; each one found
+//! becomes a regression test next to the parser.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// xorshift64*: enough randomness for mutations, and replayable by seed.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+/// Bytes that mean something in one of the formats fuzzed here.
+const INTERESTING: &[u8] = b"\0\r\n\t \"'[]{}=<>#\\/:;,.*%?&+-0129azAZ\x7f\x80\xc3\xff";
+
+/// One mutated input from `seeds`.
+pub(crate) fn mutate(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
+    let mut data = seeds[rng.below(seeds.len())].to_vec();
+    for _ in 0..1 + rng.below(8) {
+        let len = data.len();
+        match rng.below(8) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                data[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                data[i] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            2 => {
+                let i = rng.below(len + 1);
+                let n = 1 + rng.below(4);
+                for _ in 0..n {
+                    data.insert(i, INTERESTING[rng.below(INTERESTING.len())]);
+                }
+            }
+            3 if len > 0 => {
+                let start = rng.below(len);
+                let end = (start + 1 + rng.below(16)).min(len);
+                data.drain(start..end);
+            }
+            4 if len > 0 => {
+                let start = rng.below(len);
+                let end = (start + 1 + rng.below(64)).min(len);
+                let copy = data[start..end].to_vec();
+                let at = rng.below(len + 1);
+                data.splice(at..at, copy);
+            }
+            5 => {
+                let other = seeds[rng.below(seeds.len())];
+                if !other.is_empty() {
+                    let start = rng.below(other.len());
+                    let end = (start + 1 + rng.below(128)).min(other.len());
+                    let at = rng.below(len + 1);
+                    data.splice(at..at, other[start..end].iter().copied());
+                }
+            }
+            6 => data.truncate(rng.below(len + 1)),
+            _ => {
+                // A random byte anywhere, including the ones no seed has.
+                let at = rng.below(len + 1);
+                data.insert(at, rng.next() as u8);
+            }
+        }
+    }
+    data
+}
+
+/// Runs `target` on mutations of `seeds` (and on the seeds themselves) for
+/// the configured time; panics with the saved input if the target panics.
+pub(crate) fn run(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) {
+    let seconds: f64 = std::env::var("WASGI_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let seed: u64 = std::env::var("WASGI_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
+    let mut rng = Rng::new(seed);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut runs = 0u64;
+    let mut try_one = |input: &[u8]| {
+        runs += 1;
+        if catch_unwind(AssertUnwindSafe(|| target(input))).is_err() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-crashes");
+            let _ = std::fs::create_dir_all(&dir);
+            let file = dir.join(format!("{name}-{seed}-{runs}"));
+            let _ = std::fs::write(&file, input);
+            panic!("fuzz target {name} panicked on {} (WASGI_FUZZ_SEED={seed}): {:?}", file.display(), String::from_utf8_lossy(input));
+        }
+    };
+    for s in seeds {
+        try_one(s);
+    }
+    while Instant::now() < deadline {
+        let input = mutate(&mut rng, seeds);
+        try_one(&input);
+    }
+    eprintln!("fuzz {name}: {runs} inputs in {seconds}s (WASGI_FUZZ_SEED={seed})");
+}
+
+#[cfg(test)]
+mod targets {
+    use std::path::Path;
+
+    use super::*;
+    use crate::frames::{self, Decoder, Kind};
+
+    /// The guest's frame stream, cut into arbitrary slices.
+    #[test]
+    fn fuzz_guest_frames() {
+        let mut stream = Vec::new();
+        for (kind, payload) in [(Kind::Ready, &b"host calls"[..]), (Kind::Start, b"200 OK\0Content-Type\0text/plain"), (Kind::Body, b"hello"), (Kind::End, b"")] {
+            stream.extend_from_slice(&frames::encode(kind, payload));
+        }
+        run("guest-frames", &[&stream, &stream[..7]], |input| {
+            let mut decoder = Decoder::default();
+            let mut rng = Rng::new(input.len() as u64 + 1);
+            let mut rest = input;
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len());
+                decoder.push(&rest[..n]);
+                rest = &rest[n..];
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some((_, payload))) => {
+                            let _ = frames::fields(&payload).count();
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        });
+    }
+
+    /// wasgi.toml, from the README's example and the tests' configs.
+    #[test]
+    fn fuzz_wasgi_toml() {
+        let readme = include_str!("../../README.md");
+        let example = readme.split("```toml\n[[listen]]").nth(1).and_then(|s| s.split("```").next()).map(|s| format!("[[listen]]{s}")).unwrap();
+        let small = "[[listen]]\naddress = \"127.0.0.1:0\"\n[http]\nmax_headers = 10\n[[group]]\nname = \"g\"\nwarmup = [\"/\"]\nreload_on_change = \"tree\"\n[[app]]\nscript = \"/srv/a/app.wsgi\"\ngroup = \"g\"\nhost = [\"*.a.example\"]\nmount = \"/x\"\nallow = [\"10.1\"]\n";
+        run("wasgi-toml", &[example.as_bytes(), small.as_bytes()], |input| {
+            let _ = crate::config::from_text(Path::new("/nonexistent/wasgi.toml"), &String::from_utf8_lossy(input));
+        });
+    }
+
+    /// A policy file (read from disk, as the server does).
+    #[test]
+    fn fuzz_policy() {
+        let dir = std::env::temp_dir().join(format!("wasgi-fuzz-policy-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("policies/users")).unwrap();
+        let config = dir.join("wasgi.toml");
+        std::fs::write(&config, "[[group]]\nname = \"g\"\nuser = \"u\"\n[[app]]\nscript = \"/srv/app.wsgi\"\ngroup = \"g\"\n").unwrap();
+        let config = crate::config::load(&config).unwrap();
+        let seed = b"[[grant]]\npath = \"/tmp\"\naccess = \"read\"\n\n[[grant]]\npath = \"/nonexistent/x/../y\"\naccess = \"write\"\nshared = true\nfollow_symlinks = true\n\n[limits]\nmemory_limit = 512\n";
+        run("policy", &[seed], |input| {
+            std::fs::write(dir.join("policies/users/u.toml"), input).unwrap();
+            let _ = crate::policy::resolve(&config);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Apache configuration text (the importer's reader). Inputs that
+    /// include other files are skipped: a mutated `Include /*` would read
+    /// the machine's files; includes have their own tests.
+    #[test]
+    fn fuzz_apache_conf() {
+        let guide = "<VirtualHost *>\n    ServerName example.com\n    WSGIDaemonProcess yourapplication user=user1 group=group1 threads=5\n    WSGIScriptAlias / /var/www/yourapplication/yourapplication.wsgi\n    <Directory /var/www/yourapplication>\n        WSGIProcessGroup yourapplication\n        WSGIApplicationGroup %{GLOBAL}\n        Order deny,allow\n        Allow from all\n    </Directory>\n</VirtualHost>\n";
+        let more = "Define ROOT /srv\n<IfModule mod_wsgi.c>\nWSGIPythonPath \"${ROOT}/lib\" \\\n  /other\n</IfModule>\n<Location /x>\nRequire ip 10.0.0.0/8\n</Location>\n";
+        run("apache-conf", &[guide.as_bytes(), more.as_bytes()], |input| {
+            let text = String::from_utf8_lossy(input);
+            if text.to_ascii_lowercase().contains("include") {
+                return;
+            }
+            let _ = crate::apache::conf::Reader::new(None).parse(&text, Path::new("/nonexistent/site.conf"));
+        });
+    }
+
+    #[test]
+    fn mutations_are_replayable_from_the_seed() {
+        let seeds: &[&[u8]] = &[b"abc", b"[[x]]"];
+        let a: Vec<_> = (0..50).scan(Rng::new(7), |r, _| Some(mutate(r, seeds))).collect();
+        let b: Vec<_> = (0..50).scan(Rng::new(7), |r, _| Some(mutate(r, seeds))).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().any(|m| m.as_slice() != b"abc" && m.as_slice() != b"[[x]]"));
+    }
+}
