@@ -329,11 +329,14 @@ fn fingerprint(spec: &GuestSpec) -> Option<(std::time::SystemTime, u64)> {
 /// Polls the app's files once a second and reloads the group when they change.
 async fn watch_for_changes(group: std::sync::Weak<Group>) {
     let Some(spec) = group.upgrade().map(|g| g.spec.clone()) else { return };
-    let mut last = fingerprint(&spec);
+    // The walk reads directories a tenant controls (a slow mount, a huge
+    // tree): on the blocking pool, never on a thread that serves requests.
+    let walk = |spec: Arc<GuestSpec>| async move { tokio::task::spawn_blocking(move || fingerprint(&spec)).await.ok().flatten() };
+    let mut last = walk(spec.clone()).await;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some(group) = group.upgrade() else { return };
-        let now = fingerprint(&spec);
+        let now = walk(spec.clone()).await;
         if now != last {
             tracing::info!(group = %group.name, "{} changed; starting new instances", spec.script.display());
             last = now;
