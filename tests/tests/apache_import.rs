@@ -74,6 +74,32 @@ fn the_guides_unix_example_imports_and_passes_check() {
     assert!(report.contains("imported/policies/users/user1.toml:8"), "the grant comes from the written policy:\n{report}");
 }
 
+/// A deployment whose app directory is a symlink to the current release:
+/// Apache followed it; the import says so and resolves it once
+/// (follow_symlinks), so check passes and the note names the link.
+#[test]
+fn an_app_directory_behind_a_symlink_imports_with_follow_symlinks_and_passes_check() {
+    let tmp = TempDir::new("import-symlink");
+    let release = tmp.path().join("releases/42");
+    write(release.join("yourapplication.wsgi"), APP);
+    let site = tmp.path().join("www/yourapplication");
+    std::fs::create_dir_all(site.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&release, &site).unwrap();
+    let conf = read(fixtures().join("guide-unix.conf")).replace("/var/www/yourapplication", site.to_str().unwrap());
+    write(tmp.path().join("site.conf"), &conf);
+
+    let (ok, out, err) = wasgi(&["import-apache", "site.conf", "--out", "imported"], tmp.path());
+    assert!(ok, "{out}\n{err}");
+    let toml = read(tmp.path().join("imported/wasgi.toml"));
+    assert!(toml.contains(&format!("follow_symlinks = true   # {} is a symlink (to {})", site.display(), release.display())), "{toml}");
+    let policy = read(tmp.path().join("imported/policies/users/user1.toml"));
+    assert!(policy.contains(&format!("path = \"{}\"\naccess = \"read\"\nfollow_symlinks = true", site.display())), "{policy}");
+    assert!(read(tmp.path().join("imported/UNMAPPED.txt")).contains("group yourapplication: follow_symlinks = true"), "the note names the link");
+    let (ok, report) = check(&tmp.path().join("imported/wasgi.toml"));
+    assert!(ok, "wasgi check refused the imported config:\n{report}");
+    assert!(report.contains(&format!("(follow_symlinks: resolved once, to {})", release.display())), "{report}");
+}
+
 #[test]
 fn the_guides_windows_example_imports_and_says_what_check_will_report() {
     let tmp = TempDir::new("import-windows");

@@ -1036,6 +1036,31 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
         }
     }
 
+    // Apache followed symlinks in these paths; wasgi refuses them in a grant
+    // unless told to resolve them once (grant_dir). Say so on the group, and
+    // in the notes, rather than leave `wasgi check` to fail.
+    for (i, g) in groups.iter_mut().enumerate() {
+        let mut paths: Vec<String> = apps.iter().filter(|a| a.group == i).map(|a| parent_of(&a.script)).collect();
+        paths.extend(g.python_path.iter().cloned());
+        paths.extend(g.venv.iter().cloned());
+        if let Some((link, target)) = paths.iter().find_map(|p| symlink_in(p)) {
+            g.lines.push((
+                "follow_symlinks".into(),
+                "true".into(),
+                format!("{} is a symlink (to {target}): Apache followed it; wasgi resolves it once at start", link.display()),
+            ));
+            im.notes.push(Item {
+                at: g.origin.split(": ").next().unwrap_or_default().to_owned(),
+                what: format!("group {}: follow_symlinks = true", g.name),
+                why: format!(
+                    "{} is a symlink (to {target}); whoever can change it decides what the group sees at the next start: \
+                     name the real directory instead if that is not you",
+                    link.display()
+                ),
+            });
+        }
+    }
+
     let mut missing = Vec::new();
     let mut exists = |path: &str, what: String, at: &str| {
         if is_windows_path(path) || !Path::new(path).exists() {
@@ -1407,6 +1432,14 @@ fn render_config(
     w
 }
 
+/// The first symlink on `path` on this machine, and where it leads.
+fn symlink_in(path: &str) -> Option<(PathBuf, String)> {
+    match crate::grant_dir::GrantDir::open(Path::new(path), false) {
+        Err(crate::grant_dir::GrantDirError::Symlink { link, target }) => Some((link, target)),
+        _ => None,
+    }
+}
+
 /// policies/users/*.toml from the directories each group's apps use, and
 /// policies/groups/*.toml for the Unix groups named.
 fn render_policies(groups: &[Group], apps: &[App]) -> Vec<(PathBuf, String)> {
@@ -1454,6 +1487,9 @@ fn render_policies(groups: &[Group], apps: &[App]) -> Vec<(PathBuf, String)> {
             }
             let _ = writeln!(w, "\n# {why}");
             let _ = writeln!(w, "[[grant]]\npath = {}\naccess = \"read\"", q(path));
+            if let Some((link, target)) = symlink_in(path) {
+                let _ = writeln!(w, "follow_symlinks = true   # {} is a symlink (to {target}): resolved once at start", link.display());
+            }
         }
         files.push((PathBuf::from("policies/users").join(format!("{name}.toml")), w));
     }
