@@ -11,9 +11,16 @@
 //! have imported the new code they take requests from the same queue and the
 //! old generation finishes what it holds and stops, so no request fails. New
 //! code that does not import leaves the old generation serving.
+//!
+//! Every instance, from the moment its start is decided until it is gone,
+//! holds a [`Seat`]: the count of seats and the queue's hand-off are checked
+//! under one lock, so a request is never left in a queue that no instance
+//! will read (the last idle instance stopping as a request arrives wakes the
+//! group). A worker task that panics or vanishes hands its seat to a
+//! replacement and is logged and counted ([`Worker`]'s drop guard).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::instance::{Entry, GuestSpec, Instance, Isolation, Prepared, Reload, StartError};
@@ -32,10 +39,17 @@ pub struct Group {
     failed_starts: AtomicU64,
     /// The generation that should be serving; older workers retire.
     generation: tokio::sync::watch::Sender<u64>,
-    /// Instances serving (or waiting for) requests.
-    live: std::sync::atomic::AtomicUsize,
-    /// Set while instances are being started for a group that went idle.
-    waking: std::sync::atomic::AtomicBool,
+    /// Seats taken: instances serving, starting, or a replacement on its way.
+    /// Locked around every change and around `submit`'s hand-off to the
+    /// queue, so the two cannot interleave (see [`Seat`]).
+    seats: Mutex<usize>,
+    /// Worker tasks that panicked or were dropped without stopping properly.
+    lost_workers: AtomicU64,
+    /// Workers lost since one last served a request: a worker that dies at
+    /// once, again and again, backs off like a failed start.
+    lost_in_a_row: AtomicU64,
+    /// A test-only fault (WASGI_TEST_PANIC_WORKER_AFTER): see [`Worker::run`].
+    panic_after: Option<u64>,
 }
 
 impl Group {
@@ -55,11 +69,13 @@ impl Group {
             next_instance: AtomicU64::new(1),
             failed_starts: AtomicU64::new(0),
             generation: tokio::sync::watch::Sender::new(0),
-            live: std::sync::atomic::AtomicUsize::new(0),
-            waking: std::sync::atomic::AtomicBool::new(false),
+            seats: Mutex::new(0),
+            lost_workers: AtomicU64::new(0),
+            lost_in_a_row: AtomicU64::new(0),
+            panic_after: std::env::var("WASGI_TEST_PANIC_WORKER_AFTER").ok().and_then(|n| n.parse().ok()),
         });
         let instances = group.start_generation().await?;
-        group.live.fetch_add(instances.len(), Ordering::AcqRel);
+        let seats = group.take_seats(instances.len());
         let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
         let transport = instances.first().map_or("", |i| i.transport.as_str());
         tracing::info!(
@@ -67,8 +83,8 @@ impl Group {
             "{size} instance(s) ready; frames over {transport}; linear memory {:.1} MiB each",
             memory as f64 / (1 << 20) as f64
         );
-        for instance in instances {
-            group.spawn_worker(instance, 0);
+        for (instance, seat) in instances.into_iter().zip(seats) {
+            group.spawn_worker(instance, 0, seat);
         }
         if group.spec.reload != Reload::Off {
             tokio::spawn(watch_for_changes(Arc::downgrade(&group)));
@@ -107,12 +123,18 @@ impl Group {
         let started = std::time::Instant::now();
         match self.start_generation().await {
             Ok(instances) => {
-                let next = *self.generation.borrow() + 1;
-                self.live.fetch_add(instances.len(), Ordering::AcqRel);
-                for instance in instances {
-                    self.spawn_worker(instance, next);
+                // Seats first, so the old generation retiring never leaves
+                // the group at none; the bump is atomic, so two reloads at
+                // once (SIGHUP and a changed file) leave one generation.
+                let seats = self.take_seats(instances.len());
+                let mut next = 0;
+                self.generation.send_modify(|generation| {
+                    *generation += 1;
+                    next = *generation;
+                });
+                for (instance, seat) in instances.into_iter().zip(seats) {
+                    self.spawn_worker(instance, next, seat);
                 }
-                self.generation.send_replace(next);
                 tracing::info!(group = %self.name, "reloaded: {} new instance(s) in {:.2}s; the old ones finish their requests and stop", self.size, started.elapsed().as_secs_f64());
             }
             Err(e) => tracing::error!(group = %self.name, "the changed app does not start, so the running instances keep serving the old code:\n{e}"),
@@ -133,29 +155,78 @@ impl Group {
     /// Queues a request; a full queue gives it back (the caller answers 503).
     /// A group whose instances all went idle starts them again.
     pub fn submit(self: &Arc<Self>, job: Job) -> Result<(), Job> {
-        self.queue.try_send(job).map_err(|e| e.into_inner())?;
-        if self.live.load(Ordering::Acquire) == 0 && !self.waking.swap(true, Ordering::AcqRel) {
-            let group = self.clone();
-            group.live.fetch_add(group.size, Ordering::AcqRel);
-            tokio::spawn(async move {
-                tracing::info!(group = %group.name, "a request arrived for an idle group: starting {} instance(s)", group.size);
-                let generation = *group.generation.borrow();
-                match group.start_generation().await {
-                    Ok(instances) => {
-                        for instance in instances {
-                            group.spawn_worker(instance, generation);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(group = %group.name, "the app could not start again: {e}");
-                        group.live.fetch_sub(group.size, Ordering::AcqRel);
-                        group.replace();
+        let wake = {
+            let mut seats = self.lock_seats();
+            self.queue.try_send(job).map_err(|e| e.into_inner())?;
+            if *seats > 0 {
+                // A seated instance reads the queue, or its seat's drop
+                // (which takes this lock) sees the request and wakes us.
+                return Ok(());
+            }
+            *seats += self.size;
+            self.size
+        };
+        self.wake(self.seats_taken(wake));
+        Ok(())
+    }
+
+    /// Starts the instances of a group that went idle, on `seats` already
+    /// counted (so that requests arriving meanwhile do not wake it twice).
+    fn wake(self: &Arc<Self>, mut seats: Vec<Seat>) {
+        let group = self.clone();
+        spawn_if_running(async move {
+            tracing::info!(group = %group.name, "a request arrived for an idle group: starting {} instance(s)", group.size);
+            let generation = *group.generation.borrow();
+            match group.start_generation().await {
+                Ok(instances) => {
+                    for (instance, seat) in instances.into_iter().zip(seats) {
+                        group.spawn_worker(instance, generation, seat);
                     }
                 }
-                group.waking.store(false, Ordering::Release);
-            });
-        }
-        Ok(())
+                Err(e) => {
+                    tracing::error!(group = %group.name, "the app could not start again: {e}");
+                    // One seat goes on to the replacement loop, which backs off.
+                    let kept = seats.pop().expect("a group has at least one instance");
+                    drop(seats);
+                    group.replace(kept);
+                }
+            }
+        });
+    }
+
+    /// Wakes the group if requests wait and no instance is seated to read
+    /// them (the last one stopped as they arrived).
+    fn wake_if_stranded(self: &Arc<Self>) {
+        let wake = {
+            let mut seats = self.lock_seats();
+            if *seats > 0 || self.jobs.is_empty() {
+                return;
+            }
+            *seats += self.size;
+            self.size
+        };
+        self.wake(self.seats_taken(wake));
+    }
+
+    /// Counts `n` more seats.
+    fn take_seats(self: &Arc<Self>, n: usize) -> Vec<Seat> {
+        *self.lock_seats() += n;
+        self.seats_taken(n)
+    }
+
+    /// The `n` seats just counted under the lock.
+    fn seats_taken(self: &Arc<Self>, n: usize) -> Vec<Seat> {
+        (0..n).map(|_| Seat(self.clone())).collect()
+    }
+
+    fn lock_seats(&self) -> MutexGuard<'_, usize> {
+        // The count is a plain integer, right after any panic too.
+        self.seats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Worker tasks lost (panicked or dropped) since the group started.
+    pub fn lost_workers(&self) -> u64 {
+        self.lost_workers.load(Ordering::Relaxed)
     }
 
     /// True while instances fail to start (the replacement loop is backing
@@ -169,15 +240,10 @@ impl Group {
         self.queue.len()
     }
 
-    /// Runs `instance` until it stops. Its place in `live` must have been
-    /// reserved by the caller, before the instance started, so that a
-    /// request arriving meanwhile does not wake an idle group twice.
-    fn spawn_worker(self: &Arc<Self>, instance: Instance, generation: u64) {
-        let group = self.clone();
-        tokio::spawn(async move {
-            serve_requests(group.clone(), instance, generation).await;
-            group.live.fetch_sub(1, Ordering::AcqRel);
-        });
+    /// Runs `instance` in a task of its own until it stops, in `seat`.
+    fn spawn_worker(self: &Arc<Self>, instance: Instance, generation: u64, seat: Seat) {
+        let worker = Worker { group: self.clone(), instance: instance.io.id, seat: Some(seat) };
+        spawn_if_running(worker.run(instance, generation));
     }
 
     /// What an instance of the code as it is now starts from: the app's
@@ -192,17 +258,23 @@ impl Group {
         Instance::start(&self.boot().await?, &self.spec, id).await
     }
 
-    /// Starts a replacement for a lost instance, backing off after failures.
-    fn replace(self: &Arc<Self>) {
+    /// Starts a replacement for a lost instance in its `seat`, backing off
+    /// after failed starts and lost workers.
+    fn replace(self: &Arc<Self>, seat: Seat) {
         let group = self.clone();
-        group.live.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
+        spawn_if_running(async move {
             loop {
-                let failures = group.failed_starts.load(Ordering::Relaxed);
+                let failed = group.failed_starts.load(Ordering::Relaxed);
+                let lost = group.lost_in_a_row.load(Ordering::Relaxed);
+                let failures = failed + lost.saturating_sub(1);
                 if failures > 0 {
                     // 0.2 s, 0.4 s, 0.8 s … capped at 30 s.
                     let delay = Duration::from_millis(100u64.saturating_mul(1 << failures.min(9))).min(Duration::from_secs(30));
-                    tracing::warn!(group = %group.name, "waiting {:.1}s before starting an instance ({failures} failed starts in a row)", delay.as_secs_f64());
+                    let why = match lost {
+                        0 => format!("{failed} failed starts in a row"),
+                        _ => format!("{failed} failed starts and {lost} lost workers in a row"),
+                    };
+                    tracing::warn!(group = %group.name, "waiting {:.1}s before starting an instance ({why})", delay.as_secs_f64());
                     tokio::time::sleep(delay).await;
                 }
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
@@ -211,7 +283,7 @@ impl Group {
                         group.failed_starts.store(0, Ordering::Relaxed);
                         tracing::info!(group = %group.name, instance = id, "replacement instance ready");
                         let generation = *group.generation.borrow();
-                        group.spawn_worker(instance, generation);
+                        group.spawn_worker(instance, generation, seat);
                         return;
                     }
                     Err(e) => {
@@ -232,63 +304,160 @@ fn with_jitter(maximum: u64) -> u64 {
     maximum + random % (maximum / 10 + 1)
 }
 
-/// One instance's life: take the next request, serve it, repeat. If the
-/// instance is lost on the way, or has served its maximum_requests, a
-/// replacement is started and this one ends.
-async fn serve_requests(group: Arc<Group>, mut instance: Instance, generation: u64) {
-    let recycle_after = group.spec.limits.maximum_requests.map(with_jitter);
-    let mut current = group.generation.subscribe();
-    loop {
-        if *current.borrow_and_update() != generation {
-            tracing::debug!(group = %group.name, instance = instance.io.id, "retired by a reload");
-            return;
-        }
-        let idle_limit = group.spec.limits.inactivity_timeout;
-        let idle = async {
-            match idle_limit {
-                Some(limit) => tokio::time::sleep(limit).await,
-                None => std::future::pending().await,
-            }
+/// One instance's place among the group's `seats`, held from the moment its
+/// start is decided until it is gone (by the start, then its worker, or by
+/// the replacement loop). Dropping the last seat while requests wait starts
+/// the group again: the seat count and the queue are looked at under the
+/// lock `submit` holds, so a request that arrives as the last idle instance
+/// stops either finds a seat taken (and that seat's drop sees the request)
+/// or finds none and wakes the group itself.
+struct Seat(Arc<Group>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let group = &self.0;
+        let stranded = {
+            let mut seats = group.lock_seats();
+            *seats -= 1;
+            *seats == 0 && !group.jobs.is_empty()
         };
-        let job = tokio::select! {
-            biased;
-            _ = current.changed() => continue,
-            job = group.jobs.recv() => match job {
-                Ok(job) => job,
-                Err(_) => return,
-            },
-            _ = idle => {
-                tracing::info!(group = %group.name, instance = instance.io.id,
-                    "stopped after {}s without a request (inactivity_timeout)", idle_limit.unwrap_or_default().as_secs());
-                return;
-            }
-        };
-        if let Err(lost) = request::serve(&group, &mut instance, job).await {
-            tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
-            drop(instance);
-            group.replace();
-            return;
+        if stranded {
+            // Woken from a task, not from here: a runtime that is shutting
+            // down drops it unrun, where a wake's seats, dropped unrun too,
+            // would come back here.
+            let group = group.clone();
+            spawn_if_running(async move { group.wake_if_stranded() });
         }
-        if group.spec.isolation == Isolation::Request {
-            // The next request gets an instance nothing has run in yet.
-            drop(instance);
-            let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
-            match group.fresh_instance(id).await {
-                Ok(fresh) => {
-                    instance = fresh;
-                    continue;
+    }
+}
+
+/// `tokio::spawn`, except where no runtime is left (a drop as the process
+/// stops): a runtime shutting down drops what is spawned, unrun.
+fn spawn_if_running(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
+/// How a worker's loop ended.
+enum End {
+    /// For good: idle, retired by a reload, or its group retired.
+    Stop,
+    /// Its instance is gone or used up: a replacement takes the seat.
+    Replace,
+}
+
+/// An instance's task. Its drop is the guard against a worker lost without
+/// ending properly (a panic in the host, or the task dropped): the seat is
+/// still held then, and goes to a replacement, with an error in the log that
+/// names the instance and a count.
+struct Worker {
+    group: Arc<Group>,
+    /// The instance being served (a new one after each request under
+    /// request isolation), for the log.
+    instance: u64,
+    /// Taken when the loop ends properly.
+    seat: Option<Seat>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let Some(seat) = self.seat.take() else { return };
+        let how = if std::thread::panicking() { "panicked" } else { "was dropped while serving" };
+        let (group, instance) = (self.group.clone(), self.instance);
+        // In a task rather than here: a runtime that is shutting down drops
+        // its tasks, this one among them, and runs nothing new, so a server
+        // that stops logs no lost workers.
+        spawn_if_running(async move {
+            let lost = group.lost_workers.fetch_add(1, Ordering::Relaxed) + 1;
+            group.lost_in_a_row.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(group = %group.name, instance,
+                "the worker task of instance {instance} {how} (a bug in wasgi; a request it was serving, if any, failed); starting a replacement ({lost} worker(s) lost in this group so far)");
+            group.replace(seat);
+        });
+    }
+}
+
+impl Worker {
+    /// Serves requests until the instance stops, then gives up the seat or
+    /// hands it to a replacement.
+    async fn run(mut self, instance: Instance, generation: u64) {
+        let end = self.serve_requests(instance, generation).await;
+        let seat = self.seat.take().expect("the seat is held until the loop ends");
+        match end {
+            End::Stop => drop(seat),
+            End::Replace => self.group.replace(seat),
+        }
+    }
+
+    /// One instance's life: take the next request, serve it, repeat. If the
+    /// instance is lost on the way, or has served its maximum_requests, it
+    /// asks for a replacement.
+    async fn serve_requests(&mut self, mut instance: Instance, generation: u64) -> End {
+        let group = self.group.clone();
+        let recycle_after = group.spec.limits.maximum_requests.map(with_jitter);
+        let mut current = group.generation.subscribe();
+        loop {
+            if *current.borrow_and_update() != generation {
+                tracing::debug!(group = %group.name, instance = instance.io.id, "retired by a reload");
+                return End::Stop;
+            }
+            // A test-only fault, the one way the tests have to make a worker
+            // task panic (no guest can: the host answers a misbehaving guest
+            // by discarding its instance). Only the environment variable
+            // WASGI_TEST_PANIC_WORKER_AFTER=N, read once when the group
+            // starts, turns it on: each instance's task panics once it has
+            // served N requests, between requests, for Worker's drop guard.
+            if group.panic_after.is_some_and(|n| instance.served >= n) {
+                panic!("WASGI_TEST_PANIC_WORKER_AFTER: instance {} served {} requests", instance.io.id, instance.served);
+            }
+            let idle_limit = group.spec.limits.inactivity_timeout;
+            let idle = async {
+                match idle_limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
                 }
-                Err(e) => {
-                    tracing::error!(group = %group.name, instance = id, "a fresh instance failed to start: {e}");
-                    group.replace();
-                    return;
+            };
+            let job = tokio::select! {
+                biased;
+                _ = current.changed() => continue,
+                job = group.jobs.recv() => match job {
+                    Ok(job) => job,
+                    Err(_) => return End::Stop,
+                },
+                _ = idle => {
+                    // A request that arrives from here on finds this seat
+                    // gone, or is seen by its drop (Seat): it is not stranded.
+                    tracing::info!(group = %group.name, instance = instance.io.id,
+                        "stopped after {}s without a request (inactivity_timeout)", idle_limit.unwrap_or_default().as_secs());
+                    return End::Stop;
+                }
+            };
+            if let Err(lost) = request::serve(&group, &mut instance, job).await {
+                tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
+                return End::Replace;
+            }
+            group.lost_in_a_row.store(0, Ordering::Relaxed);
+            if group.spec.isolation == Isolation::Request {
+                // The next request gets an instance nothing has run in yet.
+                drop(instance);
+                let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
+                match group.fresh_instance(id).await {
+                    Ok(fresh) => {
+                        instance = fresh;
+                        self.instance = id;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(group = %group.name, instance = id, "a fresh instance failed to start: {e}");
+                        return End::Replace;
+                    }
                 }
             }
-        }
-        if recycle_after.is_some_and(|limit| instance.served >= limit) {
-            tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
-            group.replace();
-            return;
+            if recycle_after.is_some_and(|limit| instance.served >= limit) {
+                tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
+                return End::Replace;
+            }
         }
     }
 }

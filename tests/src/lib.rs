@@ -220,6 +220,25 @@ impl Log {
         }
     }
 
+    /// Waits until `done` holds for the log's text, waking at each new line
+    /// (not polling, so a test acts within moments of the line it waits
+    /// for); panics with the log after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cond) = &*self.0;
+        let mut text = lock.lock().unwrap();
+        loop {
+            if done(&text) {
+                return text.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!("{what} within {timeout:?}:\n{text}");
+            }
+            text = cond.wait_timeout(text, deadline - now).unwrap().0;
+        }
+    }
+
     fn push(&self, line: &str) {
         let (lock, cond) = &*self.0;
         let mut text = lock.lock().unwrap();
