@@ -24,6 +24,9 @@ pub struct Connection {
     /// Per HTTP/1 request, in order: did its head carry both Content-Length
     /// and Transfer-Encoding? (see [`crate::framing`])
     pub ambiguous: Option<crate::framing::Verdicts>,
+    /// Set when the connection's writes made no progress for
+    /// body_write_timeout (see [`crate::framing::WatchedIo`]).
+    pub write_stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connection {
@@ -45,6 +48,14 @@ pub enum EnvironError {
     AboveRoot,
     #[error("the request has both Content-Length and Transfer-Encoding (a request-smuggling pattern)")]
     AmbiguousLength,
+    #[error("the request has more than one Host header")]
+    TwoHosts,
+    #[error("the request's Transfer-Encoding applies chunked more than once or not last")]
+    BadChunkedCoding,
+    #[error("the request target has raw non-ASCII bytes (they must be %-escaped)")]
+    NonAsciiTarget,
+    #[error("the request target \"*\" is only for OPTIONS")]
+    AsteriskNotOptions,
 }
 
 pub const SERVER_SOFTWARE: &str = concat!("wasgi/", env!("CARGO_PKG_VERSION"));
