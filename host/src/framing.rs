@@ -352,6 +352,100 @@ GET /d HTTP/1.1\nHost: x\n\n";
         }
     }
 
+    /// One generated HTTP/1.1 request as hyper accepts it (heads with CRLF
+    /// or bare-LF lines, Content-Length or chunked bodies whose bytes look
+    /// like heads and chunk lines), and whether it carries both CL and TE.
+    fn generated_request(g: &mut crate::fuzz::Gen) -> (Vec<u8>, bool) {
+        let looks_like_http = b"\r\n0123456789abcdef;GET /HTTP1.:Content-Length Transfer-Encoding chunked";
+        let mut wire = Vec::new();
+        let eol = |g: &mut crate::fuzz::Gen| -> &'static [u8] { if g.chance(3) { b"\n" } else { b"\r\n" } };
+        if g.chance(8) {
+            wire.extend_from_slice(eol(g));
+        }
+        let method = *g.pick(&["GET", "POST", "PUT", "OPTIONS", "DELETE"]);
+        wire.extend_from_slice(format!("{method} /{} HTTP/1.1", g.below(1000)).as_bytes());
+        wire.extend_from_slice(eol(g));
+        let mut fields: Vec<Vec<u8>> = vec![b"Host: x".to_vec()];
+        for _ in 0..g.below(3) {
+            let mut field = format!("X-{}: ", g.below(100)).into_bytes();
+            field.extend(g.bytes_of(b"abc ;=:,/\t", 0..12));
+            fields.push(field);
+        }
+        let kind = g.below(4); // none, Content-Length, chunked, both
+        let mut body = Vec::new();
+        if kind == 1 {
+            body = g.bytes_of(looks_like_http, 0..60);
+            fields.push(format!("Content-Length: {}", body.len()).into_bytes());
+        }
+        if kind >= 2 {
+            let coding = *g.pick(&["chunked", "Chunked", "gzip, chunked", "gzip,chunked"]);
+            fields.push(format!("Transfer-Encoding: {coding}").into_bytes());
+            if kind == 3 {
+                fields.push(format!("Content-Length: {}", g.below(40)).into_bytes());
+            }
+            for _ in 0..g.below(4) {
+                let data = g.bytes_of(looks_like_http, 1..31);
+                body.extend_from_slice(format!("{:x}", data.len()).as_bytes());
+                if g.chance(3) {
+                    body.extend_from_slice(b";ext=1");
+                }
+                body.extend_from_slice(b"\r\n");
+                body.extend_from_slice(&data);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n");
+            if g.chance(3) {
+                body.extend_from_slice(b"Trailer: t\r\n");
+            }
+            body.extend_from_slice(b"\r\n");
+        }
+        // Field order is the client's.
+        for i in (1..fields.len()).rev() {
+            fields.swap(i, g.below(i + 1));
+        }
+        for field in fields {
+            wire.extend_from_slice(&field);
+            wire.extend_from_slice(eol(g));
+        }
+        wire.extend_from_slice(eol(g));
+        wire.extend_from_slice(&body);
+        (wire, kind == 3)
+    }
+
+    #[test]
+    fn fuzz_a_well_framed_pipeline_gets_one_right_verdict_per_request_however_it_is_read() {
+        crate::fuzz::check("framing pipeline", |g| {
+            let (mut wire, mut expected) = (Vec::new(), Vec::new());
+            for _ in 0..1 + g.below(5) {
+                let (request, ambiguous) = generated_request(g);
+                wire.extend_from_slice(&request);
+                expected.push(ambiguous);
+            }
+            let verdicts = Verdicts::default();
+            let mut w = Watcher::new(verdicts.clone());
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let n = (1 + g.below(64)).min(rest.len());
+                w.feed(&rest[..n]);
+                rest = &rest[n..];
+            }
+            let got: Vec<bool> = verdicts.lock().unwrap().iter().copied().collect();
+            assert_eq!(got, expected, "wire: {:?}", String::from_utf8_lossy(&wire));
+        });
+    }
+
+    #[test]
+    fn fuzz_arbitrary_bytes_never_panic_the_watcher() {
+        crate::fuzz::check("framing bytes", |g| {
+            let alphabet = b"\r\n\r\n0123456789abcdefxyz ;:,GET /HTTP/1.1 Content-Length: 5 Transfer-Encoding: chunked\x00\xff";
+            let mut w = Watcher::new(Verdicts::default());
+            for _ in 0..g.below(20) {
+                let piece = if g.chance(3) { generated_request(g).0 } else { g.bytes_of(alphabet, 0..80) };
+                w.feed(&piece);
+            }
+        });
+    }
+
     #[test]
     fn http2_and_garbage_turn_it_off() {
         assert!(verdicts_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 4).is_empty());

@@ -40,6 +40,8 @@ pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod frames;
+#[cfg(test)]
+mod fuzz;
 pub mod group;
 pub mod hostcalls;
 pub mod instance;
