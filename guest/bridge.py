@@ -52,6 +52,22 @@ class ClientGone(Exception):
     """The host cancelled the response: the client disconnected."""
 
 
+class RequestBodyError(OSError):
+    """wsgi.input could not be read: the client's doing (a malformed or
+    stalled body, one over max_body_bytes), not the app's."""
+
+
+def _from_request_body(e):
+    """True if `e` is, or was raised while handling, a RequestBodyError."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, RequestBodyError):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def _write_all(fd, data):
     n = os.write(fd, data)
     if n < len(data):
@@ -570,7 +586,7 @@ class Input:
             return True
         if kind == K_BODY_ERROR:
             self._eof = True
-            raise OSError(f"request data read error: {payload.decode('utf-8', 'replace')}")
+            raise RequestBodyError(f"request data read error: {payload.decode('utf-8', 'replace')}")
         raise ProtocolError(f"expected a body frame, got {kind!r}")
 
     def read(self, size=-1):
@@ -827,8 +843,13 @@ def handle(app, payload, errors):
         raise
     except BaseException as e:
         label = _request_label(environ)
+        if _from_request_body(e):
+            # The host answers the client (400 for a malformed body) and logs
+            # why; no traceback to send anyone hunting in the app.
+            log("warn", f"{label}: the app stopped on an unreadable request body: {e}")
         if not response.sent:
-            log("error", f"Exception on {label}:\n{_format_exc(e)}")
+            if not _from_request_body(e):
+                log("error", f"Exception on {label}:\n{_format_exc(e)}")
             body = b"Internal Server Error\n"
             response.pending = [
                 (K_START, b"\0".join([
@@ -840,7 +861,8 @@ def handle(app, payload, errors):
             if not response.head_only:
                 response.pending.append((K_DATA, body))
         else:
-            log("error", f"Exception on {label} after the response started:\n{_format_exc(e)}")
+            if not _from_request_body(e):
+                log("error", f"Exception on {label} after the response started:\n{_format_exc(e)}")
             response.pending = []
             last = (K_FAILED, str(e).encode("utf-8", "backslashreplace"))
     close = getattr(result, "close", None)

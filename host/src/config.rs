@@ -117,6 +117,7 @@ struct RawHttp {
     max_body_bytes: Option<Spanned<i64>>,
     header_read_timeout: Option<Spanned<i64>>,
     body_read_timeout: Option<Spanned<i64>>,
+    body_write_timeout: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
     listen_backlog: Option<Spanned<i64>>,
     shutdown_delay: Option<Spanned<i64>>,
@@ -400,6 +401,9 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         }
         if let Some(n) = at_least_1(&h.body_read_timeout, "body_read_timeout") {
             http.body_read_timeout = std::time::Duration::from_secs(n);
+        }
+        if let Some(n) = at_least_1(&h.body_write_timeout, "body_write_timeout") {
+            http.body_write_timeout = std::time::Duration::from_secs(n);
         }
         if let Some(n) = at_least_1(&h.max_connections, "max_connections") {
             http.max_connections = n as usize;

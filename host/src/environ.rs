@@ -24,6 +24,9 @@ pub struct Connection {
     /// Per HTTP/1 request, in order: did its head carry both Content-Length
     /// and Transfer-Encoding? (see [`crate::framing`])
     pub ambiguous: Option<crate::framing::Verdicts>,
+    /// Set when the connection's writes made no progress for
+    /// body_write_timeout (see [`crate::framing::WatchedIo`]).
+    pub write_stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connection {
@@ -45,6 +48,14 @@ pub enum EnvironError {
     AboveRoot,
     #[error("the request has both Content-Length and Transfer-Encoding (a request-smuggling pattern)")]
     AmbiguousLength,
+    #[error("the request has more than one Host header")]
+    TwoHosts,
+    #[error("the request's Transfer-Encoding applies chunked more than once or not last")]
+    BadChunkedCoding,
+    #[error("the request target has raw non-ASCII bytes (they must be %-escaped)")]
+    NonAsciiTarget,
+    #[error("the request target \"*\" is only for OPTIONS")]
+    AsteriskNotOptions,
 }
 
 pub const SERVER_SOFTWARE: &str = concat!("wasgi/", env!("CARGO_PKG_VERSION"));
@@ -411,6 +422,56 @@ mod tests {
         assert_eq!(decode_path("/a%2"), Err(EnvironError::BadEscape));
         assert_eq!(decode_path("/a%00"), Err(EnvironError::NulInPath));
         assert_eq!(decode_path("a"), Err(EnvironError::NotAPath));
+    }
+
+    #[test]
+    fn fuzz_a_decoded_path_keeps_no_dot_segment_empty_segment_or_nul() {
+        let tokens = ["/", "/", ".", "..", "%2e", "%2E", "%2f", "%2F", "%25", "%00", "%", "%zz", "a", "~", "%7e", "%C3%A9", "?"];
+        crate::fuzz::check("decode_path", |g| {
+            let mut raw = String::from(if g.chance(20) { "" } else { "/" });
+            for _ in 0..g.below(12) {
+                raw.push_str(*g.pick(&tokens));
+            }
+            let Ok(path) = decode_path(&raw) else { return };
+            assert!(!path.contains(&0), "{raw:?} → {path:?}");
+            assert!(path.starts_with(b"/"), "{raw:?} → {path:?}");
+            let segments: Vec<&[u8]> = path[1..].split(|b| *b == b'/').collect();
+            for (i, segment) in segments.iter().enumerate() {
+                assert!(*segment != b"." && *segment != b"..", "{raw:?} → {:?}", String::from_utf8_lossy(&path));
+                assert!(!segment.is_empty() || i == segments.len() - 1, "{raw:?} → {:?}", String::from_utf8_lossy(&path));
+            }
+        });
+    }
+
+    #[test]
+    fn fuzz_an_environ_never_has_a_key_twice_and_its_header_keys_are_clean() {
+        let names = ["x-user", "X_User", "x.user", "X-USER", "host", "content-type", "content-length", "proxy", "authorization", "cookie", "a", "-", "x--y", "x-y-"];
+        crate::fuzz::check("environ headers", |g| {
+            let mut request = http::Request::builder().uri("/app/x?q=1");
+            for _ in 0..g.below(8) {
+                let value = String::from_utf8(g.bytes_of(b"abc ;=,:/\t\"", 0..10)).unwrap();
+                request = request.header(*g.pick(&names), value.trim());
+            }
+            let Ok(request) = request.body(()) else { return };
+            let (parts, ()) = request.into_parts();
+            let conn = Connection { peer: None, local: None, scheme: "http", ambiguous: None, write_stalled: Default::default() };
+            let pass_authorization = g.chance(2);
+            let target = Target { mount: "/app", script: std::path::Path::new("/srv/app.wsgi"), pass_authorization };
+            let payload = build(&parts, b"/app/x", &conn, &target, 1, None).unwrap();
+            let fields: Vec<&[u8]> = payload.split(|b| *b == 0).collect();
+            let mut keys: Vec<&[u8]> = fields.chunks(2).map(|kv| kv[0]).collect();
+            for key in &keys {
+                if let Some(name) = key.strip_prefix(b"HTTP_") {
+                    assert!(name.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_'), "{:?}", String::from_utf8_lossy(key));
+                    assert!(*key != b"HTTP_PROXY", "httpoxy");
+                    assert!(*key != b"HTTP_AUTHORIZATION" || pass_authorization);
+                }
+            }
+            let count = keys.len();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), count, "a key twice in {:?}", String::from_utf8_lossy(&payload));
+        });
     }
 
     #[test]

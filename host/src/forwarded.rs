@@ -241,6 +241,35 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_forwarding_headers_give_only_clean_values() {
+        let tokens = ["for=", "host=", "proto=", "by=", ";", ",", "\"", "[", "]", ":", "10.1.2.3", "203.0.113.9", "::1", "2001:db8::1", "8080",
+            "https", "HTTP", "ex.ample", "evil/..", " ", "\t", "unknown", "_hidden", "99999"];
+        let headers_read = ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"];
+        crate::fuzz::check("forwarded", |g| {
+            let mut pairs = Vec::new();
+            for _ in 0..g.below(6) {
+                let mut value = String::new();
+                for _ in 0..g.below(10) {
+                    value.push_str(*g.pick(&tokens));
+                }
+                pairs.push((*g.pick(&headers_read), value.trim().to_owned()));
+            }
+            let h = headers(&pairs.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+            let mut t = trusted();
+            t.headers.forwarded = g.chance(2);
+            let f = read(&h, &t);
+            if let Some(host) = &f.host {
+                assert!(!host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b)), "{host:?} from {pairs:?}");
+            }
+            assert!(matches!(f.scheme, None | Some("http") | Some("https")));
+            if let Some((ip, _)) = f.client {
+                // "2001:db8::110.1.2.3" is an address too: only say where it came from.
+                assert!(pairs.iter().any(|(k, v)| *k == "x-forwarded-for" || v.contains("for=")), "{ip} from {pairs:?}");
+            }
+        });
+    }
+
+    #[test]
     fn only_the_believed_headers_count() {
         let mut t = trusted();
         t.headers = ProxyHeaders::default();

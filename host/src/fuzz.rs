@@ -1,43 +1,87 @@
 //! Fuzzing the parsers that clients, guests and configuration files feed.
 //!
-//! Each target takes bytes and must never panic (a parse error is a fine
-//! answer; a crash is not). Inputs are seeds (valid inputs of each format)
-//! mutated at random: bits flipped, bytes replaced or inserted (favouring
-//! the format's own punctuation), ranges cut, doubled or spliced from another
-//! seed. Each target runs for a bounded time inside `cargo test` (2 seconds
-//! by default, so CI stays quick); longer by one command:
+//! Two kinds of test share one seedable generator ([`Gen`], xorshift64*, no
+//! dependency):
+//!
+//! - properties ([`check`]): generated inputs for the parsers a client feeds
+//!   (the framing watcher, the request path and headers behind the environ,
+//!   the forwarding headers), each checked for a property (a well-framed
+//!   pipeline gets the verdicts it should, a path never keeps a `..`
+//!   segment, an environ never has a key twice...) and for not panicking.
+//!   They live beside each parser's own tests; `WASGI_FUZZ_CASES` cases each
+//!   (2,000 by default).
+//! - mutation fuzzing ([`run`], the targets below): seeds of each format a
+//!   guest or an administrator writes (the guest's frames, `wasgi.toml`,
+//!   policy files, Apache configuration text) mutated at random (bits
+//!   flipped, the format's punctuation inserted, ranges cut, doubled or
+//!   spliced), for `WASGI_FUZZ_SECONDS` each (2 by default); any panic is a
+//!   failure, and the input is saved under `target/fuzz-crashes/`.
+//!
+//! Both stay short inside `cargo test` (CI); longer runs, and a replay:
 //!
 //! ```sh
-//! WASGI_FUZZ_SECONDS=600 cargo test -p wasgi --lib fuzz -- --nocapture
+//! WASGI_FUZZ_CASES=500000 WASGI_FUZZ_SECONDS=600 cargo test -p wasgi --lib fuzz -- --nocapture
+//! WASGI_FUZZ_SEED=N WASGI_FUZZ_CASES=1 cargo test -p wasgi --lib NAME
 //! ```
 //!
-//! `WASGI_FUZZ_SEED` replays a run. An input that panics is written to
-//! `target/fuzz-crashes/` and the test fails naming it; each one found
-//! becomes a regression test next to the parser.
+//! An input a run finds becomes a regression test next to its parser.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-/// xorshift64*: enough randomness for mutations, and replayable by seed.
-pub(crate) struct Rng(u64);
+/// A small, seedable generator (xorshift64*): reproducible cases without a
+/// dependency.
+pub struct Gen(u64);
 
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
+impl Gen {
+    pub fn new(seed: u64) -> Gen {
+        Gen(seed | 1)
     }
 
-    pub(crate) fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    /// A number in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
             (self.next() % n as u64) as usize
+        }
+    }
+
+    pub fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// Bytes of `alphabet`, as many as a number in `lengths`.
+    pub fn bytes_of(&mut self, alphabet: &[u8], lengths: std::ops::Range<usize>) -> Vec<u8> {
+        let len = lengths.start + self.below(lengths.len().max(1));
+        (0..len).map(|_| *self.pick(alphabet)).collect()
+    }
+}
+
+/// Runs `property` on `WASGI_FUZZ_CASES` generators derived from one seed
+/// (`WASGI_FUZZ_SEED`, else the clock); a failing case's seed is printed.
+pub fn check(name: &str, property: impl Fn(&mut Gen) + std::panic::RefUnwindSafe) {
+    let cases: u64 = std::env::var("WASGI_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let seed: u64 = std::env::var("WASGI_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
+    for case in 0..cases {
+        let case_seed = seed.wrapping_add(case.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let result = std::panic::catch_unwind(|| property(&mut Gen::new(case_seed)));
+        if let Err(panic) = result {
+            eprintln!("{name}: case {case} failed; replay it with WASGI_FUZZ_SEED={case_seed} WASGI_FUZZ_CASES=1");
+            std::panic::resume_unwind(panic);
         }
     }
 }
@@ -46,52 +90,52 @@ impl Rng {
 const INTERESTING: &[u8] = b"\0\r\n\t \"'[]{}=<>#\\/:;,.*%?&+-0129azAZ\x7f\x80\xc3\xff";
 
 /// One mutated input from `seeds`.
-pub(crate) fn mutate(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
-    let mut data = seeds[rng.below(seeds.len())].to_vec();
-    for _ in 0..1 + rng.below(8) {
+pub(crate) fn mutate(g: &mut Gen, seeds: &[&[u8]]) -> Vec<u8> {
+    let mut data = seeds[g.below(seeds.len())].to_vec();
+    for _ in 0..1 + g.below(8) {
         let len = data.len();
-        match rng.below(8) {
+        match g.below(8) {
             0 if len > 0 => {
-                let i = rng.below(len);
-                data[i] ^= 1 << rng.below(8);
+                let i = g.below(len);
+                data[i] ^= 1 << g.below(8);
             }
             1 if len > 0 => {
-                let i = rng.below(len);
-                data[i] = INTERESTING[rng.below(INTERESTING.len())];
+                let i = g.below(len);
+                data[i] = INTERESTING[g.below(INTERESTING.len())];
             }
             2 => {
-                let i = rng.below(len + 1);
-                let n = 1 + rng.below(4);
+                let i = g.below(len + 1);
+                let n = 1 + g.below(4);
                 for _ in 0..n {
-                    data.insert(i, INTERESTING[rng.below(INTERESTING.len())]);
+                    data.insert(i, INTERESTING[g.below(INTERESTING.len())]);
                 }
             }
             3 if len > 0 => {
-                let start = rng.below(len);
-                let end = (start + 1 + rng.below(16)).min(len);
+                let start = g.below(len);
+                let end = (start + 1 + g.below(16)).min(len);
                 data.drain(start..end);
             }
             4 if len > 0 => {
-                let start = rng.below(len);
-                let end = (start + 1 + rng.below(64)).min(len);
+                let start = g.below(len);
+                let end = (start + 1 + g.below(64)).min(len);
                 let copy = data[start..end].to_vec();
-                let at = rng.below(len + 1);
+                let at = g.below(len + 1);
                 data.splice(at..at, copy);
             }
             5 => {
-                let other = seeds[rng.below(seeds.len())];
+                let other = seeds[g.below(seeds.len())];
                 if !other.is_empty() {
-                    let start = rng.below(other.len());
-                    let end = (start + 1 + rng.below(128)).min(other.len());
-                    let at = rng.below(len + 1);
+                    let start = g.below(other.len());
+                    let end = (start + 1 + g.below(128)).min(other.len());
+                    let at = g.below(len + 1);
                     data.splice(at..at, other[start..end].iter().copied());
                 }
             }
-            6 => data.truncate(rng.below(len + 1)),
+            6 => data.truncate(g.below(len + 1)),
             _ => {
                 // A random byte anywhere, including the ones no seed has.
-                let at = rng.below(len + 1);
-                data.insert(at, rng.next() as u8);
+                let at = g.below(len + 1);
+                data.insert(at, g.next() as u8);
             }
         }
     }
@@ -105,7 +149,7 @@ pub(crate) fn run(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) {
     let seed: u64 = std::env::var("WASGI_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
     });
-    let mut rng = Rng::new(seed);
+    let mut g = Gen::new(seed);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut runs = 0u64;
     let mut try_one = |input: &[u8]| {
@@ -122,7 +166,7 @@ pub(crate) fn run(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) {
         try_one(s);
     }
     while Instant::now() < deadline {
-        let input = mutate(&mut rng, seeds);
+        let input = mutate(&mut g, seeds);
         try_one(&input);
     }
     eprintln!("fuzz {name}: {runs} inputs in {seconds}s (WASGI_FUZZ_SEED={seed})");
@@ -144,10 +188,10 @@ mod targets {
         }
         run("guest-frames", &[&stream, &stream[..7]], |input| {
             let mut decoder = Decoder::default();
-            let mut rng = Rng::new(input.len() as u64 + 1);
+            let mut g = Gen::new(input.len() as u64 + 1);
             let mut rest = input;
             while !rest.is_empty() {
-                let n = 1 + rng.below(rest.len());
+                let n = 1 + g.below(rest.len());
                 decoder.push(&rest[..n]);
                 rest = &rest[n..];
                 loop {
@@ -208,8 +252,8 @@ mod targets {
     #[test]
     fn mutations_are_replayable_from_the_seed() {
         let seeds: &[&[u8]] = &[b"abc", b"[[x]]"];
-        let a: Vec<_> = (0..50).scan(Rng::new(7), |r, _| Some(mutate(r, seeds))).collect();
-        let b: Vec<_> = (0..50).scan(Rng::new(7), |r, _| Some(mutate(r, seeds))).collect();
+        let a: Vec<_> = (0..50).scan(Gen::new(7), |r, _| Some(mutate(r, seeds))).collect();
+        let b: Vec<_> = (0..50).scan(Gen::new(7), |r, _| Some(mutate(r, seeds))).collect();
         assert_eq!(a, b);
         assert!(a.iter().any(|m| m.as_slice() != b"abc" && m.as_slice() != b"[[x]]"));
     }

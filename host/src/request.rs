@@ -7,8 +7,10 @@
 //! then takes the next request.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -26,17 +28,84 @@ use crate::instance::{Gone, GuestIo, Instance};
 pub enum Head {
     Response(StatusCode, HeaderMap),
     Error(StatusCode, &'static str),
+    /// The client broke the request (a malformed chunked body): a 4xx that
+    /// also closes the connection.
+    ClientError(StatusCode, &'static str),
 }
 
-/// The response body, fed by the exchange task.
-pub struct ChannelBody(pub mpsc::Receiver<Result<Bytes, std::io::Error>>);
+/// The response body, fed by the exchange task through a [`ResponseSender`].
+/// It ends cleanly only when the exchange said the body is complete: a
+/// sender dropped before (an instance lost, a client that stopped reading)
+/// makes it end in an error, so hyper cuts the response short (an HTTP/1
+/// connection closed, an HTTP/2 stream reset) rather than pass a truncated
+/// body off as whole.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    complete: Arc<AtomicBool>,
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+        match std::task::ready!(self.rx.poll_recv(cx)) {
+            Some(piece) => Poll::Ready(Some(piece.map(Frame::data))),
+            None if self.complete.load(Ordering::Acquire) => Poll::Ready(None),
+            None => Poll::Ready(Some(Err(std::io::Error::other("the response was cut short")))),
+        }
+    }
+}
+
+/// The exchange's end of a response body.
+pub struct ResponseSender {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    complete: Arc<AtomicBool>,
+    /// How long one piece may wait for the client to take it (body_write_timeout).
+    write_timeout: Duration,
+    /// Set by the connection when its writes made no progress for
+    /// write_timeout (see [`crate::framing::WatchedIo`]).
+    stalled: Arc<AtomicBool>,
+}
+
+/// What became of a piece of response body.
+#[derive(PartialEq, Eq)]
+enum Sent {
+    Taken,
+    /// The client went away.
+    Gone,
+    /// The client took nothing for body_write_timeout.
+    Stalled,
+}
+
+/// A response body channel; `stalled` is the connection's flag for writes
+/// that made no progress (see [`ResponseSender`]).
+pub fn response_channel(write_timeout: Duration, stalled: Arc<AtomicBool>) -> (ResponseSender, ChannelBody) {
+    // A few pieces in flight: the guest runs ahead of the socket by no more.
+    let (tx, rx) = mpsc::channel(4);
+    let complete = Arc::new(AtomicBool::new(false));
+    (ResponseSender { tx, complete: complete.clone(), write_timeout, stalled }, ChannelBody { rx, complete })
+}
+
+impl ResponseSender {
+    async fn send(&self, data: Bytes) -> Sent {
+        match tokio::time::timeout(self.write_timeout, self.tx.send(Ok(data))).await {
+            Ok(Ok(())) => Sent::Taken,
+            Ok(Err(_)) if self.stalled.load(Ordering::Acquire) => Sent::Stalled,
+            Ok(Err(_)) => Sent::Gone,
+            Err(_) => Sent::Stalled,
+        }
+    }
+
+    /// Cuts the response short with `why` (hyper logs it); the body ends in
+    /// an error even if the client is too slow to take this one.
+    fn fail(&self, why: String) {
+        let _ = self.tx.try_send(Err(std::io::Error::other(why)));
+    }
+
+    /// The body is whole: end it cleanly once the pieces sent are taken.
+    fn complete(&self) {
+        self.complete.store(true, Ordering::Release);
     }
 }
 
@@ -73,6 +142,17 @@ struct BodyReader {
     body: LimitedBody,
     leftover: Bytes,
     ended: bool,
+    /// Set when the client's body framing turned out broken (a bad chunk
+    /// size, a missing CRLF...): the client's error, answered with 400.
+    malformed: Option<String>,
+}
+
+/// True for hyper's errors about the body's framing (its chunked decoder
+/// reports them as InvalidInput / InvalidData), as opposed to a client that
+/// went away mid-body (UnexpectedEof) or a reset HTTP/2 stream.
+fn framing_error(e: &hyper::Error) -> bool {
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| matches!(io.kind(), std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData))
 }
 
 impl BodyReader {
@@ -100,7 +180,14 @@ impl BodyReader {
                 }
                 Some(Err(e)) => {
                     self.ended = true;
-                    return Err(format!("{e}"));
+                    let why = match std::error::Error::source(&e) {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => format!("{e}"),
+                    };
+                    if framing_error(&e) {
+                        self.malformed = Some(why.clone());
+                    }
+                    return Err(why);
                 }
                 None => self.ended = true,
             }
@@ -153,7 +240,7 @@ pub struct Job {
     pub environ: Bytes,
     pub body: LimitedBody,
     pub head_tx: oneshot::Sender<Head>,
-    pub body_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    pub body_tx: ResponseSender,
     /// Set when an instance takes the job, so queue_timeout only answers
     /// for requests that are still waiting.
     pub picked: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -173,7 +260,7 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
     }
     instance.io.set_request(info.id);
     let mut head_tx = Some(head_tx);
-    let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false };
+    let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false, malformed: None };
     let mut outcome = Outcome { status: None, bytes: 0, note: "" };
     let limit = group.spec.limits.request_timeout;
     instance.cpu.start(group.spec.limits.cpu_time_limit);
@@ -183,6 +270,16 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
     match result {
         Ok(()) => {
             instance.served += 1;
+            if outcome.note == "body_write_timeout" {
+                tracing::warn!(target: "wasgi::access", group = %group.name, request = info.id,
+                    "{} {}: the client took no response data for {}s (body_write_timeout): the response was cut short, the app saw a disconnect, the instance is free",
+                    info.method, info.target, body_tx.write_timeout.as_secs());
+            }
+            if let Some(why) = &reader.malformed {
+                tracing::warn!(target: "wasgi::access", group = %group.name, request = info.id, status = 400,
+                    "{} {}: the client sent a malformed request body ({why}): 400 and the connection closed, whatever the app answered",
+                    info.method, info.target);
+            }
             access_log(group, &info, outcome.status, outcome.bytes, outcome.note);
             Ok(())
         }
@@ -217,7 +314,7 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
                 None => {
                     // The head went out already: cut the body short so the
                     // client sees a broken response, not a complete one.
-                    let _ = body_tx.send(Err(std::io::Error::other("the application instance stopped"))).await;
+                    body_tx.fail("the application instance stopped".into());
                     outcome.status
                 }
             };
@@ -239,10 +336,12 @@ async fn exchange(
     environ: &[u8],
     body: &mut BodyReader,
     head_tx: &mut Option<oneshot::Sender<Head>>,
-    body_tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    body_tx: &ResponseSender,
     outcome: &mut Outcome,
 ) -> Result<(), Gone> {
     let mut client_gone = false;
+    // The client took no response data for body_write_timeout.
+    let mut stalled = false;
     // The app's head was unusable: the client got a 500, drop its body.
     let mut discard = false;
     let (mut unacked_bytes, mut unacked_frames) = (0usize, 0usize);
@@ -256,9 +355,16 @@ async fn exchange(
                 let max = payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
                 match body.read(max as usize).await {
                     Ok(data) => io.send(frames::encode(Kind::Body, &data)).await?,
-                    Err(e) => io.send(frames::encode(Kind::BodyError, e.as_bytes())).await?,
+                    Err(e) => {
+                        if let Some(why) = &body.malformed {
+                            client_error(io.id, why, head_tx, body_tx, outcome);
+                            discard = true;
+                        }
+                        io.send(frames::encode(Kind::BodyError, e.as_bytes())).await?
+                    }
                 }
             }
+            Kind::Start if discard => {}
             Kind::Start => match parse_head(&payload) {
                 Ok((status, headers)) => {
                     outcome.status = Some(status);
@@ -280,7 +386,14 @@ async fn exchange(
                 unacked_frames += 1;
                 if !client_gone && !discard {
                     outcome.bytes += payload.len() as u64;
-                    client_gone = body_tx.send(Ok(payload)).await.is_err();
+                    match body_tx.send(payload).await {
+                        Sent::Taken => {}
+                        Sent::Gone => client_gone = true,
+                        Sent::Stalled => {
+                            client_gone = true;
+                            stalled = true;
+                        }
+                    }
                 }
                 if unacked_bytes >= ACK_BYTES || unacked_frames >= ACK_FRAMES {
                     unacked_bytes = 0;
@@ -289,19 +402,45 @@ async fn exchange(
                 }
             }
             Kind::End => {
-                if client_gone {
+                if stalled {
+                    outcome.note = "body_write_timeout";
+                } else if client_gone {
                     outcome.note = "client gone";
+                } else if !discard {
+                    body_tx.complete();
                 }
                 return Ok(());
             }
+            Kind::Failed if discard => return Ok(()),
             Kind::Failed => {
-                let message = String::from_utf8_lossy(&payload).into_owned();
-                let _ = body_tx.send(Err(std::io::Error::other(message))).await;
+                body_tx.fail(String::from_utf8_lossy(&payload).into_owned());
                 outcome.note = "app failed mid-response";
                 return Ok(());
             }
             other => return Err(Gone(format!("protocol error: unexpected {other:?} frame during a request"))),
         }
+    }
+}
+
+/// The client's request body is malformed: the client gets a 400 and its
+/// connection closes (hyper reads nothing more from it) whatever the app
+/// answers, which the caller then discards; a response already under way is
+/// cut short instead.
+fn client_error(
+    instance: u64,
+    why: &str,
+    head_tx: &mut Option<oneshot::Sender<Head>>,
+    body_tx: &ResponseSender,
+    outcome: &mut Outcome,
+) {
+    tracing::debug!(instance, "the client's request body is malformed: {why}");
+    outcome.note = "malformed request body (client error)";
+    match head_tx.take() {
+        Some(tx) => {
+            outcome.status = Some(StatusCode::BAD_REQUEST);
+            let _ = tx.send(Head::ClientError(StatusCode::BAD_REQUEST, "Bad Request: malformed request body\n"));
+        }
+        None => body_tx.fail("the request body was malformed".into()),
     }
 }
 

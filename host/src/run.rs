@@ -176,6 +176,10 @@ pub struct HttpArgs {
     /// Longest pause, in seconds, between two pieces of a request body.
     #[arg(long, value_name = "SECONDS", default_value_t = HttpLimits::default().body_read_timeout.as_secs())]
     pub body_read_timeout: u64,
+    /// Seconds a response may wait for a client that reads nothing before the
+    /// exchange ends as a disconnect and the instance is freed.
+    #[arg(long, value_name = "SECONDS", default_value_t = HttpLimits::default().body_write_timeout.as_secs())]
+    pub body_write_timeout: u64,
     /// Open connections at most; more wait in the listen backlog.
     #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections)]
     pub max_connections: usize,
@@ -196,6 +200,7 @@ impl HttpArgs {
             max_body_bytes: self.max_body_bytes,
             header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
             body_read_timeout: Duration::from_secs(self.body_read_timeout.max(1)),
+            body_write_timeout: Duration::from_secs(self.body_write_timeout.max(1)),
             max_connections: self.max_connections.max(1),
             listen_backlog: self.listen_backlog.max(1),
             shutdown_delay: Duration::from_secs(self.shutdown_delay),

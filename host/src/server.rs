@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,14 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::environ::{self, Connection};
 use crate::framing::{Verdicts, WatchedIo};
 use crate::forwarded;
-use crate::request::{BodyLimits, ChannelBody, Head, Job, RequestInfo};
+use crate::request::{response_channel, BodyLimits, Head, Job, RequestInfo};
 use crate::router::Router;
 
 /// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
@@ -171,6 +170,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Longest pause between two pieces of a request body.
     pub body_read_timeout: Duration,
+    /// Longest time a response may make no progress to the client (a client
+    /// that stops reading): past it the exchange ends as a disconnect, the
+    /// instance is freed and the connection closed.
+    pub body_write_timeout: Duration,
     /// Open connections; past it, new ones wait in the listen backlog.
     pub max_connections: usize,
     /// Connections the kernel queues for a listener before refusing more.
@@ -189,6 +192,7 @@ impl Default for HttpLimits {
             max_body_bytes: 1 << 30,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            body_write_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             listen_backlog: 1024,
             shutdown_delay: Duration::ZERO,
@@ -247,23 +251,43 @@ fn unavailable(text: &'static str) -> Response<ResponseBody> {
     response
 }
 
-/// 200 when every group can serve and the server is not shutting down;
-/// 503 with the reason otherwise.
-fn readiness(server: &Server) -> Response<ResponseBody> {
-    let (status, text) = if server.draining.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n".to_owned())
-    } else {
-        let router = server.router();
-        let failing: Vec<&str> = router.groups().into_iter().filter(|g| g.failing()).map(|g| &*g.spec.group).collect();
-        if failing.is_empty() {
-            (StatusCode::OK, "ready\n".to_owned())
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: instances fail to start in group(s) {}\n", failing.join(", ")))
+/// The server's readiness: 200 while it listens and is not draining, 503
+/// once shutdown began. One group whose instances fail to start does not
+/// take the whole server out of a balancer (the other tenants still serve),
+/// and the anonymous answer names no groups.
+///
+/// `/.wasgi/ready/GROUP` answers for one group: 503 with the reason while
+/// its instances keep failing to start (asked for by name, so saying why is
+/// no leak; the traceback stays in the log), 404 for a group that does not exist.
+fn readiness(server: &Server, group: Option<&str>) -> Response<ResponseBody> {
+    let draining = server.draining.load(Ordering::Acquire);
+    let (status, text) = match group {
+        None if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+        None => (StatusCode::OK, "ready\n"),
+        Some(name) => {
+            let router = server.router();
+            match router.groups().into_iter().find(|g| &*g.spec.group == name) {
+                None => (StatusCode::NOT_FOUND, "no such group\n"),
+                Some(_) if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+                Some(g) if g.failing() => (StatusCode::SERVICE_UNAVAILABLE, "not ready: instances fail to start\n"),
+                Some(_) => (StatusCode::OK, "ready\n"),
+            }
         }
     };
     let mut response = plain(status, text);
     response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     response
+}
+
+/// `Some(None)` for the server's readiness path, `Some(Some(group))` for a
+/// group's, `None` for any other path (an app's).
+fn readiness_path(path: &str) -> Option<Option<&str>> {
+    let rest = path.strip_prefix(READY_PATH)?;
+    match rest.strip_prefix('/') {
+        None if rest.is_empty() => Some(None),
+        Some(group) if !group.is_empty() && !group.contains('/') => Some(Some(group)),
+        _ => None,
+    }
 }
 
 fn info_target(parts: &http::request::Parts) -> &str {
@@ -294,8 +318,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
             "{} {}: {}", info.method, info.target, environ::EnvironError::AmbiguousLength);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
-    if parts.uri.path() == READY_PATH && (parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
-        return readiness(&server);
+    if let Some(problem) = crate::framing::head_problem(&parts) {
+        tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {problem}", info.method, info.target);
+        return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
+    }
+    if let Some(group) = readiness_path(parts.uri.path()).filter(|_| parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
+        return readiness(&server, group);
     }
     let router = server.router();
     let trusted = &router.trusted;
@@ -339,7 +367,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     let group = &route.group;
     let (head_tx, mut head_rx) = oneshot::channel();
-    let (body_tx, body_rx) = mpsc::channel(4);
+    let (body_tx, body_rx) = response_channel(server.limits.body_write_timeout, conn.write_stalled.clone());
     let picked = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let body = BodyLimits { max_bytes: server.limits.max_body_bytes, read_timeout: server.limits.body_read_timeout }.wrap(body);
     let job = Job { info, environ, body, head_tx, body_tx, picked: picked.clone() };
@@ -365,26 +393,104 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     match head {
         Ok(Head::Response(status, headers)) => {
-            let mut response = Response::new(ChannelBody(body_rx).boxed_unsync());
+            let mut response = Response::new(body_rx.boxed_unsync());
             *response.status_mut() = status;
             *response.headers_mut() = headers;
             response
         }
         Ok(Head::Error(status, text)) => plain(status, text),
+        Ok(Head::ClientError(status, text)) => refuse_and_close(status, text),
         Err(_) => plain(StatusCode::BAD_GATEWAY, "Bad Gateway\n"),
+    }
+}
+
+/// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+pub const H2_MAX_STREAMS: u32 = 100;
+/// HTTP/2 keep-alive: a PING after this long without a frame from the client...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and the connection closes if its answer takes longer than this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The requests a connection has in flight (a response counts until its
+/// body is dropped), and when the last one ended: what its idle timeout
+/// looks at.
+struct Activity {
+    busy: std::sync::atomic::AtomicUsize,
+    since: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { busy: 0.into(), since: std::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// Resolves once the connection has had nothing in flight for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let since = *self.since.lock().unwrap_or_else(|e| e.into_inner());
+            let busy = self.busy.load(Ordering::Acquire) > 0;
+            if !busy && since.elapsed() >= timeout {
+                return;
+            }
+            tokio::time::sleep_until(if busy { tokio::time::Instant::now() + timeout } else { since + timeout }).await;
+        }
+    }
+}
+
+/// One request in flight on a connection, until dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn begin(activity: &Arc<Activity>) -> Busy {
+        activity.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.since.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight while hyper sends it.
+struct Tracked {
+    body: ResponseBody,
+    _busy: Busy,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
 /// Serves connections on `listeners` until `shutdown` resolves, then stops
 /// accepting and lets in-flight requests finish for up to `drain`.
 pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>, drain: Duration) -> Result<()> {
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Every connection task watches this: true once shutdown begins.
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let (conn_tx, mut conn_rx) = mpsc::channel::<Accepted>(64);
     let connections = Arc::new(tokio::sync::Semaphore::new(server.limits.max_connections));
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let conn_tx = conn_tx.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx, connections.clone())));
+        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx, connections.clone(), server.limits.body_write_timeout)));
     }
     drop(conn_tx);
 
@@ -396,7 +502,17 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    // hyper bounds an idle HTTP/1 keep-alive wait with header_read_timeout;
+    // the same bound closes any connection with no request for that long
+    // (HTTP/2 has no head to wait for).
+    let idle_timeout = limits.header_read_timeout;
 
     tokio::pin!(shutdown);
     let mut signalled = false;
@@ -407,16 +523,37 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
             accepted = conn_rx.recv() => {
                 let Some((io, conn, slot)) = accepted else { break };
                 let server = server.clone();
+                let activity = Arc::new(Activity::new());
+                let busy = activity.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(handle(server, conn, req).await) }
+                    let busy = Busy::begin(&busy);
+                    async move { Ok::<_, Infallible>(handle(server, conn, req).await.map(|body| Tracked { body, _busy: busy }.boxed_unsync())) }
                 });
+                let mut closing = closing_rx.clone();
                 let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
-                let watched = graceful.watch(connection);
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!("connection ended with an error: {e}");
+                    let mut connection = std::pin::pin!(connection);
+                    let mut ending = false;
+                    loop {
+                        tokio::select! {
+                            ended = connection.as_mut() => {
+                                if let Err(e) = ended {
+                                    tracing::debug!("connection ended with an error: {e}");
+                                }
+                                break;
+                            }
+                            _ = closing.wait_for(|c| *c), if !ending => {
+                                connection.as_mut().graceful_shutdown();
+                                ending = true;
+                            }
+                            _ = activity.idle(idle_timeout), if !ending => {
+                                tracing::debug!("closing a connection idle for {}s", idle_timeout.as_secs());
+                                connection.as_mut().graceful_shutdown();
+                                ending = true;
+                            }
+                        }
                     }
                     drop(slot);
                 });
@@ -443,9 +580,13 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
         task.abort();
         let _ = task.await; // drops the listener (and removes a Unix socket file)
     }
-    let graceful = Arc::into_inner(graceful).expect("no other owner of the shutdown watcher");
-    match tokio::time::timeout(drain, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections closed"),
+    // Connections still waiting to be served are closed; the others finish
+    // their requests and close, each giving back its place under max_connections.
+    drop(conn_rx);
+    let _ = closing_tx.send(true);
+    let all = u32::try_from(server.limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(drain, connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("gave up waiting for connections after {}s", drain.as_secs()),
     }
     Ok(())
@@ -457,7 +598,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> I
 /// An accepted connection and its place under max_connections.
 type Accepted = (Box<dyn IoStream>, Connection, tokio::sync::OwnedSemaphorePermit);
 
-async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: Arc<tokio::sync::Semaphore>) {
+async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: Arc<tokio::sync::Semaphore>, write_timeout: Duration) {
     loop {
         // Past max_connections, wait for one to close before accepting;
         // meanwhile new clients queue in the kernel's listen backlog.
@@ -466,14 +607,14 @@ async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: A
             Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
-                let verdicts = Verdicts::default();
-                let io = Box::new(WatchedIo::new(stream, verdicts.clone())) as Box<dyn IoStream>;
-                (io, Connection { peer: Some(peer), local, scheme: "http", ambiguous: Some(verdicts) })
+                let (verdicts, stalled) = (Verdicts::default(), Arc::new(AtomicBool::new(false)));
+                let io = Box::new(WatchedIo::new(stream, verdicts.clone(), write_timeout, stalled.clone())) as Box<dyn IoStream>;
+                (io, Connection { peer: Some(peer), local, scheme: "http", ambiguous: Some(verdicts), write_stalled: stalled })
             }),
             Listener::Unix(l, _) => l.accept().await.map(|(stream, _)| {
-                let verdicts = Verdicts::default();
-                let io = Box::new(WatchedIo::new(stream, verdicts.clone())) as Box<dyn IoStream>;
-                (io, Connection { peer: None, local: None, scheme: "http", ambiguous: Some(verdicts) })
+                let (verdicts, stalled) = (Verdicts::default(), Arc::new(AtomicBool::new(false)));
+                let io = Box::new(WatchedIo::new(stream, verdicts.clone(), write_timeout, stalled.clone())) as Box<dyn IoStream>;
+                (io, Connection { peer: None, local: None, scheme: "http", ambiguous: Some(verdicts), write_stalled: stalled })
             }),
         };
         match accepted {

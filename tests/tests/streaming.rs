@@ -165,3 +165,45 @@ fn a_client_that_stops_reading_stops_the_app() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(read(&progress) > second, "the app resumed once the client read again");
 }
+
+/// A client that asks for a large response and never reads it holds the
+/// instance only for body_write_timeout, not until request_timeout: the app
+/// sees a disconnect (its iterable is closed), the next client is served,
+/// and the log names the request and the limit.
+#[test]
+fn a_client_that_never_reads_frees_the_instance_after_the_write_timeout() {
+    let dir = TempDir::new("stuck");
+    let script = apps().join("features.wsgi");
+    let server = Wasgi::start(&[
+        script.to_str().unwrap(),
+        "--instances", "1",
+        "--body-write-timeout", "2",
+        // Far beyond the second client's patience (60 s): only the write timeout can free the instance in time.
+        "--request-timeout", "600",
+        "--grant-write", dir.path().to_str().unwrap(),
+    ]);
+    let marker = dir.path().join("closed");
+    let mut stuck = server.connect();
+    write!(stuck, "GET /close?mode=infinite&marker={} HTTP/1.1\r\nHost: x\r\n\r\n", marker.display()).unwrap();
+    // Never read from `stuck`; another client waits for the only instance.
+    let second = server.get("/probe/second");
+    assert_eq!(second.status, 200, "{}", second.text());
+    let log = server.log.wait_for("body_write_timeout", Duration::from_secs(10));
+    let line = log.lines().find(|l| l.contains("took no response data")).unwrap_or_else(|| panic!("no write-timeout line:\n{log}"));
+    assert!(line.contains("GET /close") && line.contains("2s (body_write_timeout)"), "{line}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default(), "closed", "the app's iterable was closed, as for a client that went away");
+    assert!(!log.contains("request_timeout"), "{log}");
+    // The stuck client's connection was closed: what it can still read ends.
+    stuck.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stuck.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the stuck client's connection is still open")
+            }
+            Err(_) => break, // reset: closed too
+        }
+    }
+}
