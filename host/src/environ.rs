@@ -50,6 +50,8 @@ pub enum EnvironError {
     AmbiguousLength,
     #[error("the request has more than one Host header")]
     TwoHosts,
+    #[error("the HTTP/1.1 request has no Host header")]
+    NoHost,
     #[error("the request's Transfer-Encoding applies chunked more than once or not last")]
     BadChunkedCoding,
     #[error("the request target has raw non-ASCII bytes (they must be %-escaped)")]

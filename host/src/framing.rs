@@ -192,6 +192,10 @@ pub fn head_problem(parts: &http::request::Parts) -> Option<EnvironError> {
     if parts.headers.get_all(http::header::HOST).iter().nth(1).is_some() {
         return Some(EnvironError::TwoHosts);
     }
+    // HTTP/1.1 requires Host (HTTP/2 carries :authority instead; 1.0 may omit it).
+    if parts.version == http::Version::HTTP_11 && !parts.headers.contains_key(http::header::HOST) {
+        return Some(EnvironError::NoHost);
+    }
     let codings: Vec<&[u8]> = parts
         .headers
         .get_all(http::header::TRANSFER_ENCODING)
