@@ -188,7 +188,7 @@ impl Watcher {
 /// headers, `chunked` applied twice or not last (hyper only looks at the last
 /// coding), raw non-ASCII bytes in the target (the http crate accepts them
 /// when they are UTF-8), and the `*` target of a method other than OPTIONS.
-pub fn head_problem(parts: &http::request::Parts) -> Option<EnvironError> {
+pub fn head_problem(parts: &http::request::Parts, from_trusted_proxy: bool) -> Option<EnvironError> {
     if parts.headers.get_all(http::header::HOST).iter().nth(1).is_some() {
         return Some(EnvironError::TwoHosts);
     }
@@ -208,9 +208,11 @@ pub fn head_problem(parts: &http::request::Parts) -> Option<EnvironError> {
     if codings.iter().filter(|c| chunked(c)).count() > 1 || codings.iter().rev().skip(1).any(chunked) {
         return Some(EnvironError::BadChunkedCoding);
     }
-    // The target as the client sent it: the http crate keeps it whole.
+    // The target as the client sent it: the http crate keeps it whole. A
+    // trusted proxy has judged it already: Apache accepts raw UTF-8 in a
+    // query and passes it on as it is, and mod_wsgi would have served it.
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
-    if !target.is_ascii() || parts.uri.authority().is_some_and(|a| !a.as_str().is_ascii()) {
+    if !from_trusted_proxy && (!target.is_ascii() || parts.uri.authority().is_some_and(|a| !a.as_str().is_ascii())) {
         return Some(EnvironError::NonAsciiTarget);
     }
     if parts.uri.path() == "*" && parts.method != http::Method::OPTIONS {

@@ -318,16 +318,17 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
             "{} {}: {}", info.method, info.target, environ::EnvironError::AmbiguousLength);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
-    if let Some(problem) = crate::framing::head_problem(&parts) {
+    let router = server.router();
+    let from_proxy = router.trusted.trusts(conn.peer.map(|p| p.ip()));
+    if let Some(problem) = crate::framing::head_problem(&parts, from_proxy) {
         tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {problem}", info.method, info.target);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
     if let Some(group) = readiness_path(parts.uri.path()).filter(|_| parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
         return readiness(&server, group);
     }
-    let router = server.router();
     let trusted = &router.trusted;
-    let forwarded = trusted.trusts(conn.peer.map(|p| p.ip())).then(|| forwarded::read(&parts.headers, trusted));
+    let forwarded = from_proxy.then(|| forwarded::read(&parts.headers, trusted));
     let host = environ::request_host(&parts, forwarded.as_ref());
     let path = match environ::decode_path(parts.uri.path()) {
         Ok(path) => path,

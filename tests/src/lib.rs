@@ -456,7 +456,13 @@ pub mod http {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
-            if stream.read(&mut byte)? == 0 {
+            // A read with a timeout can end in EINTR after any signal to
+            // the test process (signal(7)); like read_exact, try again.
+            let n = match stream.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other?,
+            };
+            if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!("connection closed after {:?}", String::from_utf8_lossy(&head)),

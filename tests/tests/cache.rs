@@ -137,6 +137,8 @@ fn a_compiled_module_writable_by_others_is_recompiled_not_loaded() {
     assert!(log.contains("is writable by other users (mode 666)"), "{log}");
     assert!(log.contains("recompiling"), "{log}");
     assert!(log.contains("serving "), "{log}");
-    let rewritten = loose.iter().find(|p| p.exists()).expect("the module was stored again");
-    assert_eq!(std::fs::metadata(rewritten).unwrap().mode() & 0o022, 0, "the new file is not writable by others");
+    // The module it used was stored again, as the server's own (the other
+    // interpreters' modules, unused, stay as they were).
+    let modes: Vec<u32> = loose.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.mode() & 0o777).collect();
+    assert!(modes.contains(&0o600), "no compiled module was stored again 0600: {modes:?}");
 }
