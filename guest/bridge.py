@@ -1029,7 +1029,7 @@ def _warm_up(target, rounds):
     request neither pays for that nor writes to the pages it would touch.
     Whatever the call leaves in memory is in every instance, as the import
     is. The outcome is logged; a failure does not stop the snapshot."""
-    global send
+    global send, read_frame
     path, _, query = target.partition("?")
     environ = {
         "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
@@ -1038,13 +1038,19 @@ def _warm_up(target, rounds):
         "CONTENT_LENGTH": "0", "wsgi.url_scheme": "http",
     }
     payload = "\0".join(f"{k}\0{v}" for k, v in environ.items()).encode("latin-1")
-    frames = []
-    real_send = send
+    statuses = []
+    real_send, real_read_frame = send, read_frame
 
     def collect(*sent):
-        frames.extend(sent)
+        # Only the status is kept: a large body is not held (nor left in the heap).
+        statuses.extend(p.split(b"\0", 1)[0].decode("latin-1") for k, p in sent if k == K_START)
 
-    send = collect
+    def no_one_waits():
+        # A body past the flow-control window waits for the host's K: no
+        # host reads this response, so it is always "go on".
+        return K_CONTINUE, b""
+
+    send, read_frame = collect, no_one_waits
     try:
         for _ in range(rounds):
             handle(_prepared, payload, LogStream("wsgi.errors"))
@@ -1052,8 +1058,8 @@ def _warm_up(target, rounds):
         log("warn", f"warm-up GET {target} before the snapshot failed:\n{_format_exc(e)}")
         return
     finally:
-        send = real_send
-    status = next((p.split(b"\0", 1)[0].decode("latin-1") for k, p in frames if k == K_START), "no response")
+        send, read_frame = real_send, real_read_frame
+    status = statuses[0] if statuses else "no response"
     log("info" if status[:1] in ("2", "3") else "warn", f"warm-up GET {target} before the snapshot: {status}")
 
 
