@@ -21,7 +21,7 @@ def application(environ, start_response):
     if path == "/raw-head":
         # Around the bridge, as a hostile guest would: the host's limit holds.
         bridge = sys.modules["wasgi_bridge"]
-        fields = [b"200 OK"] + [b"X-H\0v"] * _n(environ, 40000)
+        fields = [b"200 OK"] + [f"X-H{i}\0v".encode() for i in range(_n(environ, 40000))]
         bridge.send((b"S", b"\0".join(fields)))
         start_response("200 OK", [])
         return [b"raw\n"]
