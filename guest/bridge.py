@@ -39,6 +39,13 @@ ACK_FRAMES = 16
 READ_CHUNK = 64 * 1024
 # Largest D frame; larger app chunks are split.
 MAX_DATA = 256 * 1024
+# The host's limits on a response head (host/src/request.rs): checked here
+# too, so the app's start_response raises and its traceback says where.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+# The host keeps at most this much of one log record (host/src/stdio.rs);
+# longer ones are cut here, before they are copied out.
+MAX_LOG_RECORD = 16 * 1024
 
 _OUT_FD = 1
 _LOG_FD = 2
@@ -87,6 +94,16 @@ def _write_all(fd, data):
 _END_FRAME = (K_END, b"")
 
 
+def _log_bytes(message):
+    """A log record's text as UTF-8, cut to what the host keeps."""
+    data = message.encode("utf-8", "backslashreplace")
+    if len(data) > MAX_LOG_RECORD:
+        cut = len(data) - (MAX_LOG_RECORD - 96)
+        data = data[:MAX_LOG_RECORD - 96] + (
+            f" [... {cut} more bytes dropped: a log record is at most {MAX_LOG_RECORD} bytes]").encode()
+    return data
+
+
 def _use_host_calls(wasgi):
     global TRANSPORT, send, read_frame, log
     wasgi_send, wasgi_recv, wasgi_log = wasgi.send, wasgi.recv, wasgi.log
@@ -103,7 +120,7 @@ def _use_host_calls(wasgi):
         return got
 
     def log(level, message):
-        wasgi_log(levels.get(level, 2), message.encode("utf-8", "backslashreplace"))
+        wasgi_log(levels.get(level, 2), _log_bytes(message))
 
     TRANSPORT = "host calls"
 
@@ -131,7 +148,7 @@ def _use_stdio():
         return head[:1], payload
 
     def log(level, message):
-        send((K_LOG, level.encode() + b"\0" + message.encode("utf-8", "backslashreplace")))
+        send((K_LOG, level.encode() + b"\0" + _log_bytes(message)))
 
     TRANSPORT = "stdio"
 
@@ -713,14 +730,20 @@ class Response:
             raise ValueError(f"status {status!r} contains CR, LF, NUL or non-latin-1 characters")
         if type(headers) is not list:
             raise TypeError(f"headers must be a list, got {type(headers).__name__}")
+        if len(headers) > MAX_HEADERS:
+            raise ValueError(f"{len(headers)} response headers: wasgi passes at most {MAX_HEADERS}")
         has_length = False
+        size = 0
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
             name, value = item
             _check_header(name, value)
+            size += len(name) + len(value) + 2
             if not has_length and len(name) == 14 and name.lower() == "content-length":
                 has_length = True
+        if size > MAX_HEADER_BYTES:
+            raise ValueError(f"the response headers take {size} bytes: wasgi passes at most {MAX_HEADER_BYTES}")
         self.status = status
         self.headers = headers
         self.has_length = has_length
@@ -790,7 +813,9 @@ def _format_exc(e):
 def _request_label(environ):
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     qs = environ.get("QUERY_STRING")
-    return f"{environ.get('REQUEST_METHOD', '?')} {path}{'?' + qs if qs else ''}"
+    label = f"{environ.get('REQUEST_METHOD', '?')} {path}{'?' + qs if qs else ''}"
+    # The path is the client's, decoded (%0D%0A is CR LF): one line in the log.
+    return label if label.isprintable() else label.encode("unicode_escape").decode("latin-1")
 
 
 # The environ keys that are the same for every request.
@@ -1026,7 +1051,7 @@ def _warm_up(target, rounds):
     request neither pays for that nor writes to the pages it would touch.
     Whatever the call leaves in memory is in every instance, as the import
     is. The outcome is logged; a failure does not stop the snapshot."""
-    global send
+    global send, read_frame
     path, _, query = target.partition("?")
     environ = {
         "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
@@ -1035,13 +1060,19 @@ def _warm_up(target, rounds):
         "CONTENT_LENGTH": "0", "wsgi.url_scheme": "http",
     }
     payload = "\0".join(f"{k}\0{v}" for k, v in environ.items()).encode("latin-1")
-    frames = []
-    real_send = send
+    statuses = []
+    real_send, real_read_frame = send, read_frame
 
     def collect(*sent):
-        frames.extend(sent)
+        # Only the status is kept: a large body is not held (nor left in the heap).
+        statuses.extend(p.split(b"\0", 1)[0].decode("latin-1") for k, p in sent if k == K_START)
 
-    send = collect
+    def no_one_waits():
+        # A body past the flow-control window waits for the host's K: no
+        # host reads this response, so it is always "go on".
+        return K_CONTINUE, b""
+
+    send, read_frame = collect, no_one_waits
     try:
         for _ in range(rounds):
             handle(_prepared, payload, LogStream("wsgi.errors"))
@@ -1049,8 +1080,8 @@ def _warm_up(target, rounds):
         log("warn", f"warm-up GET {target} before the snapshot failed:\n{_format_exc(e)}")
         return
     finally:
-        send = real_send
-    status = next((p.split(b"\0", 1)[0].decode("latin-1") for k, p in frames if k == K_START), "no response")
+        send, read_frame = real_send, real_read_frame
+    status = statuses[0] if statuses else "no response"
     log("info" if status[:1] in ("2", "3") else "warn", f"warm-up GET {target} before the snapshot: {status}")
 
 

@@ -151,7 +151,7 @@ impl Decoder {
     }
 }
 
-/// Splits a `\0`-separated payload (the `Start` and `Log` frames).
+/// Splits a `\0`-separated payload (the `Start` frame).
 pub fn fields(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
     payload.split(|b| *b == 0)
 }

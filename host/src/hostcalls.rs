@@ -20,7 +20,8 @@
 //! i32  send(kind, ptr, len)    one guest -> host frame from [ptr, ptr+len):
 //!                              0, or -1 when the host has closed the channel
 //! void log(level, ptr, len)    one log record, UTF-8; level 0 error, 1 warn,
-//!                              2 info; logged at once, tagged with the request
+//!                              2 info; logged at once, tagged with the request,
+//!                              cut to 16 KiB and rate-limited (stdio::LogTag)
 //! ```
 //!
 //! `recv` and `send` are async: a guest waiting for a frame, or for room in a
@@ -42,7 +43,7 @@ use wasmtime::{Caller, Linker, Memory};
 
 use crate::frames::MAX_GUEST_FRAME;
 use crate::instance::GuestState;
-use crate::stdio::LogTag;
+use crate::stdio::{LogTag, MAX_LOG_RECORD};
 
 /// The import module name.
 pub const MODULE: &str = "wasgi";
@@ -138,14 +139,16 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
     linker
         .func_wrap(MODULE, "log", |mut caller: Caller<'_, GuestState>, level: u32, ptr: u32, len: u32| -> wasmtime::Result<()> {
             let memory = memory(&mut caller)?;
-            let message = String::from_utf8_lossy(guest_bytes(memory.data(&caller), ptr, len, "log")?).into_owned();
+            let tag = host_end(&mut caller)?.tag.clone();
+            let message = guest_bytes(memory.data(&caller), ptr, len, "log")?;
+            // Only the part that will be logged is looked at (and copied).
+            let kept = message.len().min(MAX_LOG_RECORD);
             let level: &[u8] = match level {
                 0 => b"error",
                 1 => b"warn",
                 _ => b"info",
             };
-            let tag = &host_end(&mut caller)?.tag;
-            crate::stdio::app_record(tag, level, &message);
+            tag.record(level, &message[..kept], message.len() - kept);
             Ok(())
         })
         .map_err(err)?;

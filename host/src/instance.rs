@@ -22,7 +22,7 @@ use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuild
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::frames::{self, Decoder, Kind};
+use crate::frames::{Decoder, Kind};
 use crate::grant_dir::GrantDir;
 use crate::hostcalls::{self, HostEnd};
 use crate::interpreter::Stdlib;
@@ -335,10 +335,12 @@ impl GuestIo {
     }
 
     fn log_record(&self, payload: &[u8]) {
-        let mut fields = frames::fields(payload);
-        let level = fields.next().unwrap_or_default();
-        let message = String::from_utf8_lossy(fields.next().unwrap_or_default());
-        crate::stdio::app_record(&self.tag, level, &message);
+        // `level\0message`: the message is the rest, NULs and all.
+        let (level, message) = match payload.iter().position(|b| *b == 0) {
+            Some(nul) => (&payload[..nul], &payload[nul + 1..]),
+            None => (payload, &b""[..]),
+        };
+        self.tag.record(level, message, 0);
     }
 
     /// A frame the guest has already sent, without waiting for one: when the
@@ -360,6 +362,8 @@ impl GuestIo {
 
     /// Marks the request this instance serves, for its log lines.
     pub fn set_request(&self, id: u64) {
+        // What the log rate limit dropped is said under the request that lost it.
+        self.tag.report_dropped();
         self.tag.request.store(id, Ordering::Relaxed);
     }
 }
@@ -378,7 +382,7 @@ impl NewGuest {
         let engine = prepared.pre.module().engine();
         let (to_guest, guest_stdin) = mpsc::channel(CHANNEL_SLOTS);
         let (guest_stdout, from_guest) = mpsc::channel(CHANNEL_SLOTS);
-        let tag = LogTag { app: spec.name.clone(), instance: id, request: Arc::new(AtomicU64::new(0)) };
+        let tag = LogTag::new(spec.name.clone(), id);
         let (stdio, hostcalls) = if prepared.hostcalls {
             (None, Some(HostEnd::new(guest_stdin, guest_stdout, tag.clone())))
         } else {

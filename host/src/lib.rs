@@ -21,7 +21,9 @@
 //! - [`framing`]: spots requests with both Content-Length and Transfer-Encoding.
 //! - [`frames`]: the host ↔ bridge wire format.
 //! - [`hostcalls`]: frames through wasm imports (`_wasgi` in our own 3.13 build).
-//! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned 3.12) and its stderr → log.
+//! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned 3.12) and its stderr → log
+//!   (guest log records cut to 16 KiB and rate-limited per instance).
+//! - [`logline`]: every log record one physical line (control characters escaped).
 //! - [`server`]: listeners, hyper connections, graceful shutdown.
 //! - [`router`]: Host header and mount prefix → the app that serves a request.
 //! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
@@ -48,6 +50,7 @@ pub mod group;
 pub mod hostcalls;
 pub mod instance;
 pub mod interpreter;
+pub mod logline;
 pub mod policy;
 pub mod request;
 pub mod router;

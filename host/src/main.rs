@@ -96,7 +96,10 @@ fn main() -> ExitCode {
     use std::io::IsTerminal;
     // Colours only for a person at a terminal; log files and pipes get plain text.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // Every record one physical line: a request path or a guest's output
+    // cannot forge another record (wasgi::logline).
+    let format = wasgi::logline::OneLinePerRecord { inner: tracing_subscriber::fmt::format() };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).event_format(format).init();
 
     let cli = Cli::parse();
     let result = match cli.command {

@@ -206,13 +206,28 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The most response headers an app may send, and their most bytes (names
+/// and values): the request-side defaults of `[http]` (max_headers,
+/// max_header_bytes). A larger head is the app's error, a 500; without a cap
+/// `HeaderMap` would panic past 32,768 entries.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
+
 /// Parses the `Start` frame: `status\0name\0value\0…`.
 fn parse_head(payload: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
     let mut fields = frames::fields(payload);
     let status_line = fields.next().unwrap_or_default();
     let code = status_line.get(..3).ok_or("empty status")?;
     let status = StatusCode::from_bytes(code).map_err(|_| format!("bad status {:?}", String::from_utf8_lossy(status_line)))?;
-    let mut headers = HeaderMap::new();
+    let count = payload.iter().filter(|b| **b == 0).count().div_ceil(2);
+    if count > MAX_RESPONSE_HEADERS {
+        return Err(format!("it has {count} headers, over the limit of {MAX_RESPONSE_HEADERS}"));
+    }
+    let head_bytes = payload.len() - status_line.len();
+    if head_bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(format!("its headers take {head_bytes} bytes, over the limit of {MAX_RESPONSE_HEADER_BYTES}"));
+    }
+    let mut headers = HeaderMap::with_capacity(count);
     while let Some(name) = fields.next() {
         let value = fields.next().ok_or("a header without a value")?;
         let name = HeaderName::from_bytes(name).map_err(|_| format!("bad header name {:?}", String::from_utf8_lossy(name)))?;
@@ -364,7 +379,10 @@ async fn exchange(
                     }
                 }
             }
-            Kind::Start if discard => {}
+            // Only the first head counts; a guest that sends another (around
+            // the bridge), or one after the client's 400 for a malformed body,
+            // changes neither the response nor its access log line.
+            Kind::Start if head_tx.is_none() => tracing::debug!(instance = io.id, "ignored a second response head"),
             Kind::Start => match parse_head(&payload) {
                 Ok((status, headers)) => {
                     outcome.status = Some(status);

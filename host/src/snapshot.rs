@@ -42,9 +42,13 @@ pub struct Source {
     /// Keys whose app could not be snapshotted (it keeps files open): not
     /// tried again by this process, so each instance imports the app.
     refused: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// One build at a time: instances replaced together wait for one
-    /// snapshot instead of each building it.
-    building: tokio::sync::Mutex<()>,
+    /// One build at a time per key: instances of a group started or
+    /// replaced together wait for one snapshot instead of each building it,
+    /// while other groups (other keys) build theirs at the same time.
+    building: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// python-reactor.wasm instrumented for wizer and compiled, the same
+    /// for every key: done once, by the first build, whichever group's.
+    instrumented: tokio::sync::OnceCell<Module>,
 }
 
 impl std::fmt::Debug for Source {
@@ -55,7 +59,15 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     pub fn new(reactor: PathBuf, identity: String, dir: PathBuf) -> Source {
-        Source { reactor, identity, dir, loaded: Default::default(), refused: Default::default(), building: Default::default() }
+        Source {
+            reactor,
+            identity,
+            dir,
+            loaded: Default::default(),
+            refused: Default::default(),
+            building: Default::default(),
+            instrumented: Default::default(),
+        }
     }
 }
 
@@ -66,6 +78,11 @@ struct Loaded {
     /// When the manifest's files were last found unchanged.
     checked: Instant,
 }
+
+/// The most files a guest may report as read by its import. The manifest
+/// is checked (a stat per file) whenever an instance starts, at most once a
+/// second; an absurd report is cut here, and the log says so.
+pub const MAX_REPORTED_FILES: usize = 10_000;
 
 /// How long a loaded snapshot is trusted before its files are looked at again.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -87,7 +104,8 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
     if let Some(prepared) = in_memory(source, &key) {
         return Ok(Some(prepared));
     }
-    let _building = source.building.lock().await;
+    let key_lock = source.building.lock().expect("snapshot build locks").entry(key.clone()).or_default().clone();
+    let _building = key_lock.lock().await;
     if let Some(prepared) = in_memory(source, &key) {
         return Ok(Some(prepared));
     }
@@ -241,17 +259,24 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let t = Instant::now();
     let (cx, instrumented) = wizer.instrument(&wasm).map_err(|e| setup(anyhow::anyhow!("cannot instrument {}: {e:#}", source.reactor.display())))?;
     // The instrumented reactor is the same for every snapshot of this
-    // interpreter: compiled once, then loaded from the module cache.
-    let module = {
-        let (engine, cache_dir) = (engine.clone(), source.dir.parent().unwrap_or(&source.dir).to_owned());
-        let sha256 = hex::encode(Sha256::digest(&instrumented));
-        tokio::task::spawn_blocking(move || {
-            crate::interpreter::load_or_compile(&engine, &sha256, &cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))
+    // interpreter: compiled once (or loaded from the module cache) by the
+    // first build, which the others wait for.
+    let module = source
+        .instrumented
+        .get_or_try_init(|| {
+            let (engine, cache_dir) = (engine.clone(), source.dir.parent().unwrap_or(&source.dir).to_owned());
+            async move {
+            let sha256 = hex::encode(Sha256::digest(&instrumented));
+            tokio::task::spawn_blocking(move || {
+                crate::interpreter::load_or_compile(&engine, &sha256, &cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))
+            })
+            .await
+            .map_err(|e| setup(e.into()))?
+            .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))
+            }
         })
-        .await
-        .map_err(|e| setup(e.into()))?
-        .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))?
-    };
+        .await?
+        .clone();
 
     tracing::debug!(app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
@@ -303,15 +328,23 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         files: Vec<PathBuf>,
         open_fds: Vec<i32>,
     }
-    let imported: Imported = serde_json::from_slice(&payload).map_err(|e| StartError::Crashed(format!("bad snapshot report from the bridge: {e}")))?;
+    let mut imported: Imported = serde_json::from_slice(&payload).map_err(|e| StartError::Crashed(format!("bad snapshot report from the bridge: {e}")))?;
     if !imported.open_fds.is_empty() {
         tracing::warn!(
             app = %spec.name,
             "not snapshotting: the app keeps {} file(s) open after its import (descriptors {:?}), which a snapshot cannot carry into a new instance; its instances import it each",
             imported.open_fds.len(),
-            imported.open_fds
+            &imported.open_fds[..imported.open_fds.len().min(16)]
         );
         return Ok(None);
+    }
+    if imported.files.len() > MAX_REPORTED_FILES {
+        tracing::warn!(
+            app = %spec.name,
+            "the app reported {} files read by its import, over the limit of {MAX_REPORTED_FILES}: only the first {MAX_REPORTED_FILES} are watched for changes, so a change to another one takes effect at the next restart",
+            imported.files.len()
+        );
+        imported.files.truncate(MAX_REPORTED_FILES);
     }
 
     tracing::debug!(app = %spec.name, "snapshot: the app imported in {:.2}s", t.elapsed().as_secs_f64());

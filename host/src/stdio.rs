@@ -185,16 +185,96 @@ pub struct LogTag {
     pub instance: u64,
     /// The request the instance is serving, 0 between requests.
     pub request: Arc<AtomicU64>,
+    /// The instance's log rate limit, shared by all its ways to log.
+    budget: Arc<Mutex<LogBudget>>,
 }
 
-/// One log record of the app or the bridge (`level`: error, warn, or
-/// anything else for info), tagged with who is speaking.
-pub fn app_record(tag: &LogTag, level: &[u8], message: &str) {
-    let request = tag.request.load(Ordering::Relaxed);
-    match level {
-        b"error" => tracing::error!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
-        b"warn" => tracing::warn!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
-        _ => tracing::info!(target: "wasgi::app", app = %tag.app, instance = tag.instance, request, "{message}"),
+/// The largest guest log record: a longer one is cut, and says by how much.
+pub const MAX_LOG_RECORD: usize = 16 * 1024;
+/// How many log records an instance may write at once ...
+pub const LOG_BURST: f64 = 1000.0;
+/// ... and per second after that; the rest are dropped and counted.
+pub const LOG_RATE: f64 = 200.0;
+
+/// A token bucket: a guest that floods the log loses records, not the host
+/// its disk or its CPU; what it lost is said in one line.
+struct LogBudget {
+    tokens: f64,
+    refilled: std::time::Instant,
+    dropped: u64,
+}
+
+impl LogBudget {
+    /// Whether one more record may be logged now.
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * LOG_RATE).min(LOG_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
+impl LogTag {
+    pub fn new(app: Arc<str>, instance: u64) -> LogTag {
+        let budget = LogBudget { tokens: LOG_BURST, refilled: std::time::Instant::now(), dropped: 0 };
+        LogTag { app, instance, request: Arc::new(AtomicU64::new(0)), budget: Arc::new(Mutex::new(budget)) }
+    }
+
+    /// One log record of the app or the bridge (`level`: error, warn, or
+    /// anything else for info), tagged with who is speaking; cut to
+    /// [`MAX_LOG_RECORD`] bytes, `cut` more having been dropped already by
+    /// the caller, and subject to the instance's rate limit.
+    pub fn record(&self, level: &[u8], message: &[u8], cut: usize) {
+        let admitted = {
+            let mut budget = self.budget.lock().expect("log budget lock");
+            let admitted = budget.admit();
+            if admitted && budget.dropped > 0 {
+                self.say_dropped(std::mem::take(&mut budget.dropped));
+            }
+            admitted
+        };
+        if !admitted {
+            return;
+        }
+        let (kept, cut) = match message.len() > MAX_LOG_RECORD {
+            true => (&message[..MAX_LOG_RECORD], cut + message.len() - MAX_LOG_RECORD),
+            false => (message, cut),
+        };
+        let mut text = String::from_utf8_lossy(kept);
+        if cut > 0 {
+            // A character cut in two shows as U+FFFD, which is honest.
+            text.to_mut().push_str(&format!(" [... {cut} more bytes dropped: a log record is at most {MAX_LOG_RECORD} bytes]"));
+        }
+        let request = self.request.load(Ordering::Relaxed);
+        match level {
+            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
+            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
+            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
+        }
+    }
+
+    /// Says how many records the rate limit dropped since it last said so
+    /// (called when a request ends, so a flood is accounted for at once).
+    pub fn report_dropped(&self) {
+        let dropped = std::mem::take(&mut self.budget.lock().expect("log budget lock").dropped);
+        if dropped > 0 {
+            self.say_dropped(dropped);
+        }
+    }
+
+    fn say_dropped(&self, dropped: u64) {
+        let request = self.request.load(Ordering::Relaxed);
+        tracing::warn!(
+            target: "wasgi::app", app = %self.app, instance = self.instance, request,
+            "{dropped} log record(s) of this instance dropped: over the limit of {LOG_RATE} per second after a burst of {LOG_BURST}"
+        );
     }
 }
 
@@ -210,7 +290,7 @@ impl IsTerminal for LogStderr {
 
 impl StdoutStream for LogStderr {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LogLines { tag: self.0.clone(), partial: BytesMut::new() })
+        Box::new(LogLines { tag: self.0.clone(), partial: BytesMut::new(), cut: 0 })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
@@ -218,26 +298,31 @@ impl StdoutStream for LogStderr {
     }
 }
 
-/// A line longer than this is logged in pieces rather than buffered.
-const MAX_LOG_LINE: usize = 16 * 1024;
-
+/// Cuts the guest's output into lines, each a log record; of a line longer
+/// than [`MAX_LOG_RECORD`] only the start is kept, the rest counted.
 struct LogLines {
     tag: LogTag,
     partial: BytesMut,
+    /// Bytes of the current line dropped past MAX_LOG_RECORD.
+    cut: usize,
 }
 
 impl LogLines {
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches(['\n', '\r']);
-        let request = self.tag.request.load(Ordering::Relaxed);
-        tracing::info!(
-            target: "wasgi::app",
-            app = %self.tag.app,
-            instance = self.tag.instance,
-            request = request,
-            "{line}"
-        );
+    fn add(&mut self, piece: &[u8]) {
+        let room = MAX_LOG_RECORD.saturating_sub(self.partial.len());
+        let kept = piece.len().min(room);
+        self.partial.extend_from_slice(&piece[..kept]);
+        self.cut += piece.len() - kept;
+    }
+
+    fn emit(&mut self) {
+        let mut line = &self.partial[..];
+        while let [rest @ .., b'\n' | b'\r'] = line {
+            line = rest;
+        }
+        self.tag.record(b"info", line, self.cut);
+        self.partial.clear();
+        self.cut = 0;
     }
 }
 
@@ -246,20 +331,11 @@ impl OutputStream for LogLines {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         let mut rest = &bytes[..];
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            if self.partial.is_empty() {
-                self.emit(&rest[..nl]);
-            } else {
-                self.partial.extend_from_slice(&rest[..nl]);
-                let line = self.partial.split();
-                self.emit(&line);
-            }
+            self.add(&rest[..nl]);
+            self.emit();
             rest = &rest[nl + 1..];
         }
-        self.partial.extend_from_slice(rest);
-        if self.partial.len() > MAX_LOG_LINE {
-            let line = self.partial.split();
-            self.emit(&line);
-        }
+        self.add(rest);
         Ok(())
     }
 
@@ -279,9 +355,8 @@ impl Pollable for LogLines {
 
 impl Drop for LogLines {
     fn drop(&mut self) {
-        if !self.partial.is_empty() {
-            let line = self.partial.split();
-            self.emit(&line);
+        if !self.partial.is_empty() || self.cut > 0 {
+            self.emit();
         }
     }
 }

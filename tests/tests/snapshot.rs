@@ -239,3 +239,65 @@ fn a_snapshot_cut_short_on_disk_is_built_again() {
     assert_eq!(imports(dir.path()), 2);
     server.terminate();
 }
+
+#[test]
+fn a_warm_up_path_answering_more_than_the_flow_control_window_builds_the_snapshot() {
+    let dir = app_dir("snap-warmup-big");
+    // 4 MiB: sixteen times the 256 KiB a response may send before the host's "go on".
+    let mut server = start(dir.path(), &["--instances", "1", "--warmup", "/big"]);
+    let log = server.log.text();
+    assert!(log.contains("warm-up GET /big before the snapshot: 200 OK"), "{log}");
+    assert!(log.contains("snapshot built in"), "{log}");
+    let r = server.get("/big");
+    assert_eq!((r.status, r.body.len()), (200, 4 << 20), "{}", server.log.text());
+    assert_eq!(imports(dir.path()), 1, "{}", server.log.text());
+    server.terminate();
+}
+
+#[test]
+fn two_groups_build_their_snapshots_at_the_same_time() {
+    own_interpreter();
+    // Each group's app waits, while it is imported for its snapshot, until
+    // the other group's import has begun (tests/apps/snapshot_rendezvous.wsgi).
+    let dir = TempDir::new("snap-concurrent");
+    let shared = dir.path().join("shared");
+    for group in ["a", "b"] {
+        std::fs::create_dir_all(shared.join(group)).unwrap();
+        std::fs::copy(apps().join("snapshot_rendezvous.wsgi"), shared.join(group).join("app.wsgi")).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("policies/users")).unwrap();
+    // Each app's own directory, writable by both groups (so no read-only
+    // script directory lies inside a write grant).
+    std::fs::write(
+        dir.path().join("policies/users/both.toml"),
+        ["a", "b"].map(|g| format!("[[grant]]\npath = \"{}\"\naccess = \"write\"\nshared = true\n", shared.join(g).display())).join("\n"),
+    )
+    .unwrap();
+    let mut config = String::from("[[listen]]\naddress = \"127.0.0.1:0\"\n");
+    for group in ["a", "b"] {
+        config += &format!(
+            "\n[[group]]\nname = \"{group}\"\ninstances = 1\nuser = \"both\"\ninterpreter = \"cpython-3.13\"\nsnapshot = true\n\n[[app]]\nhost = \"{group}.example\"\nscript = \"{}\"\ngroup = \"{group}\"\n",
+            shared.join(group).join("app.wsgi").display()
+        );
+    }
+    std::fs::write(dir.path().join("wasgi.toml"), config).unwrap();
+    let mut server = Wasgi::serve(&dir.path().join("wasgi.toml"));
+    for group in ["a", "b"] {
+        let r = server.request(format!("GET / HTTP/1.1\r\nHost: {group}.example\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!((r.status, r.text()), (200, format!("group {group}\n")), "{}", server.log.text());
+    }
+    assert_eq!(server.log.text().matches("snapshot built in").count(), 2, "{}", server.log.text());
+    server.terminate();
+}
+
+#[test]
+fn a_guest_reporting_an_absurd_number_of_files_read_is_capped_and_says_so() {
+    let dir = app_dir("snap-many-files");
+    std::fs::write(dir.path().join("many-modules"), "").unwrap();
+    let mut server = start(dir.path(), &["--instances", "1"]);
+    let log = server.log.text();
+    assert!(log.contains("files read by its import, over the limit of 10000: only the first 10000 are watched"), "{log}");
+    let r = server.get("/");
+    assert!(r.text().starts_with("version 1 hello"), "{} {log}", r.text());
+    server.terminate();
+}
