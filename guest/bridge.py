@@ -334,6 +334,87 @@ def _guard_sockets():
     return restore
 
 
+def _install_host_facts(config):
+    """Answers the questions an app asks about its host, from the config.
+
+    WASI has no users, groups or host name: `os.getuid`, `pwd`, `grp` and
+    `socket.gethostname` do not exist, and libraries ask them at import
+    (pkg_resources, platformdirs, getpass, Celery). The guest gets one
+    virtual user per process group, named by the group's `user` and `group`,
+    whose home is the group's home, on a host named as configured."""
+    facts = config.get("host_facts")
+    if not facts:
+        return
+    import types
+    from importlib.machinery import ModuleSpec
+
+    user, group, home = facts["user"], facts["group"], facts["home"]
+    uid, gid, hostname = facts["uid"], facts["gid"], facts["hostname"]
+    for name, value in (("getuid", uid), ("geteuid", uid), ("getgid", gid), ("getegid", gid)):
+        setattr(os, name, lambda value=value: value)
+    os.getgroups = lambda: [gid]
+    os.getlogin = lambda: user
+    if hasattr(os, "uname"):
+        # platform.node() and platform.uname() read the host name from here.
+        uname = os.uname()
+        os.uname = lambda: os.uname_result((uname.sysname, hostname, uname.release, uname.version, uname.machine))
+
+    def module(name, doc, **functions):
+        m = types.ModuleType(name, doc)
+        m.__spec__ = ModuleSpec(name, None, origin="wasgi")
+        for key, value in functions.items():
+            value.__module__ = name
+            setattr(m, key, value)
+        sys.modules[name] = m
+        return m
+
+    passwd = _record("struct_passwd", "pw_name pw_passwd pw_uid pw_gid pw_gecos pw_dir pw_shell")
+    entry = passwd((user, "x", uid, gid, user, home, "/sbin/nologin"))
+
+    def getpwuid(wanted):
+        if wanted == uid:
+            return entry
+        raise KeyError(f"getpwuid(): uid not found: {wanted}")
+
+    def getpwnam(wanted):
+        if wanted == user:
+            return entry
+        raise KeyError(f"getpwnam(): name not found: {wanted!r}")
+
+    module("pwd", "The guest's one user (wasgi: the group's `user`).",
+           struct_passwd=passwd, getpwuid=getpwuid, getpwnam=getpwnam, getpwall=lambda: [entry])
+
+    struct_group = _record("struct_group", "gr_name gr_passwd gr_gid gr_mem")
+    group_entry = struct_group((group, "x", gid, [user]))
+
+    def getgrgid(wanted):
+        if wanted == gid:
+            return group_entry
+        raise KeyError(f"getgrgid(): gid not found: {wanted}")
+
+    def getgrnam(wanted):
+        if wanted == group:
+            return group_entry
+        raise KeyError(f"getgrnam(): name not found: {wanted!r}")
+
+    module("grp", "The guest's one group (wasgi: the group's `group`).",
+           struct_group=struct_group, getgrgid=getgrgid, getgrnam=getgrnam, getgrall=lambda: [group_entry])
+
+    import socket
+
+    socket.gethostname = lambda: hostname
+
+
+def _record(name, fields):
+    """A tuple with named fields, like the structs of pwd and grp."""
+    fields = fields.split()
+    namespace = {"__slots__": (), "n_fields": len(fields), "n_sequence_fields": len(fields)}
+    for i, field in enumerate(fields):
+        namespace[field] = property(lambda self, i=i: self[i])
+    namespace["__repr__"] = lambda self: f"{name}({', '.join(f'{f}={v!r}' for f, v in zip(fields, self))})"
+    return type(name, (tuple,), namespace)
+
+
 def _install_denial_explainer(config):
     """Explains, in the host log, why an open() was refused.
 
@@ -924,6 +1005,7 @@ def init(config):
     sys.stdout = sys.__stdout__ = RestrictedStdout("stdout") if config.get("restrict_stdout") else _stdout
     sys.stderr = sys.__stderr__ = _stderr
     _install_no_network()
+    _install_host_facts(config)
     _install_denial_explainer(config)
     return load_application(config["script"], config["callable"])
 

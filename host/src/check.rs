@@ -210,6 +210,12 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             isolation: group.isolation,
             warmup: group.warmup.clone(),
             interpreter: group.interpreter.unwrap_or(default_interpreter),
+            host_facts: crate::instance::HostFacts {
+                // A group without a `user` is its own user.
+                user: group.user.clone().unwrap_or_else(|| group.name.clone()),
+                group: group.group.clone().or_else(|| group.user.clone()).unwrap_or_else(|| group.name.clone()),
+                hostname: group.hostname.clone().unwrap_or_else(crate::instance::host_name),
+            },
             group: group.name.clone(),
             policies: [("users", &group.user), ("groups", &group.group)]
                 .iter()

@@ -171,6 +171,8 @@ struct RawGroup {
     reload_on_change: Option<Spanned<toml::Value>>,
     /// "cpython-3.12" or "cpython-3.13"; absent: the process's default.
     interpreter: Option<Spanned<String>>,
+    /// What `socket.gethostname()` answers inside the guests; absent: the server's name.
+    hostname: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +238,8 @@ pub struct GroupConfig {
     /// The interpreter its guests run; None: the process's default
     /// (`--interpreter`, `WASGI_INTERPRETER`, else the pinned build).
     pub interpreter: Option<Choice>,
+    /// What `socket.gethostname()` answers inside its guests; None: the server's name.
+    pub hostname: Option<String>,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -501,6 +505,13 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 None
             }
         });
+        let hostname = g.hostname.as_ref().and_then(|v| match valid_hostname(v.get_ref()) {
+            Ok(()) => Some(v.get_ref().clone()),
+            Err(why) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: hostname"), why));
+                None
+            }
+        });
         groups.push(GroupConfig {
             name,
             instances,
@@ -520,6 +531,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             isolation,
             warmup,
             interpreter,
+            hostname,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),
@@ -611,6 +623,17 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies })
     } else {
         Err(Problems(problems))
+    }
+}
+
+/// A host name as RFC 1123 allows it: dot-separated labels of letters,
+/// digits and '-', each 1 to 63 characters, 253 in all.
+fn valid_hostname(name: &str) -> Result<(), String> {
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!("{name:?}: use a host name such as \"web1\" or \"web1.example.com\" (letters, digits and '-', labels separated by '.')"))
     }
 }
 

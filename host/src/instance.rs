@@ -95,6 +95,39 @@ pub struct GuestSpec {
     /// Which interpreter it runs: part of the spec, so a reload that changes
     /// it restarts the group.
     pub interpreter: crate::interpreter::Choice,
+    /// Who and where the app is told it runs.
+    pub host_facts: HostFacts,
+}
+
+/// What `os.getuid`, `pwd`, `grp`, `getpass.getuser` and
+/// `socket.gethostname` answer inside the guest (WASI has none of them; the
+/// bridge installs them): one virtual user per group, whose home is the
+/// group's home (`GuestSpec::home`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The user's name (`[[group]] user`).
+    pub user: String,
+    /// Its group's name (`[[group]] group`).
+    pub group: String,
+    /// `socket.gethostname()`, `platform.node()`.
+    pub hostname: String,
+}
+
+/// The virtual user's ids: the same in every guest (the names tell groups apart).
+pub const GUEST_UID: u32 = 1000;
+pub const GUEST_GID: u32 = 1000;
+
+/// The host's own name, which guests see unless a group configures another.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or the name is cut short, which the search below handles.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if ok && !name.is_empty() => name.to_owned(),
+        _ => "localhost".to_owned(),
+    }
 }
 
 /// A warm-up entry must be a path (with an optional query): what the bridge
@@ -243,7 +276,7 @@ pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     hostcalls::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
     let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
-    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), hostcalls, entry: Entry::Start, snapshots: None })
+    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), zoneinfo: None, hostcalls, entry: Entry::Start, snapshots: None })
 }
 
 /// The linked interpreter every instance of a server starts from, and where
@@ -253,6 +286,8 @@ pub struct Prepared {
     pub pre: InstancePre<GuestState>,
     pub linker: Linker<GuestState>,
     pub stdlib: Option<Arc<Stdlib>>,
+    /// The time-zone database mapped read-only at [`crate::zoneinfo::GUEST_DIR`].
+    pub zoneinfo: Option<Arc<Path>>,
     /// The interpreter imports the host calls: frames go through them, and
     /// the guest's stdin and stdout carry none.
     pub hostcalls: bool,
@@ -388,7 +423,7 @@ impl NewGuest {
         } else {
             (Some((ChannelStdin::new(guest_stdin), ChannelStdout::new(guest_stdout))), None)
         };
-        let wasi = wasi_context(spec, prepared.stdlib.as_deref(), stdio, tag.clone(), prepared.hostcalls, snapshot)?;
+        let wasi = wasi_context(spec, prepared, stdio, tag.clone(), snapshot)?;
         let memory_bytes = Arc::new(AtomicUsize::new(0));
         let limits = MemoryWatch {
             limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
@@ -559,12 +594,12 @@ pub(crate) fn describe_exit(outcome: wasmtime::Result<()>) -> String {
 /// stdout goes to the log like stderr.
 fn wasi_context(
     spec: &GuestSpec,
-    stdlib: Option<&Stdlib>,
+    prepared: &Prepared,
     frames: Option<(ChannelStdin, ChannelStdout)>,
     tag: LogTag,
-    hostcalls: bool,
     snapshot: bool,
 ) -> Result<WasiP1Ctx> {
+    let (stdlib, hostcalls) = (prepared.stdlib.as_deref(), prepared.hostcalls);
     let mut builder = WasiCtxBuilder::new();
     match frames {
         Some((stdin, stdout)) => builder.stdin(stdin).stdout(stdout),
@@ -613,6 +648,12 @@ fn wasi_context(
                 .with_context(|| format!("cannot map {}", mirror.display()))?;
         }
     }
+    if let Some(zoneinfo) = zoneinfo_mapped(spec, prepared) {
+        builder
+            .preopened_dir(zoneinfo, crate::zoneinfo::GUEST_DIR, FsPerms::ReadOnly)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .with_context(|| format!("cannot map the time-zone database {}", zoneinfo.display()))?;
+    }
     // What the context keeps for itself: with it on, a guest's sleep would
     // be a thread::sleep on the driving thread (wasmtime-wasi's poll_oneoff).
     builder.allow_blocking_current_thread(false);
@@ -622,6 +663,15 @@ fn wasi_context(
     let config = bridge_config(spec, hostcalls, snapshot);
     builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
     Ok(builder.build_p1())
+}
+
+/// The time-zone database the guest gets at [`crate::zoneinfo::GUEST_DIR`]:
+/// wasgi's own, unless one of the group's grants already covers that path
+/// (then what the policy grants is what the app sees).
+pub(crate) fn zoneinfo_mapped<'a>(spec: &GuestSpec, prepared: &'a Prepared) -> Option<&'a Path> {
+    let guest = Path::new(crate::zoneinfo::GUEST_DIR);
+    let granted = spec.grants.iter().any(|g| g.guest_path.starts_with(guest));
+    prepared.zoneinfo.as_deref().filter(|_| !granted)
 }
 
 fn guest_path(path: &Path) -> Result<&str> {
@@ -648,6 +698,14 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
         "snapshot": snapshot,
         "warmup": if snapshot { spec.warmup.clone() } else { Vec::new() },
         "warmup_rounds": WARMUP_ROUNDS,
+        "host_facts": {
+            "user": spec.host_facts.user,
+            "group": spec.host_facts.group,
+            "uid": GUEST_UID,
+            "gid": GUEST_GID,
+            "home": spec.home.as_deref().unwrap_or(Path::new("/")),
+            "hostname": spec.host_facts.hostname,
+        },
     })
     .to_string()
 }

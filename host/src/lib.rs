@@ -32,6 +32,7 @@
 //! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
 //! - [`run`]: `wasgi run`: one script, one group, from command-line flags; and
 //!   `Interpreters`, each interpreter the groups run, linked once on first use.
+//! - [`zoneinfo`]: the IANA time-zone database every guest's `zoneinfo` reads.
 //! - [`apache`]: `wasgi apache-config` (the Apache side of a wasgi.toml) and
 //!   `wasgi import-apache` (a mod_wsgi configuration → wasgi.toml and policies).
 
@@ -58,3 +59,4 @@ pub mod run;
 pub mod server;
 pub mod snapshot;
 pub mod stdio;
+pub mod zoneinfo;

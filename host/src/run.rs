@@ -360,6 +360,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
         warmup: args.warmup.clone(),
         interpreter: args.interpreter.interpreter,
+        host_facts: crate::instance::HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: crate::instance::host_name() },
     })
 }
 
@@ -468,6 +469,8 @@ impl Interpreters {
         };
         let mut prepared = crate::instance::prepare(&module, stdlib)?;
         prepared.snapshots = snapshots;
+        let cache_dir = self.cache_dir.clone();
+        prepared.zoneinfo = tokio::task::spawn_blocking(move || crate::zoneinfo::locate(&cache_dir)).await?.map(Arc::from);
         self.linked.insert(choice, Linked { prepared, description });
         Ok(())
     }

@@ -209,6 +209,9 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     if let Some(stdlib) = &base.stdlib {
         h.update(format!("stdlib {}={}\0", stdlib.host.display(), stdlib.guest.display()).as_bytes());
     }
+    if let Some(zoneinfo) = instance::zoneinfo_mapped(spec, base) {
+        h.update(format!("zoneinfo {}\0", zoneinfo.display()).as_bytes());
+    }
     h.update(crate::interpreter::engine_settings(base.pre.module().engine()).as_bytes());
     hex::encode(&h.finalize()[..12])
 }
@@ -387,6 +390,10 @@ fn host_files(base: &Prepared, spec: &GuestSpec, guest_files: &[PathBuf]) -> Vec
     let mut files: Vec<_> = std::iter::once(spec.script.clone())
         .chain(guest_files.iter().filter_map(|file| {
             if base.stdlib.as_ref().is_some_and(|s| file.starts_with(&s.guest)) {
+                return None;
+            }
+            // wasgi's time-zone database is in the key.
+            if instance::zoneinfo_mapped(spec, base).is_some() && file.starts_with(crate::zoneinfo::GUEST_DIR) {
                 return None;
             }
             let grant = grants.iter().find(|g| file.starts_with(&g.guest_path))?;

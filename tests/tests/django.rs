@@ -3,7 +3,8 @@
 //! granted read-write, migrated and given a superuser inside the sandbox, and
 //! the admin login over real HTTP. Logging in checks a PBKDF2-SHA256 password
 //! hash, which needs `hashlib.pbkdf2_hmac` (OpenSSL's libcrypto): the pinned
-//! 3.12.0 build and our build without OpenSSL have none.
+//! 3.12.0 build and our build without OpenSSL have none. The app installs no
+//! tzdata: `USE_TZ = True` and `TIME_ZONE = "UTC"` work unchanged.
 
 use wasgi_tests::{http::Response, own_interpreter, pip_packages, TempDir, Wasgi};
 
@@ -47,6 +48,7 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": Path(DA
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "static/"
 USE_TZ = True
+TIME_ZONE = "UTC"  # as `django-admin startproject` writes it
 # Server errors to stderr, which is wasgi's log (DEBUG is off).
 LOGGING = {
     "version": 1,
@@ -122,9 +124,10 @@ fn post_login(server: &Wasgi, csrftoken: &str, token: &str, password: &str) -> R
 #[test]
 fn django_admin_login_works_on_the_own_build() {
     own_interpreter();
-    // tzdata: the guest has no /usr/share/zoneinfo, so zoneinfo (Django's
-    // TIME_ZONE with USE_TZ) needs PyPI's copy, as on Windows.
-    let django = pip_packages("django", &["django==5.2.*", "tzdata"]);
+    // No tzdata (Django needs it only on Windows): zoneinfo (TIME_ZONE with
+    // USE_TZ) reads the time-zone database wasgi maps into every guest.
+    let django = pip_packages("django", &["django==5.2.*"]);
+    assert!(!django.join("tzdata").exists(), "the app installs no tzdata");
     let dir = TempDir::new("django");
     let project = dir.path().join("project");
     let data = dir.path().join("data");

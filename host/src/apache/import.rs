@@ -1542,6 +1542,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 isolation: Isolation::Instance,
                 warmup: Vec::new(),
                 interpreter: None,
+                hostname: None,
                 line: 0,
                 user_line: 0,
                 group_line: 0,
