@@ -298,6 +298,26 @@ pub fn check_command(config: &Path) -> Command {
     cmd
 }
 
+/// Starts `command` (from [`start_command`]), reads its stderr until it
+/// serves or logs an ERROR, stops it, and returns what it logged: for tests
+/// of what a start does (with a damaged cache, say).
+pub fn log_of_a_start(mut command: Command) -> String {
+    let mut child = command.spawn().expect("spawn wasgi");
+    let stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("serving ") || line.contains("ERROR") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
 /// Runs a command to its end: whether it succeeded, and its stdout then stderr.
 pub fn run_to_end(mut command: Command) -> (bool, String) {
     let output = command.output().expect("run wasgi");

@@ -110,7 +110,7 @@ fn a_compiled_module_writable_by_others_is_recompiled_not_loaded() {
         }
     }
     assert!(!loose.is_empty());
-    let mut cmd = start_command(&[
+    let log = wasgi_tests::log_of_a_start(start_command(&[
         &features(),
         "--instances",
         "1",
@@ -120,20 +120,7 @@ fn a_compiled_module_writable_by_others_is_recompiled_not_loaded() {
         python.to_str().unwrap(),
         "--cache-dir",
         cache.path().to_str().unwrap(),
-    ]);
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut log = String::new();
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("serving ") || line.contains("ERROR") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    ]));
     assert!(log.contains("is writable by other users (mode 666)"), "{log}");
     assert!(log.contains("recompiling"), "{log}");
     assert!(log.contains("serving "), "{log}");

@@ -132,7 +132,7 @@ fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
         std::fs::write(dest, bytes).unwrap();
     }
     let script = apps().join("features.wsgi");
-    let mut cmd = wasgi_tests::start_command(&[
+    let output_log = wasgi_tests::log_of_a_start(wasgi_tests::start_command(&[
         script.to_str().unwrap(),
         "--instances",
         "1",
@@ -142,24 +142,7 @@ fn a_corrupt_compiled_module_is_recompiled_not_trusted() {
         python.to_str().unwrap(),
         "--cache-dir",
         cache.path().to_str().unwrap(),
-    ]);
-    let output_log = {
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-        let mut log = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("serving ") || line.contains("ERROR") {
-                break;
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        log
-    };
+    ]));
     assert!(output_log.contains("checksum mismatch"), "{output_log}");
     assert!(output_log.contains("recompiling"), "{output_log}");
     assert!(output_log.contains("serving "), "{output_log}");
