@@ -353,7 +353,7 @@ fn describe_access(access: &crate::access::Access) -> String {
 pub fn serve(config_file: &Path, interpreter: &InterpreterArgs, graceful_timeout: Option<Duration>) -> Result<()> {
     let started = Instant::now();
     let cache_dir = interpreter.cache_dir()?;
-    let plan = plan(config_file, &cache_dir, interpreter.interpreter)?;
+    let plan = plan(config_file, &cache_dir, interpreter.interpreter())?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }

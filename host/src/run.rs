@@ -29,14 +29,26 @@ pub struct InterpreterArgs {
     /// Where fetched and compiled artifacts are kept.
     #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// cpython-3.12 (the pinned prebuilt, fetched in seconds) or cpython-3.13 (built here from
-    /// Debian's sources on first use by python-wasm/build, about 6 minutes on 2 cores);
-    /// in a wasgi.toml, for the groups that set no `interpreter` of their own.
-    #[arg(long, env = "WASGI_INTERPRETER", value_name = "NAME", default_value = "cpython-3.12")]
-    pub interpreter: interpreter::Choice,
+    /// cpython-3.13 (the default: built here from Debian's sources on first use by
+    /// python-wasm/build, about 10 minutes on 2 cores, then cached) or cpython-3.12 (the pinned
+    /// prebuilt 3.12.0, fetched in seconds; the default with --python-wasm); in a wasgi.toml,
+    /// for the groups that set no `interpreter` of their own.
+    #[arg(long = "interpreter", env = "WASGI_INTERPRETER", value_name = "NAME")]
+    pub chosen: Option<interpreter::Choice>,
 }
 
 impl InterpreterArgs {
+    /// The process's interpreter: `--interpreter` (or WASGI_INTERPRETER); else
+    /// the pinned 3.12.0 when `--python-wasm` gives a copy of it; else our
+    /// own CPython 3.13.
+    pub fn interpreter(&self) -> interpreter::Choice {
+        match (self.chosen, &self.python_wasm) {
+            (Some(choice), _) => choice,
+            (None, Some(_)) => interpreter::Choice::Pinned,
+            (None, None) => interpreter::Choice::default(),
+        }
+    }
+
     /// The server's own cache directory (see [`interpreter::own_cache_dir`]):
     /// absolute, because the guest is handed paths inside it.
     pub fn cache_dir(&self) -> Result<PathBuf> {
@@ -52,7 +64,7 @@ impl InterpreterArgs {
     /// and is still handed to the process's default so that
     /// `--interpreter cpython-3.13 --python-wasm X` stays the error it was.
     pub fn locate(&self, choice: interpreter::Choice) -> Result<interpreter::Interpreter> {
-        let applies = choice == interpreter::Choice::Pinned || choice == self.interpreter;
+        let applies = choice == interpreter::Choice::Pinned || choice == self.interpreter();
         let explicit = self.python_wasm.as_deref().filter(|_| applies);
         interpreter::locate_choice(choice, explicit, &self.cache_dir()?)
     }
@@ -359,7 +371,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         snapshot: args.snapshot || args.isolation == "request",
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
         warmup: args.warmup.clone(),
-        interpreter: args.interpreter.interpreter,
+        interpreter: args.interpreter.interpreter(),
         host_facts: crate::instance::HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: crate::instance::host_name() },
     })
 }
@@ -399,7 +411,7 @@ impl Drop for EpochTicker {
 /// `wasgi python`: make sure the interpreter is fetched and compiled.
 pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
     let cache_dir = args.cache_dir()?;
-    let python = args.locate(args.interpreter)?;
+    let python = args.locate(args.interpreter())?;
     let engine = interpreter::engine(&cache_dir)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
     if let Some(reactor) = &python.reactor {
@@ -445,7 +457,7 @@ impl Interpreters {
 
     /// What a group runs when it does not say (`--interpreter`, `WASGI_INTERPRETER`).
     pub fn default_choice(&self) -> interpreter::Choice {
-        self.args.interpreter
+        self.args.interpreter()
     }
 
     /// Locates, compiles and links `choice` unless that was done already.

@@ -81,19 +81,19 @@ fn sighup(server: &Wasgi) {
 #[test]
 fn each_group_runs_its_interpreter_and_a_reload_switches_one_group_only() {
     let dir = TempDir::new("group-interp");
-    let config = write_config(dir.path(), &[("old", None), ("new", Some("cpython-3.13"))]);
+    let config = write_config(dir.path(), &[("old", Some("cpython-3.12")), ("new", None)]);
     let server = serve(&config, None);
 
-    assert_eq!(ask(&server, "old"), ("3.12.0".to_owned(), 1), "no key: the built-in default, the pinned 3.12.0");
+    assert_eq!(ask(&server, "old"), ("3.12.0".to_owned(), 1));
     assert_eq!(ask(&server, "old").1, 2);
     let (version, served) = ask(&server, "new");
-    assert!(is_313(&version) && served == 1, "{version} {served}");
+    assert!(is_313(&version) && served == 1, "no key: the built-in default, our own 3.13: {version} {served}");
     let log = server.log.text();
     assert!(log.contains("old/app.wsgi on cpython-3.12 (CPython 3.12.0)"), "the start line names the interpreter:\n{log}");
     assert!(log.contains("new/app.wsgi on cpython-3.13 (CPython 3.13."), "{log}");
 
     // old moves to 3.13; new's instance keeps serving, its count going on.
-    write_config(dir.path(), &[("old", Some("cpython-3.13")), ("new", Some("cpython-3.13"))]);
+    write_config(dir.path(), &[("old", Some("cpython-3.13")), ("new", None)]);
     sighup(&server);
     wait_for_count(&server, "configuration reloaded: 1 group(s) unchanged, 1 started, 1 retired", 1);
     let (version, served) = ask(&server, "old");
@@ -128,7 +128,7 @@ fn a_groups_key_wins_over_the_process_default_and_an_unused_interpreter_is_never
 #[test]
 fn check_shows_each_groups_interpreter_and_its_file() {
     let dir = TempDir::new("group-interp-check");
-    let config = write_config(dir.path(), &[("old", None), ("new", Some("cpython-3.13"))]);
+    let config = write_config(dir.path(), &[("old", Some("cpython-3.12")), ("new", None)]);
     let mut command = check_command(&config);
     command.env_remove("WASGI_INTERPRETER");
     let (ok, out) = run_to_end(command);
@@ -145,11 +145,12 @@ fn check_shows_each_groups_interpreter_and_its_file() {
     assert!(Path::new(file).is_file(), "check names the file it would run: {file}");
 
     // The process default applies to a group without the key.
+    let config = write_config(dir.path(), &[("old", None), ("new", None)]);
     let mut command = check_command(&config);
-    command.env("WASGI_INTERPRETER", "cpython-3.13");
+    command.env("WASGI_INTERPRETER", "cpython-3.12");
     let (ok, out) = run_to_end(command);
     assert!(ok, "{out}");
-    assert_eq!(out.matches("interpreter  cpython-3.13 (CPython 3.13.").count(), 2, "{out}");
+    assert_eq!(out.matches("interpreter  cpython-3.12 (CPython 3.12.0").count(), 2, "{out}");
 }
 
 #[test]
@@ -157,7 +158,7 @@ fn an_unknown_interpreter_name_is_a_config_error_naming_file_group_and_names() {
     let dir = TempDir::new("group-interp-bad");
     let config = write_config(dir.path(), &[("old", None), ("new", Some("cpython-3.14"))]);
     let expected = "wasgi.toml:16: group \"new\": interpreter: \"cpython-3.14\" is not an interpreter wasgi knows: \
-                    use cpython-3.12 (the pinned prebuilt, the built-in default) or cpython-3.13 (built here)";
+                    use cpython-3.13 (built here, the default) or cpython-3.12 (the pinned prebuilt 3.12.0)";
     let (ok, out) = check(&config);
     assert!(!ok && out.contains(expected), "{out}");
     let mut server = Wasgi::from_serve_without_waiting(&config);
@@ -168,20 +169,24 @@ fn an_unknown_interpreter_name_is_a_config_error_naming_file_group_and_names() {
 #[test]
 fn check_and_serve_fail_clearly_when_the_own_build_cannot_be_had() {
     let dir = TempDir::new("group-interp-unbuildable");
-    let config = write_config(dir.path(), &[("new", Some("cpython-3.13"))]);
+    let config = write_config(dir.path(), &[("new", None)]);
     let expected = "group \"new\" runs cpython-3.13, which cannot be used: cannot run /nonexistent/python3 to build CPython 3.13";
+    let fallback = "To serve with the pinned prebuilt CPython 3.12.0 instead (fetched in seconds; no OpenSSL, \
+                    no security fixes since 2023), pass --interpreter cpython-3.12";
     // An empty cache: the own build is not there, so it would have to be built.
     let empty_cache = dir.path().join("empty-cache");
     let command = |verb: &str| {
         let mut command = Command::new(wasgi_tests::wasgi_bin());
         command.arg(verb).arg("--config").arg(&config).arg("--cache-dir").arg(&empty_cache);
+        command.env_remove("WASGI_INTERPRETER");
         command.env("WASGI_HOST_PYTHON", "/nonexistent/python3").env("NO_COLOR", "1");
         command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         command
     };
     let (ok, out) = run_to_end(command("check"));
-    assert!(!ok && out.contains(expected), "{out}");
+    assert!(!ok && out.contains(expected) && out.contains(fallback), "{out}");
     let mut server = Wasgi::from_command(command("serve"));
     assert!(!server.wait(Duration::from_secs(60)).success(), "serve started anyway");
     assert!(server.log.text().contains(expected), "{}", server.log.text());
+    assert!(server.log.text().contains(fallback), "the error says how to choose the pinned build:\n{}", server.log.text());
 }
