@@ -595,18 +595,24 @@ def _after_import(name, patch):
     if name in sys.modules:
         patch(sys.modules[name])
         return
-    sys.meta_path.insert(0, _PatchAfterImport(name, patch))
+    finder = next((f for f in sys.meta_path if isinstance(f, _PatchAfterImport)), None)
+    if finder is None:
+        finder = _PatchAfterImport()
+        sys.meta_path.insert(0, finder)
+    finder.patches[name] = patch
 
 
 class _PatchAfterImport:
-    """A meta path finder for one module: finds it with the finders after
-    it, and patches the module once the real loader has executed it."""
+    """A meta path finder for the modules the bridge patches: finds each with
+    the finders after it, and patches the module once its own loader has
+    executed it."""
 
-    def __init__(self, name, patch):
-        self.name, self.patch = name, patch
+    def __init__(self):
+        self.patches = {}
 
     def find_spec(self, name, path=None, target=None):
-        if name != self.name:
+        patch = self.patches.get(name)
+        if patch is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -617,7 +623,7 @@ class _PatchAfterImport:
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _PatchingLoader(spec.loader, self.patch)
+            spec.loader = _PatchingLoader(spec.loader, patch)
         return spec
 
 

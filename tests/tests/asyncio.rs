@@ -161,7 +161,8 @@ fn a_thread_is_refused_with_the_reason() {
 
 /// A Django project's async view under WSGI (Django runs it through
 /// asgiref's `async_to_sync`): it awaits `asyncio.sleep` and `gather`, and
-/// reads the database through the ORM's async API (`sync_to_async`).
+/// reads the database through the ORM's async API (`sync_to_async`). A
+/// view that goes async -> sync -> async is told why it cannot.
 const DJANGO_SETTINGS: &str = r#"
 SECRET_KEY = "wasgi-test-only-not-secret"
 DEBUG = False
@@ -184,6 +185,7 @@ import asyncio
 from django.contrib.contenttypes.models import ContentType
 from django.http import HttpResponse
 from django.urls import path
+from asgiref.sync import async_to_sync, sync_to_async
 
 
 async def tick(i):
@@ -198,7 +200,20 @@ async def hello(request):
     return HttpResponse(f"async view: ticks={ticks} content_types={kinds} first={first.app_label}")
 
 
-urlpatterns = [path("hello/", hello)]
+def sync_calling_async():
+    return async_to_sync(tick)(1)
+
+
+async def nested(request):
+    # async -> sync -> async: the outer loop would have to run while it is
+    # paused; refused with the reason rather than waiting forever.
+    try:
+        return HttpResponse(f"nested={await sync_to_async(sync_calling_async)()}")
+    except RuntimeError as e:
+        return HttpResponse(f"refused={e}")
+
+
+urlpatterns = [path("hello/", hello), path("nested/", nested)]
 "#;
 
 const DJANGO_SCRIPT: &str = r#"
@@ -244,4 +259,7 @@ fn django_async_view_serves_under_wsgi() {
         let text = ok(&server, "/hello/");
         assert_eq!(text, "async view: ticks=[0, 1, 2] content_types=1 first=contenttypes", "{}", server.log.text());
     }
+    let text = ok(&server, "/nested/");
+    assert!(text.starts_with("refused=async_to_sync() was called from sync code that runs under sync_to_async()"), "{text}");
+    assert_eq!(ok(&server, "/hello/"), "async view: ticks=[0, 1, 2] content_types=1 first=contenttypes");
 }
