@@ -420,10 +420,11 @@ def _record(name, fields):
 # An instance is one thread: WASI has no threads, and no socketpair either.
 # asyncio's selector loop makes a socketpair (its "self-pipe") only so that
 # another thread or a signal handler can wake it; neither exists here, so
-# the loop goes without. concurrent.futures.ThreadPoolExecutor runs each task
-# at submit(), in the caller's thread (that is what asyncio.to_thread,
-# run_in_executor and asgiref's async_to_sync need); a thread started by
-# hand is refused with a RuntimeError (CPython's own type) that says why.
+# the loop goes without. concurrent.futures.ThreadPoolExecutor (and asgiref's
+# CurrentThreadExecutor) runs each task at submit(), in the caller's thread,
+# as a worker would (that is what asyncio.to_thread, run_in_executor and
+# asgiref's async_to_sync/sync_to_async need); a thread started by hand is
+# refused with a RuntimeError (CPython's own type) that says why.
 
 THREAD_REFUSED = (
     "can't start a new thread: the wasgi sandbox runs each instance of the app"
