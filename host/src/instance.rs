@@ -688,7 +688,8 @@ pub(crate) fn startup_failure(spec: &GuestSpec, message: &[u8]) -> String {
     if module.is_empty() || !module.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return before.to_owned();
     }
-    let found = ungranted.entries.iter().filter(|e| e.is_absolute()).find_map(|entry| module_in(entry, module).map(|at| (entry, at)));
+    // The guest names these paths, but only the log hears what the host finds.
+    let found = ungranted.entries.iter().filter(|e| e.is_absolute()).take(64).find_map(|entry| module_in(entry, module).map(|at| (entry, at)));
     let Some((entry, at)) = found else { return before.to_owned() };
     let traceback = before.strip_suffix(&ungranted.hint).unwrap_or(before);
     let entry = entry.display();

@@ -179,7 +179,11 @@ fn the_guides_sys_path_insert_is_granted_and_the_app_serves() {
     assert!(!out.contains("Not mapped"), "{out}");
     let policy = read(tmp.path().join("imported/policies/users/user1.toml"));
     assert!(
-        policy.contains(&format!("# on sys.path: sys.path in {}:2\n[[grant]]\npath = \"{}\"\naccess = \"read\"", script.display(), libs.display())),
+        policy.contains(&format!(
+            "# put on sys.path by {}:2: sys.path.insert(0, '{libs}')\n[[grant]]\npath = \"{libs}\"\naccess = \"read\"",
+            script.display(),
+            libs = libs.display()
+        )),
         "{policy}"
     );
     assert!(read(tmp.path().join("imported/UNMAPPED.txt")).contains("Every mod_wsgi setting was mapped."));
@@ -213,7 +217,7 @@ fn the_guides_activate_this_becomes_the_groups_venv_and_the_app_serves() {
     let script = tmp.path().join("www/yourapplication/yourapplication.wsgi");
     assert!(
         out.contains(&format!(
-            "  {}:2: with open(activate_this) as file_:: venv = \"{}\" in group \"yourapplication\": the virtualenv is granted read-only and its site-packages put on sys.path\n",
+            "  {}:2: with open(activate_this) as file_: venv = \"{}\" in group \"yourapplication\": the virtualenv is granted read-only and its site-packages put on sys.path\n",
             script.display(),
             venv.display()
         )),

@@ -1178,7 +1178,8 @@ fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) ->
         };
         for found in scan(&app.script, &source) {
             let at = format!("{}:{}", app.script, found.line);
-            let what = found.text.clone();
+            // `with open(activate_this) as f:` reads better without its colon.
+            let what = found.text.strip_suffix(':').unwrap_or(&found.text).to_owned();
             let path = match found.path {
                 Ok(p) if Path::new(&p).is_dir() => p,
                 Ok(p) => {
@@ -1207,7 +1208,7 @@ fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) ->
                 format!("venv = {} in group {:?}: the virtualenv is granted read-only and its site-packages put on sys.path", q(&path), g.name)
             } else {
                 if !g.script_grants.iter().any(|(p, _)| *p == path) {
-                    g.script_grants.push((path.clone(), format!("{} in {at}", found.kind.describe())));
+                    g.script_grants.push((path.clone(), format!("{at}: {what}")));
                 }
                 format!("{path}: granted read-only in {policy}")
             };
@@ -1544,10 +1545,10 @@ fn render_policies(groups: &[Group], apps: &[App]) -> Vec<(PathBuf, String)> {
             add(p, format!("python-path of group {}", g.name));
         }
         if let Some(v) = &g.venv {
-            add(v, format!("python-home (venv) of group {}", g.name));
+            add(v, format!("the venv of group {} (python-home, or the activate_this.py its script runs)", g.name));
         }
         for (p, why) in &g.script_grants {
-            add(p, format!("on sys.path: {why}"));
+            add(p, format!("put on sys.path by {why}"));
         }
         if let Some(h) = &g.home {
             add(h, format!("home of group {}: read-only here; if the app writes there, make it access = \"write\"", g.name));
