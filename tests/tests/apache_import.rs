@@ -251,8 +251,8 @@ fn sys_path_lines_that_cannot_be_resolved_go_to_unmapped_with_their_line() {
              the directory it puts on sys.path is not known from the text; grant it read-only in policies/users/user1.toml ([[grant]] path = \"...\", access = \"read\")"
         ),
         format!(
-            "{s}:4: sys.path.append('/no/such/libs'): /no/such/libs (sys.path) does not exist on this machine: create it or correct the script, \
-             then grant it in policies/users/user1.toml ([[grant]] path = \"/no/such/libs\", access = \"read\")"
+            "{s}:4: sys.path.append('/no/such/libs'): /no/such/libs (sys.path) does not exist on this machine: correct the script or the path, \
+             then grant the directory in policies/users/user1.toml ([[grant]] path = \"/no/such/libs\", access = \"read\")"
         ),
     ];
     let listed = read(tmp.path().join("imported/UNMAPPED.txt"));

@@ -1183,8 +1183,9 @@ fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) ->
             let path = match found.path {
                 Ok(p) if Path::new(&p).is_dir() => p,
                 Ok(p) => {
+                    let problem = if Path::new(&p).exists() { "is not a directory (a zip or egg?)" } else { "does not exist on this machine" };
                     let why = format!(
-                        "{p} ({}) does not exist on this machine: create it or correct the script, then grant it in {policy} ([[grant]] path = {}, access = \"read\")",
+                        "{p} ({}) {problem}: correct the script or the path, then grant the directory in {policy} ([[grant]] path = {}, access = \"read\")",
                         found.kind.describe(),
                         q(&p)
                     );
