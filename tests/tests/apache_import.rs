@@ -187,6 +187,8 @@ fn the_guides_sys_path_insert_is_granted_and_the_app_serves() {
         "{policy}"
     );
     assert!(read(tmp.path().join("imported/UNMAPPED.txt")).contains("Every mod_wsgi setting was mapped."));
+    let (ok, report) = check(&tmp.path().join("imported/wasgi.toml"));
+    assert!(ok && !report.contains("warning:"), "{report}");
 
     let (server, r) = serve_imported(&tmp);
     assert_eq!((r.status, r.text().as_str()), (200, "hello from yourapplication"), "{}", server.log.text());

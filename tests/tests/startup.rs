@@ -230,6 +230,16 @@ fn a_module_in_an_ungranted_sys_path_directory_names_the_grant_to_add() {
         ),
     )
     .unwrap();
+    // `wasgi check` says so before anything starts.
+    let (_, report) = wasgi_tests::check(&config);
+    assert!(
+        report.contains(&format!(
+            "warning: group \"site\": {}:2 puts {libs} on sys.path (sys.path), but no grant covers it, so the app cannot import from it: add \"{libs}\" to the group's python_path",
+            script.display(),
+            libs = libs.display()
+        )),
+        "{report}"
+    );
     let mut server = Wasgi::from_serve_without_waiting(&config);
     let status = server.wait(Duration::from_secs(120));
     let log = server.log.text();
