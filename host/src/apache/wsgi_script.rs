@@ -654,6 +654,18 @@ sys.path.insert(0, str(Path(__file__).parents[1] / 'lib'))
         assert_eq!(whys.len(), 5);
     }
 
+    /// Half-written scripts (every prefix of one with brackets, strings,
+    /// continuations and comments) never make the scanner panic.
+    #[test]
+    fn any_prefix_of_a_script_is_scanned_without_panicking() {
+        let src = "import os, sys\\\nx = r'''a\\'b\n'''  # c\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), \"l\\\"i\"))\n\
+                   sys.path.extend((Path(__file__).parents[2] / 'x', b'/y'))\nsite.addsitedir(f'{x}')\nopen(activate_this)\n([{)]}\n";
+        for end in (0..=src.len()).filter(|&i| src.is_char_boundary(i)) {
+            let _ = scan("/s/app.wsgi", &src[..end]);
+        }
+        assert_eq!(scan("/s/app.wsgi", src).len(), 5);
+    }
+
     #[test]
     fn other_opens_and_calls_are_not_taken_for_paths() {
         assert_eq!(paths("import sys\nopen('/etc/app.conf').read()\nprint(sys.path)\nsys.path.remove('/x')\nmy.sys.path.append('/y')\n"), []);
