@@ -643,7 +643,9 @@ def load_application(script, callable_name):
             pass
         elif isinstance(e, ModuleNotFoundError) and e.name and _native_extension_hint(e.name):
             hint = _native_extension_hint(e.name)
-        elif isinstance(e, ModuleNotFoundError) and e.name and _ungranted(sys.path):
+        elif isinstance(e, ModuleNotFoundError) and e.name and e.name.split(".")[0] not in sys.modules and _ungranted(sys.path):
+            # (Only when the top-level package itself is missing: a submodule
+            # missing from a package that loaded is another problem.)
             hidden = _ungranted(sys.path)
             top = e.name.split(".")[0]
             hint = (
