@@ -729,8 +729,22 @@ def _install_denial_explainer(config):
         log("warn", f"denied: {'writing' if writing else 'reading'} {path}: {message}")
         return message
 
-    global _explain_denial
+    def ungranted(paths):
+        """The entries of `paths` that no grant covers (the interpreter's own
+        standard library aside): the sandbox cannot see into them. A host
+        path under /tmp is one: the guest's /tmp is the group's private one."""
+        hidden = []
+        for p in paths:
+            if not isinstance(p, str) or not p.startswith("/") or p.startswith("/usr/local/lib/python3"):
+                continue
+            grant = grant_of(normpath(p))
+            if grant is None or (grant[0] == "/tmp" and private_tmp):
+                hidden.append(p)
+        return hidden
+
+    global _explain_denial, _ungranted
     _explain_denial = explain
+    _ungranted = ungranted
 
     import builtins
     import io
@@ -756,6 +770,16 @@ _DENIED_ERRNOS = {2, 44, 63, 76}  # WASI EACCES, ENOENT, EPERM, ENOTCAPABLE
 def _explain_denial(path, writing=False):
     """Replaced by _install_denial_explainer; explains nothing before it runs."""
     return ""
+
+
+def _ungranted(paths):
+    """Replaced by _install_denial_explainer."""
+    return []
+
+
+# Ends a startup failure whose module may sit in a sys.path entry the group
+# is not granted: JSON the host reads (it alone can look there) and strips.
+_UNGRANTED_MARK = "\n\x1ewasgi-ungranted-sys-path "
 
 
 def _native_extension_hint(module_name):
@@ -849,6 +873,21 @@ def load_application(script, callable_name):
             pass
         elif isinstance(e, ModuleNotFoundError) and e.name and _native_extension_hint(e.name):
             hint = _native_extension_hint(e.name)
+        elif isinstance(e, ModuleNotFoundError) and e.name and e.name.split(".")[0] not in sys.modules and _ungranted(sys.path):
+            # (Only when the top-level package itself is missing: a submodule
+            # missing from a package that loaded is another problem.)
+            hidden = _ungranted(sys.path)
+            top = e.name.split(".")[0]
+            hint = (
+                f"\nHint: module {e.name!r} is not in the sys.path entries this group may read;"
+                f" {', '.join(hidden)} {'is' if len(hidden) == 1 else 'are'} on sys.path but not granted,"
+                f" so the sandbox cannot see into {'it' if len(hidden) == 1 else 'them'}. If {top!r} lives"
+                f" there, grant it read-only: --python-path DIR (wasgi run), or the group's python_path or a"
+                f" read-only [[grant]] in its policy (wasgi.toml)."
+            )
+            import json
+
+            hint += _UNGRANTED_MARK + json.dumps({"module": top, "entries": hidden, "hint": hint})
         elif isinstance(e, ModuleNotFoundError):
             hint = (
                 f"\nHint: module {e.name!r} is not on sys.path inside the sandbox"

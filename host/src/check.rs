@@ -161,6 +161,24 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             }
         }
 
+        // The guide's `.wsgi` puts its libraries on sys.path itself: an
+        // ungranted one fails at import, so say it now.
+        if let Ok(source) = std::fs::read_to_string(&app.script) {
+            let script = app.script.to_string_lossy();
+            for found in crate::apache::wsgi_script::scan(&script, &source) {
+                let Ok(dir) = found.path else { continue };
+                if Path::new(&dir).is_dir() && !caps.iter().any(|c| Path::new(&dir).starts_with(&c.path)) {
+                    warnings.push(format!(
+                        "group {:?}: {script}:{} puts {dir} on sys.path ({}), but no grant covers it, so the app cannot import from it: \
+                         add \"{dir}\" to the group's python_path, or a read-only [[grant]] path = \"{dir}\" to its policy",
+                        group.name,
+                        found.line,
+                        found.kind.describe()
+                    ));
+                }
+            }
+        }
+
         for conflict in policy::cache_conflict(&cache_real, &caps) {
             problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), conflict));
         }

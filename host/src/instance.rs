@@ -518,11 +518,11 @@ impl Instance {
                 );
                 Ok(instance)
             }
-            Ok((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+            Ok((Kind::StartupFailed, message)) => Err(StartError::App(startup_failure(spec, &message))),
             Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
             Err(Gone(reason)) => match instance.io.try_recv().and_then(Result::ok) {
                 // The bridge reported the failure and exited before it was read.
-                Some((Kind::StartupFailed, message)) => Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+                Some((Kind::StartupFailed, message)) => Err(StartError::App(startup_failure(spec, &message))),
                 _ => Err(StartError::Crashed(reason)),
             },
         }
@@ -663,6 +663,67 @@ fn wasi_context(
     let config = bridge_config(spec, hostcalls, snapshot);
     builder.args(&["python", "-s", "-c", BOOT, BRIDGE_SOURCE, &config]);
     Ok(builder.build_p1())
+}
+
+/// Ends the bridge's report of a `ModuleNotFoundError` when sys.path holds
+/// directories the group is not granted (guest/bridge.py `_UNGRANTED_MARK`).
+const UNGRANTED_MARK: &str = "\n\u{1e}wasgi-ungranted-sys-path ";
+
+/// The message of a guest that could not load its app. When the bridge says
+/// a missing module may sit in a sys.path entry the group is not granted
+/// (which the guest cannot look into), the host looks: if the module is
+/// there, the hint names where it is and the exact grant to add.
+pub(crate) fn startup_failure(spec: &GuestSpec, message: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Ungranted {
+        module: String,
+        entries: Vec<PathBuf>,
+        hint: String,
+    }
+    let text = String::from_utf8_lossy(message);
+    let Some((before, marker)) = text.rsplit_once(UNGRANTED_MARK) else { return text.into_owned() };
+    let Ok(ungranted) = serde_json::from_str::<Ungranted>(marker) else { return before.to_owned() };
+    let module = &ungranted.module;
+    // A module name, never a path: the entries are only looked into, one level.
+    if module.is_empty() || !module.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return before.to_owned();
+    }
+    // The guest names these paths, but only the log hears what the host finds.
+    let found = ungranted.entries.iter().filter(|e| e.is_absolute()).take(64).find_map(|entry| module_in(entry, module).map(|at| (entry, at)));
+    let Some((entry, at)) = found else { return before.to_owned() };
+    let traceback = before.strip_suffix(&ungranted.hint).unwrap_or(before);
+    let entry = entry.display();
+    let fix = if spec.policies.first().map(String::as_str) == Some(crate::run::RUN_FLAGS_POLICY) {
+        format!("Add `--python-path {entry}` to `wasgi run` (it grants the directory read-only).")
+    } else {
+        format!(
+            "Grant it read-only: in wasgi.toml add \"{entry}\" to python_path of [[group]] {:?}, or add [[grant]] path = \"{entry}\" access = \"read\" to its policy ({}).",
+            spec.group,
+            if spec.policies.is_empty() { "policies/users/<user>.toml".to_owned() } else { spec.policies.join(", ") }
+        )
+    };
+    format!(
+        "{traceback}\nHint: module {module:?} was found at {} on the host, but {entry} is on sys.path without being granted to group {:?}, so the sandbox cannot see into it. {fix}",
+        at.display(),
+        spec.group
+    )
+}
+
+/// Where a top-level module `name` is in `dir` on the host: a package (with
+/// or without `__init__.py`), `name.py`, or a native extension `name.*.so`.
+fn module_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    let package = dir.join(name);
+    if package.is_dir() {
+        return Some(package);
+    }
+    let source = dir.join(format!("{name}.py"));
+    if source.is_file() {
+        return Some(source);
+    }
+    let prefix = format!("{name}.");
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with(&prefix) && f.ends_with(".so"))
+    })
 }
 
 /// The time-zone database the guest gets at [`crate::zoneinfo::GUEST_DIR`]:

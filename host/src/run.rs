@@ -259,6 +259,9 @@ pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &s
     }
 }
 
+/// What the grants of `wasgi run` come from, where a config names its policies.
+pub const RUN_FLAGS_POLICY: &str = "the flags of `wasgi run` (--grant-read, --grant-write, --python-path, --venv)";
+
 /// The origins of the private directories, as grants name them.
 pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
 pub const PRIVATE_TMP: &str = "the group's private /tmp";
@@ -357,7 +360,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         home: Some(home),
         env: vec![("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned())],
         group: name,
-        policies: vec!["the flags of `wasgi run` (--grant-read, --grant-write, --python-path, --venv)".into()],
+        policies: vec![RUN_FLAGS_POLICY.into()],
         memory_limit: args.memory_limit.saturating_mul(1 << 20),
         limits: args.limits(),
         reload: if args.reload_tree {

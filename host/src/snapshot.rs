@@ -314,7 +314,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let mut prepared = None;
     while let Some(frame) = io.try_recv() {
         match frame {
-            Ok((Kind::StartupFailed, message)) => return Err(StartError::App(String::from_utf8_lossy(&message).into_owned())),
+            Ok((Kind::StartupFailed, message)) => return Err(StartError::App(instance::startup_failure(spec, &message))),
             Ok((Kind::Prepared, payload)) => prepared = Some(payload),
             Ok((kind, _)) => return Err(StartError::Crashed(format!("unexpected {kind:?} frame while importing for a snapshot"))),
             Err(gone) => return Err(StartError::Crashed(gone.0)),

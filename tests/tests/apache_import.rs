@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use wasgi_tests::apache::{free_port, make_traversable, Apache};
-use wasgi_tests::{apps, check, root, wasgi_bin, TempDir, Wasgi};
+use wasgi_tests::{apps, check, own_interpreter, root, serve_command, wasgi_bin, TempDir, Wasgi};
 
 fn fixtures() -> PathBuf {
     root().join("tests/fixtures/apache")
@@ -125,6 +125,143 @@ fn the_guides_windows_example_imports_and_says_what_check_will_report() {
     let (ok, report) = check(Path::new(&tmp.path().join("wasgi-import/wasgi.toml")));
     assert!(!ok, "{report}");
     assert!(report.contains("wasgi.toml:22: app.script: \"C:\\\\yourdir\\\\yourapp.wsgi\" is not an absolute path"), "{report}");
+}
+
+/// The deployment guide's `yourapplication` package: `app` and `create_app`.
+const YOURAPPLICATION: &str = "def create_app():\n    return app\n\n\
+def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'hello from yourapplication']\n";
+
+/// The guide's virtual host for a `.wsgi` at TMP/www/yourapplication,
+/// imported into TMP/imported: the import's printed output.
+fn import_the_guide(tmp: &TempDir, wsgi: &str) -> String {
+    let site = tmp.path().join("www/yourapplication");
+    write(site.join("yourapplication.wsgi"), wsgi);
+    let conf = read(fixtures().join("guide-unix.conf")).replace("/var/www/yourapplication", site.to_str().unwrap());
+    write(tmp.path().join("site.conf"), &conf);
+    let (ok, out, err) = wasgi(&["import-apache", "site.conf", "--out", "imported"], tmp.path());
+    assert!(ok, "{out}\n{err}");
+    out
+}
+
+/// Serves what the import wrote (on our CPython 3.13, on a free port rather
+/// than the import's 8000) and asks for the guide's example.com.
+fn serve_imported(tmp: &TempDir) -> (Wasgi, wasgi_tests::http::Response) {
+    own_interpreter();
+    let config = tmp.path().join("imported/wasgi.toml");
+    write(&config, &read(&config).replace("address = \"127.0.0.1:8000\"", "address = \"127.0.0.1:0\""));
+    let mut command = serve_command(&config);
+    command.args(["--interpreter", "cpython-3.13"]);
+    let server = Wasgi::from_command(command).wait_ready();
+    let r = server.request(b"GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+    (server, r)
+}
+
+/// The guide's `.wsgi` as written: `sys.path.insert(0, '/path/to/libs')`
+/// before `from yourapplication import app as application`. The import
+/// grants that directory read-only (and says so), and the written config
+/// serves the app with no manual step.
+#[test]
+fn the_guides_sys_path_insert_is_granted_and_the_app_serves() {
+    let tmp = TempDir::new("import-sys-path");
+    let libs = tmp.path().join("libs");
+    write(libs.join("yourapplication/__init__.py"), YOURAPPLICATION);
+    let wsgi = format!("import sys\nsys.path.insert(0, '{}')\n\nfrom yourapplication import app as application\n", libs.display());
+    let out = import_the_guide(&tmp, &wsgi);
+    let script = tmp.path().join("www/yourapplication/yourapplication.wsgi");
+    assert!(
+        out.contains(&format!(
+            "Directories the WSGI scripts put on sys.path, now granted read-only:\n  {}:2: sys.path.insert(0, '{libs}'): {libs}: granted read-only in policies/users/user1.toml\n",
+            script.display(),
+            libs = libs.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("Not mapped"), "{out}");
+    let policy = read(tmp.path().join("imported/policies/users/user1.toml"));
+    assert!(
+        policy.contains(&format!(
+            "# put on sys.path by {}:2: sys.path.insert(0, '{libs}')\n[[grant]]\npath = \"{libs}\"\naccess = \"read\"",
+            script.display(),
+            libs = libs.display()
+        )),
+        "{policy}"
+    );
+    assert!(read(tmp.path().join("imported/UNMAPPED.txt")).contains("Every mod_wsgi setting was mapped."));
+    let (ok, report) = check(&tmp.path().join("imported/wasgi.toml"));
+    assert!(ok && !report.contains("warning:"), "{report}");
+
+    let (server, r) = serve_imported(&tmp);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello from yourapplication"), "{}", server.log.text());
+}
+
+/// The guide's virtualenv recipe (activate_this.py, then the factory
+/// function): the virtualenv becomes the group's venv, granted read-only,
+/// and the script's own exec of activate_this.py works inside the sandbox.
+#[test]
+fn the_guides_activate_this_becomes_the_groups_venv_and_the_app_serves() {
+    let tmp = TempDir::new("import-activate-this");
+    let venv = tmp.path().join("env");
+    // What virtualenv writes (python -m venv writes no activate_this.py).
+    write(
+        venv.join("bin/activate_this.py"),
+        "import os, site, sys\nbin_dir = os.path.dirname(os.path.abspath(__file__))\nbase = bin_dir[: -len('bin') - 1]\n\
+         os.environ['VIRTUAL_ENV'] = base\nprev_length = len(sys.path)\n\
+         for lib in '../lib/python3.13/site-packages'.split(os.pathsep):\n    site.addsitedir(os.path.realpath(os.path.join(bin_dir, lib)))\n\
+         sys.path[:] = sys.path[prev_length:] + sys.path[0:prev_length]\nsys.real_prefix = sys.prefix\nsys.prefix = base\n",
+    );
+    write(venv.join("lib/python3.13/site-packages/yourapplication/__init__.py"), YOURAPPLICATION);
+    let wsgi = format!(
+        "activate_this = '{}/bin/activate_this.py'\nwith open(activate_this) as file_:\n    exec(file_.read(), dict(__file__=activate_this))\n\n\
+         from yourapplication import create_app\napplication = create_app()\n",
+        venv.display()
+    );
+    let out = import_the_guide(&tmp, &wsgi);
+    let script = tmp.path().join("www/yourapplication/yourapplication.wsgi");
+    assert!(
+        out.contains(&format!(
+            "  {}:2: with open(activate_this) as file_: venv = \"{}\" in group \"yourapplication\": the virtualenv is granted read-only and its site-packages put on sys.path\n",
+            script.display(),
+            venv.display()
+        )),
+        "{out}"
+    );
+    let toml = read(tmp.path().join("imported/wasgi.toml"));
+    assert!(toml.contains(&format!("venv = \"{}\"   # activate_this.py in {}:2", venv.display(), script.display())), "{toml}");
+
+    let (server, r) = serve_imported(&tmp);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello from yourapplication"), "{}", server.log.text());
+}
+
+/// What the import cannot know from the script's text (an environment
+/// variable, a name computed at run time) and a directory that is not on
+/// this machine are listed in UNMAPPED.txt with the script's line, and the
+/// import no longer says everything was mapped.
+#[test]
+fn sys_path_lines_that_cannot_be_resolved_go_to_unmapped_with_their_line() {
+    let tmp = TempDir::new("import-sys-path-unmapped");
+    let wsgi = "import os, sys\n\
+                sys.path.insert(0, os.environ['APP_LIBS'])\n\
+                # sys.path.append('/in/a/comment')\n\
+                sys.path.append('/no/such/libs')\n\
+                from yourapplication import app as application\n";
+    let out = import_the_guide(&tmp, wsgi);
+    let script = tmp.path().join("www/yourapplication/yourapplication.wsgi");
+    let s = script.display();
+    let expected = [
+        format!(
+            "{s}:2: sys.path.insert(0, os.environ['APP_LIBS']): os.environ[...] is an environment variable, not a path in the script: \
+             the directory it puts on sys.path is not known from the text; grant it read-only in policies/users/user1.toml ([[grant]] path = \"...\", access = \"read\")"
+        ),
+        format!(
+            "{s}:4: sys.path.append('/no/such/libs'): /no/such/libs (sys.path) does not exist on this machine: correct the script or the path, \
+             then grant the directory in policies/users/user1.toml ([[grant]] path = \"/no/such/libs\", access = \"read\")"
+        ),
+    ];
+    let listed = read(tmp.path().join("imported/UNMAPPED.txt"));
+    assert!(!listed.contains("Every mod_wsgi setting was mapped"), "{listed}");
+    assert!(listed.contains(&format!("  {}\n  {}\n", expected[0], expected[1])), "{listed}");
+    assert!(out.contains(&format!("Not mapped (also in UNMAPPED.txt):\n  {}\n  {}\n", expected[0], expected[1])), "{out}");
+    assert!(!listed.contains("/in/a/comment"), "{listed}");
 }
 
 /// tests/fixtures/apache/big copied into a scratch directory, its /srv/

@@ -181,3 +181,87 @@ fn a_module_symlinked_from_outside_the_grants_is_explained() {
     assert!(log.contains(&format!("{} is a symlink to", link.display())), "{log}");
     assert!(log.contains("which the sandbox does not follow"), "{log}");
 }
+
+/// The deployment guide's `.wsgi` puts its library directory on sys.path
+/// itself; served without granting it, the start fails, and the hint says
+/// the module is there on the host, that the directory is on sys.path but
+/// not granted, and the exact flag (or, from a wasgi.toml, the setting) to add.
+#[test]
+fn a_module_in_an_ungranted_sys_path_directory_names_the_grant_to_add() {
+    wasgi_tests::own_interpreter();
+    let dir = wasgi_tests::TempDir::new("ungranted-sys-path");
+    let libs = dir.path().join("libs");
+    std::fs::create_dir_all(libs.join("yourapplication")).unwrap();
+    std::fs::write(libs.join("yourapplication/__init__.py"), "def app(e, s):\n    s('200 OK', [])\n    return [b'']\n").unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("app.wsgi");
+    std::fs::write(&script, format!("import sys\nsys.path.insert(0, '{}')\nfrom yourapplication import app as application\n", libs.display())).unwrap();
+
+    let log = failed_start(&[script.to_str().unwrap(), "--instances", "1", "--interpreter", "cpython-3.13"]);
+    assert!(log.contains("ModuleNotFoundError: No module named 'yourapplication'"), "{log}");
+    let found = format!(
+        "Hint: module \"yourapplication\" was found at {libs}/yourapplication on the host, but {libs} is on sys.path without being granted to group \"app.wsgi\", so the sandbox cannot see into it.",
+        libs = libs.display()
+    );
+    assert!(log.contains(&found), "{log}");
+    assert!(log.contains(&format!("Add `--python-path {}` to `wasgi run`", libs.display())), "{log}");
+    assert!(!log.contains("is not on sys.path"), "{log}");
+    assert!(!log.contains("wasgi-ungranted-sys-path"), "the bridge's note to the host is not shown: {log}");
+
+    // A host directory under /tmp is not the guest's /tmp (the group's private one).
+    let host_tmp = std::env::temp_dir().join(format!("wasgi-ungranted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host_tmp);
+    std::fs::create_dir_all(&host_tmp).unwrap();
+    std::fs::write(host_tmp.join("tmplib.py"), "x = 1\n").unwrap();
+    let tmp_script = app.join("tmp.wsgi");
+    std::fs::write(&tmp_script, format!("import sys\nsys.path.append('{}')\nimport tmplib\n", host_tmp.display())).unwrap();
+    let log = failed_start(&[tmp_script.to_str().unwrap(), "--instances", "1", "--interpreter", "cpython-3.13"]);
+    let _ = std::fs::remove_dir_all(&host_tmp);
+    assert!(log.contains(&format!("module \"tmplib\" was found at {}/tmplib.py on the host", host_tmp.display())), "{log}");
+
+    // The same from a wasgi.toml: the setting to add, in the group named.
+    let config = dir.path().join("wasgi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listen]]\naddress = \"127.0.0.1:0\"\n\n[[group]]\nname = \"site\"\ninstances = 1\ninterpreter = \"cpython-3.13\"\n\n[[app]]\nscript = \"{}\"\ngroup = \"site\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    // `wasgi check` says so before anything starts.
+    let (_, report) = wasgi_tests::check(&config);
+    assert!(
+        report.contains(&format!(
+            "warning: group \"site\": {}:2 puts {libs} on sys.path (sys.path), but no grant covers it, so the app cannot import from it: add \"{libs}\" to the group's python_path",
+            script.display(),
+            libs = libs.display()
+        )),
+        "{report}"
+    );
+    let mut server = Wasgi::from_serve_without_waiting(&config);
+    let status = server.wait(Duration::from_secs(120));
+    let log = server.log.text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains(&format!("was found at {}/yourapplication on the host", libs.display())), "{log}");
+    assert!(log.contains(&format!("in wasgi.toml add \"{}\" to python_path of [[group]] \"site\"", libs.display())), "{log}");
+}
+
+/// A module that is nowhere still gets the plain hint, even when sys.path
+/// has an ungranted directory (nothing was found there).
+#[test]
+fn a_module_that_is_nowhere_gets_the_plain_hint() {
+    wasgi_tests::own_interpreter();
+    let dir = wasgi_tests::TempDir::new("nowhere-sys-path");
+    let libs = dir.path().join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let script = app.join("app.wsgi");
+    std::fs::write(&script, format!("import sys\nsys.path.insert(0, '{}')\nimport nosuchmodule\n", libs.display())).unwrap();
+    let log = failed_start(&[script.to_str().unwrap(), "--instances", "1", "--interpreter", "cpython-3.13"]);
+    assert!(log.contains(&format!("{} is on sys.path but not granted", libs.display())), "{log}");
+    assert!(!log.contains("was found at"), "{log}");
+    assert!(!log.contains("wasgi-ungranted-sys-path"), "{log}");
+}

@@ -74,6 +74,9 @@ pub struct Imported {
     pub not_repeated: Vec<Item>,
     /// Paths the configuration names that do not exist on this machine.
     pub missing: Vec<Item>,
+    /// Directories the WSGI scripts put on `sys.path` themselves, granted
+    /// read-only (the script's file and line, and where the grant went).
+    pub granted: Vec<Item>,
     pub groups: usize,
     pub apps: usize,
 }
@@ -159,6 +162,8 @@ struct Group {
     policy: String,
     python_path: Vec<String>,
     venv: Option<String>,
+    /// Directories its apps' scripts put on sys.path: (path, why), granted read-only.
+    script_grants: Vec<(String, String)>,
     home: Option<String>,
     /// For the in-memory Config the snippet is generated from.
     request_timeout: Option<Duration>,
@@ -1036,6 +1041,8 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
         }
     }
 
+    let granted = script_paths(&apps, &mut groups, &mut im.unmapped);
+
     // Apache followed symlinks in these paths; wasgi refuses them in a grant
     // unless told to resolve them once (grant_dir). Say so on the group, and
     // in the notes, rather than leave `wasgi check` to fail.
@@ -1043,6 +1050,7 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
         let mut paths: Vec<String> = apps.iter().filter(|a| a.group == i).map(|a| parent_of(&a.script)).collect();
         paths.extend(g.python_path.iter().cloned());
         paths.extend(g.venv.iter().cloned());
+        paths.extend(g.script_grants.iter().map(|(p, _)| p.clone()));
         if let Some((link, target)) = paths.iter().find_map(|p| symlink_in(p)) {
             g.lines.push((
                 "follow_symlinks".into(),
@@ -1129,12 +1137,86 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
         notes: im.notes,
         not_repeated,
         missing,
+        granted,
         groups: groups.len(),
         apps: apps.len(),
     };
     let report = unmapped_text(file, &imported);
     imported.files.push((PathBuf::from("UNMAPPED.txt"), report));
     Ok(imported)
+}
+
+/// What each app's script puts on sys.path itself (the guide's
+/// `sys.path.insert(0, '/path/to/libs')`, `activate_this.py`): mod_wsgi's
+/// daemon could read those directories, the sandbox only what is granted, so
+/// each becomes a read-only grant of the app's group (a virtualenv becomes
+/// the group's `venv` when it has none). What cannot be resolved from the
+/// text, or does not exist here, goes to `unmapped` with the script's line.
+/// Returns what was granted, for the summary.
+fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) -> Vec<Item> {
+    use super::wsgi_script::{scan, Kind};
+    let mut granted = Vec::new();
+    let mut seen: HashSet<(String, usize)> = HashSet::new();
+    for app in apps {
+        if is_windows_path(&app.script) || !seen.insert((app.script.clone(), app.group)) {
+            continue;
+        }
+        let g = &mut groups[app.group];
+        let policy = format!("policies/users/{}.toml", g.policy);
+        let source = match std::fs::read(&app.script) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            // A missing script is listed with the paths that must exist.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                unmapped.push(Item {
+                    at: app.script.clone(),
+                    what: "the WSGI script".into(),
+                    why: format!("cannot read it ({e}) to find the directories it puts on sys.path: grant those read-only in {policy}"),
+                });
+                continue;
+            }
+        };
+        for found in scan(&app.script, &source) {
+            let at = format!("{}:{}", app.script, found.line);
+            // `with open(activate_this) as f:` reads better without its colon.
+            let what = found.text.strip_suffix(':').unwrap_or(&found.text).to_owned();
+            let path = match found.path {
+                Ok(p) if Path::new(&p).is_dir() => p,
+                Ok(p) => {
+                    let problem = if Path::new(&p).exists() { "is not a directory (a zip or egg?)" } else { "does not exist on this machine" };
+                    let why = format!(
+                        "{p} ({}) {problem}: correct the script or the path, then grant the directory in {policy} ([[grant]] path = {}, access = \"read\")",
+                        found.kind.describe(),
+                        q(&p)
+                    );
+                    unmapped.push(Item { at, what, why });
+                    continue;
+                }
+                Err(why) => {
+                    let why = format!(
+                        "{why}: the directory it puts on sys.path is not known from the text; grant it read-only in {policy} ([[grant]] path = \"...\", access = \"read\")"
+                    );
+                    unmapped.push(Item { at, what, why });
+                    continue;
+                }
+            };
+            let venv_here = found.kind == Kind::ActivateThis && !crate::check::venv_site_packages(Path::new(&path)).is_empty();
+            let why = if venv_here && g.venv.as_deref() == Some(path.as_str()) {
+                format!("{path}: already the group's venv")
+            } else if venv_here && g.venv.is_none() {
+                g.lines.push(("venv".into(), q(&path), format!("activate_this.py in {at}: granted read-only, its site-packages on sys.path")));
+                g.venv = Some(path.clone());
+                format!("venv = {} in group {:?}: the virtualenv is granted read-only and its site-packages put on sys.path", q(&path), g.name)
+            } else {
+                if !g.script_grants.iter().any(|(p, _)| *p == path) {
+                    g.script_grants.push((path.clone(), format!("{at}: {what}")));
+                }
+                format!("{path}: granted read-only in {policy}")
+            };
+            granted.push(Item { at, what, why });
+        }
+    }
+    granted
 }
 
 /// The index of the group for apps without a daemon process group.
@@ -1155,6 +1237,7 @@ fn embedded(groups: &mut Vec<Group>, im: &Importer<'_>, first_use: &Directive) -
         policy: name,
         python_path: Vec::new(),
         venv: None,
+        script_grants: Vec::new(),
         home: None,
         request_timeout: Limits::default().request_timeout,
         reloading: Vec::new(),
@@ -1218,6 +1301,7 @@ fn daemon(
         policy: file_name(&wasgi_name),
         python_path: Vec::new(),
         venv: None,
+        script_grants: Vec::new(),
         home: None,
         request_timeout: Limits::default().request_timeout,
         reloading: Vec::new(),
@@ -1462,7 +1546,10 @@ fn render_policies(groups: &[Group], apps: &[App]) -> Vec<(PathBuf, String)> {
             add(p, format!("python-path of group {}", g.name));
         }
         if let Some(v) = &g.venv {
-            add(v, format!("python-home (venv) of group {}", g.name));
+            add(v, format!("the venv of group {} (python-home, or the activate_this.py its script runs)", g.name));
+        }
+        for (p, why) in &g.script_grants {
+            add(p, format!("put on sys.path by {why}"));
         }
         if let Some(h) = &g.home {
             add(h, format!("home of group {}: read-only here; if the app writes there, make it access = \"write\"", g.name));
@@ -1630,6 +1717,7 @@ impl Imported {
         section(&mut w, "Not mapped (also in UNMAPPED.txt):", &self.unmapped);
         section(&mut w, "Mapped with a difference:", &self.notes);
         section(&mut w, "Paths that must exist on this machine:", &self.missing);
+        section(&mut w, "Directories the WSGI scripts put on sys.path, now granted read-only:", &self.granted);
         if !self.not_repeated.is_empty() {
             let _ = writeln!(
                 w,
