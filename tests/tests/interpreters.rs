@@ -190,3 +190,49 @@ fn check_and_serve_fail_clearly_when_the_own_build_cannot_be_had() {
     assert!(server.log.text().contains(expected), "{}", server.log.text());
     assert!(server.log.text().contains(fallback), "the error says how to choose the pinned build:\n{}", server.log.text());
 }
+
+/// Copies python-wasm's recipe (what the build's cache key covers) to `dest`.
+fn copy_recipe(dest: &Path) {
+    let src = wasgi_tests::root().join("python-wasm");
+    for entry in ["build", "pins.toml", "wasirun.py", "update-pins"] {
+        std::fs::create_dir_all(dest).unwrap();
+        std::fs::copy(src.join(entry), dest.join(entry)).unwrap();
+    }
+    for dir in ["wasgi", "patches"] {
+        std::fs::create_dir_all(dest.join(dir)).unwrap();
+        for file in std::fs::read_dir(src.join(dir)).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), dest.join(dir).join(file.file_name())).unwrap();
+        }
+    }
+}
+
+/// A pinned source the mirror no longer serves: the build stops at its fetch
+/// step, names the file, and says which command moves the pins. And
+/// `update-pins --dry-run` asks the real mirror and writes nothing.
+#[test]
+fn a_pin_that_left_the_mirror_fails_the_build_naming_update_pins() {
+    wasgi_tests::own_interpreter(); // the toolchain and the other sources are in the cache
+    let dir = TempDir::new("gone-pin");
+    let recipe = dir.path().join("python-wasm");
+    copy_recipe(&recipe);
+    let pins = std::fs::read_to_string(recipe.join("pins.toml")).unwrap();
+    let start = pins.find("[source.python]").unwrap();
+    let end = start + pins[start..].find("\n\n").unwrap();
+    let gone = "[source.python]\npackage = \"python3.13\"\nversion = \"3.13.99-1\"\norig = \"python3.13_3.13.99.orig.tar.xz\"\n\
+                sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\ndir = \"Python-3.13.99\"";
+    std::fs::write(recipe.join("pins.toml"), format!("{}{gone}{}", &pins[..start], &pins[end..])).unwrap();
+    let out = Command::new("python3").arg(recipe.join("build")).arg("--cache-dir").arg(wasgi_tests::cache_dir()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("fetch         FAILED") && err.contains("python3.13 3.13.99-1: python3.13_3.13.99.orig.tar.xz could not be fetched"), "{err}");
+    assert!(err.contains("run python-wasm/update-pins"), "{err}");
+
+    let before = std::fs::read_to_string(recipe.join("pins.toml")).unwrap();
+    let out = Command::new("python3").arg(recipe.join("update-pins")).arg("--dry-run").arg("--cache-dir").arg(wasgi_tests::cache_dir()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("python3.13:") && text.contains("toolchain:"), "{text}");
+    assert!(text.contains("--dry-run: pins.toml not written"), "a pin that is gone is moved: {text}");
+    assert_eq!(std::fs::read_to_string(recipe.join("pins.toml")).unwrap(), before, "--dry-run writes nothing");
+}
