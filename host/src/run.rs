@@ -30,7 +30,7 @@ pub struct InterpreterArgs {
     #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// cpython-3.13 (the default: built here from Debian's sources on first use by
-    /// python-wasm/build, about 10 minutes on 2 cores, then cached) or cpython-3.12 (the pinned
+    /// python-wasm/build, about 10 to 15 minutes on 2 cores, then cached) or cpython-3.12 (the pinned
     /// prebuilt 3.12.0, fetched in seconds; the default with --python-wasm); in a wasgi.toml,
     /// for the groups that set no `interpreter` of their own.
     #[arg(long = "interpreter", env = "WASGI_INTERPRETER", value_name = "NAME")]
