@@ -194,8 +194,8 @@ fn check_and_serve_fail_clearly_when_the_own_build_cannot_be_had() {
 /// Copies python-wasm's recipe (what the build's cache key covers) to `dest`.
 fn copy_recipe(dest: &Path) {
     let src = wasgi_tests::root().join("python-wasm");
+    std::fs::create_dir_all(dest).unwrap();
     for entry in ["build", "pins.toml", "wasirun.py", "update-pins"] {
-        std::fs::create_dir_all(dest).unwrap();
         std::fs::copy(src.join(entry), dest.join(entry)).unwrap();
     }
     for dir in ["wasgi", "patches"] {
