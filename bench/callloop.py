@@ -1,14 +1,16 @@
 """In-guest call loop: call a WSGI app N times inside this interpreter, no HTTP.
 
-    python callloop.py flask|django N [ROUNDS [PATH:PATH...]]
+    python callloop.py flask|django|jinja N [ROUNDS [PATH:PATH...]]
 
 Runs on any Python (native CPython, or a python.wasm under a WASI runner):
-the Flask app is examples/hello/app.py, the Django app bench/djangohello; their
-directories and packages are put on sys.path from the fourth argument (not
-PYTHONPATH: some interpreters run isolated from the environment). Prints one
-JSON line: the app, N, the best and every round's microseconds per call, the
-interpreter's version and platform. The first call is checked: a broken app
-must not give a fast figure.
+the Flask app is examples/hello/app.py, the Django app bench/djangohello, the
+100-row Jinja page bench/jinjapage (bench/speed); their directories and
+packages are put on sys.path from the fourth argument (not PYTHONPATH: some
+interpreters run isolated from the environment). Prints one JSON line: the
+app, N, the best and every round's microseconds per call, the interpreter's
+version and platform. The first call is checked (`problem`, which bench/speed
+also applies to every server's answer): a broken app must not give a fast
+figure.
 """
 
 import io
@@ -19,7 +21,34 @@ import time
 APPS = {
     "flask": ("app", "app", b"Hello from Flask inside wasgi!\n"),
     "django": ("djangohello.app", "application", b"Hello from Django inside wasgi!\n"),
+    "jinja": ("jinjapage", "app", None),  # checked by jinja_page_problem
 }
+
+
+def jinja_page_problem(body):
+    """What is wrong with a 100-row Jinja page, or None: exactly 100 rows,
+    the names escaped (`&` and `<` in them), the last row and the footer there."""
+    rows = body.count(b"<tr class=")
+    if rows != 100:
+        return f"{rows} <tr class= rows, not 100"
+    for part in (b"Smith &amp; Sons", b"&lt;Acme&gt; Ltd", b'id="invoice-100"', b"</html>"):
+        if part not in body:
+            return f"no {part.decode()!r} in the page"
+    if b"<Acme>" in body:
+        return "a name is not escaped (<Acme>)"
+    return None
+
+
+def problem(which, status, body):
+    """Why an answer of app `which` is wrong (status line or code, body bytes), or None."""
+    expected = APPS[which][2]
+    if not str(status).startswith("200"):
+        return f"status {status!r}, not 200; body {body[:200]!r}"
+    if expected is not None and body != expected:
+        return f"body {body[:200]!r}, not {expected!r}"
+    if which == "jinja":
+        return jinja_page_problem(body)
+    return None
 
 
 def environ():
@@ -62,13 +91,14 @@ def call_once(app):
 
 def measure(which, n, rounds=3):
     """Imports the app, checks one call, warms up, then times `rounds` loops of n calls."""
-    module, attr, expected = APPS[which]
+    module, attr, _ = APPS[which]
     t0 = time.perf_counter()
     app = getattr(__import__(module, fromlist=[attr]), attr)
     import_s = time.perf_counter() - t0
     status, body = call_once(app)
-    if not status.startswith("200") or body != expected:
-        raise RuntimeError(f"unexpected answer from the {which} app: {status!r} {body[:200]!r}")
+    wrong = problem(which, status, body)
+    if wrong:
+        raise RuntimeError(f"unexpected answer from the {which} app: {wrong}")
     for _ in range(min(n, 200)):  # warm up
         call_once(app)
     per_call = []
