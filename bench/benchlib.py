@@ -1,13 +1,18 @@
-"""Helpers for bench/run: ports, readiness polling, wrk parsing, the summary.
+"""Helpers for the benchmarks: ports, readiness polling, wrk parsing, the
+Apache configuration, bench/run's summary (its command line), and the server
+processes of the Python scripts (bench/interpreters, bench/speed).
 
 Standard library only: it runs on the host's python3 before any venv exists.
 """
 
 import argparse
+import http.client
 import json
 import os
 import platform
 import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +40,164 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+# ------------------------------------------- server processes (Python scripts)
+PROCS = []  # started by spawn and not stopped yet: stop_all ends them at exit
+
+
+def spawn(cmd, log, env=None):
+    """Starts a server in its own session (so stop ends its workers too), output to log."""
+    f = open(log, "w")
+    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    p.log = log
+    PROCS.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def stop_all(*_):
+    for p in list(PROCS):
+        stop(p)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path="/", timeout=30):
+    """GET on 127.0.0.1:port; (status, body as text)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+def wait_200(port, proc, since, timeout=120, path="/"):
+    """Polls GET path every millisecond; returns seconds from `since` (monotonic) to the first 200."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited ({proc.returncode}) before answering ({last}); see {proc.log}")
+        try:
+            status, _ = http_get(port, path, timeout=timeout)
+            if status == 200:
+                return time.monotonic() - since
+            last = f"status {status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.001)
+    raise RuntimeError(f"no 200 within {timeout}s ({last}); see {proc.log}")
+
+
+def wait_log(proc, pattern, count=1, timeout=60):
+    """Waits until the process's log matches the regex `count` times."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(proc.log, errors="replace") as f:
+            if len(re.findall(pattern, f.read())) >= count:
+                return
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited ({proc.returncode}); see {proc.log}")
+        time.sleep(0.02)
+    raise RuntimeError(f"{pattern!r} x{count} not logged within {timeout}s; see {proc.log}")
+
+
+def wrk_measure(port, name, out_dir, check, conns, duration, warmup, path="/"):
+    """check(port, what) raises unless the answer is right; it runs before the
+    warm-up and after the measured run, so a server that breaks under load
+    gives no figure. Returns parse_wrk's figures of the measured run."""
+    url = f"http://127.0.0.1:{port}{path}"
+    check(port, name)
+    subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{warmup}", url], stdout=subprocess.DEVNULL, check=True)
+    out = os.path.join(out_dir, f"wrk-{name}.txt")
+    with open(out, "w") as f:
+        subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}", "--latency", url], stdout=f, check=True)
+    check(port, name + " (after the load)")
+    figures = parse_wrk(out)
+    errors = figures["non_2xx"] + sum(figures["socket_errors"].values())
+    print(f"    {name}: {figures['rps']:.0f} req/s, p50 {figures.get('p50_ms', 0):.2f} ms, "
+          f"p99 {figures.get('p99_ms', 0):.2f} ms"
+          + (f"  ! {figures['non_2xx']} non-2xx, socket errors {figures['socket_errors']}" if errors else ""),
+          file=sys.stderr, flush=True)
+    return figures
+
+
+# ------------------------------------------------------------------- Apache
+APACHE = "/usr/sbin/apache2"
+APACHE_MODULES = "/usr/lib/apache2/modules"
+
+
+def apache_missing():
+    """What of Debian's apache2 and mod_wsgi is not installed, or None."""
+    for path in (APACHE, os.path.join(APACHE_MODULES, "mod_wsgi.so")):
+        if not os.path.exists(path):
+            return path
+    return None
+
+
+def apache_conf(apache_dir, port, log, site):
+    """Writes apache_dir/httpd.conf (the directory made afresh) for an
+    unprivileged Apache on 127.0.0.1:port, event MPM, errors to log, with
+    `site` (mod_wsgi or mod_proxy directives) at the end; returns its path.
+    As root, Apache's children (and mod_wsgi's daemons) run as www-data: the
+    directories it reads must be world-readable."""
+    shutil.rmtree(apache_dir, ignore_errors=True)
+    os.makedirs(apache_dir)
+    os.chmod(apache_dir, 0o755)
+    user = "User www-data\nGroup www-data\n" if os.getuid() == 0 else ""
+    conf = os.path.join(apache_dir, "httpd.conf")
+    with open(conf, "w") as f:
+        f.write(f"""ServerRoot {apache_dir}
+ServerName localhost
+Listen 127.0.0.1:{port}
+{user}LoadModule mpm_event_module {APACHE_MODULES}/mod_mpm_event.so
+LoadModule authz_core_module {APACHE_MODULES}/mod_authz_core.so
+LoadModule proxy_module {APACHE_MODULES}/mod_proxy.so
+LoadModule proxy_http_module {APACHE_MODULES}/mod_proxy_http.so
+LoadModule wsgi_module {APACHE_MODULES}/mod_wsgi.so
+PidFile {apache_dir}/httpd.pid
+DefaultRuntimeDir {apache_dir}
+Mutex file:{apache_dir} default
+ErrorLog {log}
+LogLevel warn
+WSGISocketPrefix {apache_dir}/wsgi
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 32
+{site}
+""")
+    return conf
+
+
+def modwsgi_site(name, script, python_path):
+    """mod_wsgi in daemon mode as bench/run and bench/speed measure it:
+    processes=2 threads=1, the app in the main interpreter."""
+    d = os.path.dirname(script)
+    return (f"WSGIDaemonProcess {name} processes=2 threads=1 python-path={':'.join(python_path)}\n"
+            f"WSGIScriptAlias / {script} process-group={name} application-group=%{{GLOBAL}}\n"
+            f"<Directory {d}>\n    Require all granted\n</Directory>")
 
 
 # ---------------------------------------------------------------- commands
@@ -289,11 +452,31 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_apache_conf(args):
+    """Writes the httpd.conf and prints its path (for bench/run)."""
+    if args.modwsgi:
+        name, script, python_path = args.modwsgi
+        site = modwsgi_site(name, script, python_path.split(":"))
+    else:
+        site = args.site
+    print(apache_conf(args.dir, args.port, args.log, site))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     sub.add_parser("freeport").set_defaults(func=cmd_freeport)
+
+    s = sub.add_parser("apache-conf")
+    s.add_argument("dir")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--log", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--site", help="directives to append")
+    g.add_argument("--modwsgi", nargs=3, metavar=("NAME", "SCRIPT", "PYTHONPATH"),
+                   help="mod_wsgi daemon mode, processes=2 threads=1")
+    s.set_defaults(func=cmd_apache_conf)
 
     s = sub.add_parser("wait-log")
     s.add_argument("log")
