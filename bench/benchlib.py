@@ -93,13 +93,24 @@ def http_get(port, path="/", timeout=30):
         c.close()
 
 
+def exited(proc):
+    """Why a server is gone: its exit code and its log's last line."""
+    try:
+        with open(proc.log, errors="replace") as f:
+            lines = [line.strip() for line in ANSI.sub("", f.read()).splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    last = f": {lines[-1][:240]}" if lines else ""
+    return f"exited ({proc.returncode}){last}; see {proc.log}"
+
+
 def wait_200(port, proc, since, timeout=120, path="/"):
     """Polls GET path every millisecond; returns seconds from `since` (monotonic) to the first 200."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"exited ({proc.returncode}) before answering ({last}); see {proc.log}")
+            raise RuntimeError(f"before answering ({last}): {exited(proc)}")
         try:
             status, _ = http_get(port, path, timeout=timeout)
             if status == 200:
@@ -119,7 +130,7 @@ def wait_log(proc, pattern, count=1, timeout=60):
             if len(re.findall(pattern, f.read())) >= count:
                 return
         if proc.poll() is not None:
-            raise RuntimeError(f"exited ({proc.returncode}); see {proc.log}")
+            raise RuntimeError(exited(proc))
         time.sleep(0.02)
     raise RuntimeError(f"{pattern!r} x{count} not logged within {timeout}s; see {proc.log}")
 
