@@ -177,6 +177,7 @@ const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../python-wasm/build")),
     ("pins.toml", include_str!("../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
+    ("pgo/cpython-3.13.proftext", include_str!("../../python-wasm/pgo/cpython-3.13.proftext")),
     ("wasgi/_wasgimodule.c", include_str!("../../python-wasm/wasgi/_wasgimodule.c")),
     ("wasgi/reactor.c", include_str!("../../python-wasm/wasgi/reactor.c")),
     ("wasgi/reactor.mk", include_str!("../../python-wasm/wasgi/reactor.mk")),

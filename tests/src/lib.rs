@@ -110,13 +110,16 @@ pub fn pinned_interpreter() -> PathBuf {
 /// machine, once; the lock makes parallel tests wait for one build) and
 /// compiled. Tests that start wasgi with it call this first, so the build is
 /// not counted against a server's startup wait.
-pub fn own_interpreter() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        setup();
-        let _lock = FileLock::acquire(&cache_dir().join(".own-build.lock"));
-        prepare_interpreter("cpython-3.13");
-    });
+/// Its python.wasm, in the build's result directory (with build.json).
+pub fn own_interpreter() -> PathBuf {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            setup();
+            let _lock = FileLock::acquire(&cache_dir().join(".own-build.lock"));
+            prepare_interpreter("cpython-3.13")
+        })
+        .clone()
 }
 
 /// Flask and its dependencies, installed for the guest from PyPI (pure-Python

@@ -198,7 +198,7 @@ fn copy_recipe(dest: &Path) {
     for entry in ["build", "pins.toml", "wasirun.py", "update-pins"] {
         std::fs::copy(src.join(entry), dest.join(entry)).unwrap();
     }
-    for dir in ["wasgi", "patches"] {
+    for dir in ["wasgi", "patches", "pgo"] {
         std::fs::create_dir_all(dest.join(dir)).unwrap();
         for file in std::fs::read_dir(src.join(dir)).unwrap() {
             let file = file.unwrap();
@@ -235,4 +235,27 @@ fn a_pin_that_left_the_mirror_fails_the_build_naming_update_pins() {
     assert!(text.contains("python3.13:") && text.contains("toolchain:"), "{text}");
     assert!(text.contains("--dry-run: pins.toml not written"), "a pin that is gone is moved: {text}");
     assert_eq!(std::fs::read_to_string(recipe.join("pins.toml")).unwrap(), before, "--dry-run writes nothing");
+}
+
+/// Our build is compiled with the profile committed in python-wasm/pgo (the
+/// PGO that makes it faster): build.json names the profile with its hash, and
+/// the interpreter's own record of its compiler flags (sysconfig) has clang's
+/// -fprofile-instr-use, at the work tree's placeholder path.
+#[test]
+fn our_build_is_compiled_with_the_committed_pgo_profile() {
+    use sha2::Digest;
+    let wasm = wasgi_tests::own_interpreter();
+    let built = wasm.parent().unwrap();
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(built.join("build.json")).unwrap()).unwrap();
+    assert_eq!(info["pgo"]["profile"], "pgo/cpython-3.13.proftext", "{info}");
+    let profile = std::fs::read(wasgi_tests::root().join("python-wasm/pgo/cpython-3.13.proftext")).unwrap();
+    assert_eq!(info["pgo"]["sha256"], hex::encode(sha2::Sha256::digest(&profile)), "the build used another profile");
+    let stdlib = built.join("lib/python3.13");
+    let sysconfig = std::fs::read_dir(&stdlib)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("_sysconfigdata_"))
+        .expect("the stdlib has its _sysconfigdata");
+    let flags = std::fs::read_to_string(sysconfig).unwrap();
+    assert!(flags.contains("-fprofile-instr-use=/wasgi-build/pgo.profdata"), "not compiled with the profile");
 }
