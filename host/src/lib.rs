@@ -18,7 +18,8 @@
 //! # Layout
 //!
 //! One folder per stage; each folder's `mod.rs` says what it owns and what it
-//! may use. Dependencies point one way:
+//! may use. Dependencies point one way (checked by `layering`, which also
+//! lists them: `cargo test -p wasgi --lib layering -- --nocapture`):
 //!
 //! ```text
 //! cli ─► apache ─► config ─────────────────────────────┐
@@ -57,6 +58,8 @@ pub mod engine;
 #[cfg(test)]
 mod fuzz;
 pub mod http;
+#[cfg(test)]
+mod layering;
 pub mod pool;
 pub mod protocol;
 pub mod routing;
