@@ -10,12 +10,13 @@
 //!   segment, an environ never has a key twice...) and for not panicking.
 //!   They live beside each parser's own tests; `WASGI_FUZZ_CASES` cases each
 //!   (2,000 by default).
-//! - mutation fuzzing ([`run`], a `fuzz_target` module beside each format's parser): seeds of each format a
-//!   guest or an administrator writes (the guest's frames, `wasgi.toml`,
-//!   policy files, Apache configuration text) mutated at random (bits
-//!   flipped, the format's punctuation inserted, ranges cut, doubled or
-//!   spliced), for `WASGI_FUZZ_SECONDS` each (2 by default); any panic is a
-//!   failure, and the input is saved under `target/fuzz-crashes/`.
+//! - mutation fuzzing ([`run`], a `fuzz_target` module beside each format's
+//!   parser): seeds of each format a guest or an administrator writes (the
+//!   guest's frames, `wasgi.toml`, policy files, Apache configuration text)
+//!   mutated at random (bits flipped, the format's punctuation inserted,
+//!   ranges cut, doubled or spliced), for `WASGI_FUZZ_SECONDS` each (2 by
+//!   default); any panic is a failure, and the input is saved under
+//!   `target/fuzz-crashes/`.
 //!
 //! Both stay short inside `cargo test` (CI); longer runs, and a replay:
 //!

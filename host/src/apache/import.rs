@@ -27,9 +27,9 @@ use ipnet::IpNet;
 use super::conf::{flatten, Directive, Reader};
 use super::snippet;
 use crate::config::{normalise_host, normalise_mount, AppConfig, Config, GroupConfig};
-use crate::spec::proxies::TrustedProxies;
 use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
+use crate::spec::proxies::TrustedProxies;
 
 /// What the Apache configuration does not say.
 #[derive(Debug, Clone)]

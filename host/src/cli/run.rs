@@ -12,15 +12,15 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::config::plan::{add_grant, private_dirs};
+use crate::config::policy::{self, Capability, Origin};
+use crate::engine::args::InterpreterArgs;
+use crate::http::server::{self, Listener, Server};
 use crate::pool::group::Group;
+use crate::routing::router::{Route, Router};
 use crate::sandbox::interpreters::Interpreters;
 use crate::spec::grant_dir::GrantDir;
 use crate::spec::guest::{Grant, GuestSpec, RUN_FLAGS_POLICY};
 use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
-use crate::engine::args::InterpreterArgs;
-use crate::config::policy::{self, Capability, Origin};
-use crate::routing::router::{Route, Router};
-use crate::http::server::{self, Listener, Server};
 use crate::spec::listen::{Listen, ListenAddr};
 
 /// This module's log target: its name before the folders, so log lines

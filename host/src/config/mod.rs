@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
-use crate::spec::interpreter::Choice;
-use crate::spec::proxies::TrustedProxies;
 use crate::spec::access::Access;
+use crate::spec::interpreter::Choice;
+use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
+use crate::spec::proxies::TrustedProxies;
 
 /// One problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

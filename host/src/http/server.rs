@@ -20,8 +20,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http::environ::{self, Connection};
-use crate::http::framing::{Verdicts, WatchedIo};
 use crate::http::forwarded;
+use crate::http::framing::{Verdicts, WatchedIo};
 use crate::pool::exchange::{response_channel, BodyLimits, Head, Job, RequestInfo};
 use crate::routing::router::Router;
 use crate::spec::limits::HttpLimits;

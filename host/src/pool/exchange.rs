@@ -20,8 +20,8 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
-use crate::spec::limits::Limits;
 use crate::sandbox::instance::{Gone, GuestIo, Instance};
+use crate::spec::limits::Limits;
 
 /// This module's log target: its name before the folders, so log lines
 /// and `WASGI_LOG` filters read as they did.

@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::pool::exchange::{self, Job};
 use crate::sandbox::instance::{Instance, StartError};
 use crate::sandbox::prepared::{Entry, Prepared};
 use crate::spec::guest::GuestSpec;
 use crate::spec::limits::{Isolation, Reload};
-use crate::pool::exchange::{self, Job};
 
 /// This module's log target: its name before the folders, so log lines
 /// and `WASGI_LOG` filters read as they did.

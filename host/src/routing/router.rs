@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::pool::group::Group;
 use crate::spec::access::Access;
 use crate::spec::proxies::TrustedProxies;
-use crate::pool::group::Group;
 
 /// An app reachable at `host` + `mount`.
 pub struct Route {

@@ -23,12 +23,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::protocol::frames::{Decoder, Kind};
-use crate::spec::guest::{GuestSpec, GUEST_GID, GUEST_UID, RUN_FLAGS_POLICY};
-use crate::spec::limits::{Isolation, WARMUP_ROUNDS};
 use crate::sandbox::hostcalls::HostEnd;
 use crate::sandbox::prepared::{Entry, Prepared};
 use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch};
 use crate::sandbox::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
+use crate::spec::guest::{GuestSpec, GUEST_GID, GUEST_UID, RUN_FLAGS_POLICY};
+use crate::spec::limits::{Isolation, WARMUP_ROUNDS};
 
 /// This module's log target: its name before the folders, so log lines
 /// and `WASGI_LOG` filters read as they did.

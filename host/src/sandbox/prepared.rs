@@ -40,7 +40,7 @@ pub struct Prepared {
     /// How an instance of `pre` begins.
     pub entry: Entry,
     /// Where groups on this interpreter get their snapshots, if it can be snapshotted.
-    pub snapshots: Option<Arc<crate::sandbox::prepared::Source>>,
+    pub snapshots: Option<Arc<Source>>,
 }
 
 impl Prepared {
@@ -60,19 +60,12 @@ pub enum Entry {
     Serve,
 }
 
-
-/// What a snapshot was made from, for telling when it is stale.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Manifest {
-    /// Host path, length, modification time (ns since the epoch).
-    pub(crate) files: Vec<(PathBuf, u64, u128)>,
-}
-
 /// Where an interpreter's snapshots come from and are kept.
 pub struct Source {
     /// python-reactor.wasm.
     pub reactor: PathBuf,
-    /// What identifies its content (see `sandbox::interpreters::identity`), part of every snapshot key.
+    /// What identifies its content (see `sandbox::interpreters::identity`),
+    /// part of every snapshot key.
     pub identity: String,
     /// CACHE/snapshots.
     pub dir: PathBuf,
@@ -119,3 +112,9 @@ pub(crate) struct Loaded {
     pub(crate) checked: Instant,
 }
 
+/// What a snapshot was made from, for telling when it is stale.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// Host path, length, modification time (ns since the epoch).
+    pub(crate) files: Vec<(PathBuf, u64, u128)>,
+}

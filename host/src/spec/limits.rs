@@ -43,23 +43,22 @@ pub enum Reload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// A request running longer is interrupted: 504, the instance replaced.
-    pub request_timeout: Option<std::time::Duration>,
+    pub request_timeout: Option<Duration>,
     /// An instance still importing the app after this is abandoned.
-    pub startup_timeout: Option<std::time::Duration>,
+    pub startup_timeout: Option<Duration>,
     /// A request waiting longer for a free instance gets 503 + Retry-After.
-    pub queue_timeout: Option<std::time::Duration>,
+    pub queue_timeout: Option<Duration>,
     /// An instance is replaced after about this many requests (±10%).
     pub maximum_requests: Option<u64>,
     /// An instance idle this long is stopped; the group starts instances
     /// again when the next request arrives.
-    pub inactivity_timeout: Option<std::time::Duration>,
+    pub inactivity_timeout: Option<Duration>,
     /// CPU time one request may use (wasm execution, not waiting).
-    pub cpu_time_limit: Option<std::time::Duration>,
+    pub cpu_time_limit: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        use std::time::Duration;
         Limits {
             request_timeout: Some(Duration::from_secs(60)),
             startup_timeout: Some(Duration::from_secs(60)),
