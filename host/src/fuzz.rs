@@ -10,12 +10,13 @@
 //!   segment, an environ never has a key twice...) and for not panicking.
 //!   They live beside each parser's own tests; `WASGI_FUZZ_CASES` cases each
 //!   (2,000 by default).
-//! - mutation fuzzing ([`run`], the targets below): seeds of each format a
-//!   guest or an administrator writes (the guest's frames, `wasgi.toml`,
-//!   policy files, Apache configuration text) mutated at random (bits
-//!   flipped, the format's punctuation inserted, ranges cut, doubled or
-//!   spliced), for `WASGI_FUZZ_SECONDS` each (2 by default); any panic is a
-//!   failure, and the input is saved under `target/fuzz-crashes/`.
+//! - mutation fuzzing ([`run`], a `fuzz_target` module beside each format's
+//!   parser): seeds of each format a guest or an administrator writes (the
+//!   guest's frames, `wasgi.toml`, policy files, Apache configuration text)
+//!   mutated at random (bits flipped, the format's punctuation inserted,
+//!   ranges cut, doubled or spliced), for `WASGI_FUZZ_SECONDS` each (2 by
+//!   default); any panic is a failure, and the input is saved under
+//!   `target/fuzz-crashes/`.
 //!
 //! Both stay short inside `cargo test` (CI); longer runs, and a replay:
 //!
@@ -174,80 +175,7 @@ pub(crate) fn run(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) {
 
 #[cfg(test)]
 mod targets {
-    use std::path::Path;
-
     use super::*;
-    use crate::frames::{self, Decoder, Kind};
-
-    /// The guest's frame stream, cut into arbitrary slices.
-    #[test]
-    fn fuzz_guest_frames() {
-        let mut stream = Vec::new();
-        for (kind, payload) in [(Kind::Ready, &b"host calls"[..]), (Kind::Start, b"200 OK\0Content-Type\0text/plain"), (Kind::Body, b"hello"), (Kind::End, b"")] {
-            stream.extend_from_slice(&frames::encode(kind, payload));
-        }
-        run("guest-frames", &[&stream, &stream[..7]], |input| {
-            let mut decoder = Decoder::default();
-            let mut g = Gen::new(input.len() as u64 + 1);
-            let mut rest = input;
-            while !rest.is_empty() {
-                let n = 1 + g.below(rest.len());
-                decoder.push(&rest[..n]);
-                rest = &rest[n..];
-                loop {
-                    match decoder.next_frame() {
-                        Ok(Some((_, payload))) => {
-                            let _ = frames::fields(&payload).count();
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            }
-        });
-    }
-
-    /// wasgi.toml, from the README's example and the tests' configs.
-    #[test]
-    fn fuzz_wasgi_toml() {
-        let readme = include_str!("../../README.md");
-        let example = readme.split("```toml\n[[listen]]").nth(1).and_then(|s| s.split("```").next()).map(|s| format!("[[listen]]{s}")).unwrap();
-        let small = "[[listen]]\naddress = \"127.0.0.1:0\"\n[http]\nmax_headers = 10\n[[group]]\nname = \"g\"\nwarmup = [\"/\"]\nreload_on_change = \"tree\"\n[[app]]\nscript = \"/srv/a/app.wsgi\"\ngroup = \"g\"\nhost = [\"*.a.example\"]\nmount = \"/x\"\nallow = [\"10.1\"]\n";
-        run("wasgi-toml", &[example.as_bytes(), small.as_bytes()], |input| {
-            let _ = crate::config::from_text(Path::new("/nonexistent/wasgi.toml"), &String::from_utf8_lossy(input));
-        });
-    }
-
-    /// A policy file (read from disk, as the server does).
-    #[test]
-    fn fuzz_policy() {
-        let dir = std::env::temp_dir().join(format!("wasgi-fuzz-policy-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("policies/users")).unwrap();
-        let config = dir.join("wasgi.toml");
-        std::fs::write(&config, "[[group]]\nname = \"g\"\nuser = \"u\"\n[[app]]\nscript = \"/srv/app.wsgi\"\ngroup = \"g\"\n").unwrap();
-        let config = crate::config::load(&config).unwrap();
-        let seed = b"[[grant]]\npath = \"/tmp\"\naccess = \"read\"\n\n[[grant]]\npath = \"/nonexistent/x/../y\"\naccess = \"write\"\nshared = true\nfollow_symlinks = true\n\n[limits]\nmemory_limit = 512\n";
-        run("policy", &[seed], |input| {
-            std::fs::write(dir.join("policies/users/u.toml"), input).unwrap();
-            let _ = crate::policy::resolve(&config);
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Apache configuration text (the importer's reader). Inputs that
-    /// include other files are skipped: a mutated `Include /*` would read
-    /// the machine's files; includes have their own tests.
-    #[test]
-    fn fuzz_apache_conf() {
-        let guide = "<VirtualHost *>\n    ServerName example.com\n    WSGIDaemonProcess yourapplication user=user1 group=group1 threads=5\n    WSGIScriptAlias / /var/www/yourapplication/yourapplication.wsgi\n    <Directory /var/www/yourapplication>\n        WSGIProcessGroup yourapplication\n        WSGIApplicationGroup %{GLOBAL}\n        Order deny,allow\n        Allow from all\n    </Directory>\n</VirtualHost>\n";
-        let more = "Define ROOT /srv\n<IfModule mod_wsgi.c>\nWSGIPythonPath \"${ROOT}/lib\" \\\n  /other\n</IfModule>\n<Location /x>\nRequire ip 10.0.0.0/8\n</Location>\n";
-        run("apache-conf", &[guide.as_bytes(), more.as_bytes()], |input| {
-            let text = String::from_utf8_lossy(input);
-            if text.to_ascii_lowercase().contains("include") {
-                return;
-            }
-            let _ = crate::apache::conf::Reader::new(None).parse(&text, Path::new("/nonexistent/site.conf"));
-        });
-    }
 
     #[test]
     fn mutations_are_replayable_from_the_seed() {

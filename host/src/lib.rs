@@ -1,62 +1,67 @@
 //! wasgi: WSGI apps served from CPython compiled to WASI, inside wasmtime.
 //!
-//! # The data path, and the module that owns each arrow
+//! # The data path, and the folder that owns each arrow
 //!
 //! ```text
-//! client ──► listener (TCP or Unix socket, hyper HTTP/1.1 and HTTP/2)   server
-//!        ──► WSGI environ from the request                              environ
-//!        ──► the group's bounded queue ─► a free instance               group
-//!        ──► request frames to the guest, the body on demand            request, frames, hostcalls | stdio
-//!        ──► the bridge calls `application` inside the sandbox          guest/bridge.py, instance
-//!        ──► status, headers, body frames from the guest                request, frames, hostcalls | stdio
-//!        ──► streamed back to the client
+//! client ──► listener (TCP or Unix socket, hyper HTTP/1.1 and HTTP/2)   http/server
+//!        ──► framing watcher, head checks                               http/framing
+//!        ──► Host header and mount → the app; allow/deny                routing/router
+//!        ──► WSGI environ from the request                              http/environ, http/forwarded
+//!        ──► the group's bounded queue ─► a free instance               pool/group
+//!        ──► request frames to the guest, the body on demand            pool/exchange, protocol/frames
+//!        ──► the guest's store, WASI context, channels                  sandbox/instance, hostcalls | stdio
+//!        ──► the bridge calls `application` inside the sandbox          guest/bridge.py
+//!        ──► status, headers, body frames from the guest                pool/exchange
+//!        ──► streamed back to the client                                http/server
 //! ```
 //!
-//! - [`interpreter`]: finding, verifying and compiling python.wasm; the compiled-module cache.
-//! - [`instance`]: one guest (Store, WASI context built from its grants, limits).
-//! - [`group`]: a pool of instances of one app; queueing, replacement, backoff.
-//! - [`request`]: one request's exchange with an instance, and the access log.
-//! - [`environ`]: HTTP request → WSGI environ (PEP 3333, CGI).
-//! - [`forwarded`]: what a trusted proxy says about the original request.
-//! - [`framing`]: spots requests with both Content-Length and Transfer-Encoding.
-//! - [`frames`]: the host ↔ bridge wire format.
-//! - [`hostcalls`]: frames through wasm imports (`_wasgi` in our own 3.13 build).
-//! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned 3.12) and its stderr → log
-//!   (guest log records cut to 16 KiB and rate-limited per instance).
-//! - [`logline`]: every log record one physical line (control characters escaped).
-//! - [`server`]: listeners, hyper connections, graceful shutdown.
-//! - [`router`]: Host header and mount prefix → the app that serves a request.
-//! - [`access`]: which client addresses may reach an app (`allow` / `deny`).
-//! - [`config`], [`policy`]: `wasgi.toml` and the capability policies, validated.
-//! - [`grant_dir`]: each granted directory opened once, by handle, never followed through a symlink.
-//! - [`check`]: `wasgi check` and `wasgi serve`: a config file's groups and apps.
-//! - [`run`]: `wasgi run`: one script, one group, from command-line flags; and
-//!   `Interpreters`, each interpreter the groups run, linked once on first use.
-//! - [`zoneinfo`]: the IANA time-zone database every guest's `zoneinfo` reads.
-//! - [`apache`]: `wasgi apache-config` (the Apache side of a wasgi.toml) and
-//!   `wasgi import-apache` (a mod_wsgi configuration → wasgi.toml and policies).
+//! # Layout
+//!
+//! One folder per stage; each folder's `mod.rs` says what it owns and what it
+//! may use. Dependencies point one way (checked by `layering`, which also
+//! lists them: `cargo test -p wasgi --lib layering -- --nocapture`):
+//!
+//! ```text
+//! cli ─► apache ─► config ─────────────────────────────┐
+//!  └──► http ─► routing ─► pool ─► sandbox ─► engine ──┴─► spec
+//!                           └──────────┴─► protocol
+//! ```
+//!
+//! - [`cli`]: the subcommands: `wasgi run` (flags), `wasgi serve` (a config
+//!   file, SIGHUP reloads), `wasgi check`, `wasgi python`; the log format.
+//! - [`apache`]: `wasgi apache-config` and `wasgi import-apache`.
+//! - [`config`]: `wasgi.toml` and the capability policies, validated, and the
+//!   plan (each app's guest spec). No runtime module.
+//! - [`http`]: listeners, hyper connections, the service, the framing
+//!   watcher, the WSGI environ, trusted forwarding; graceful shutdown.
+//! - [`routing`]: Host header and mount prefix → the app; who may reach it.
+//! - [`pool`]: a group's instances (queue, workers, replacement, reloads) and
+//!   one request's exchange with an instance (and the access log).
+//! - [`sandbox`]: one guest: the linked interpreter, the store and its WASI
+//!   context built from the grants, host calls, stdio, snapshots, the
+//!   interpreters a server runs and the epoch ticker.
+//! - [`engine`]: finding, verifying and building python.wasm; the engine
+//!   and the compiled-code cache; the time-zone database.
+//! - [`protocol`]: the host ↔ bridge frames (a leaf).
+//! - [`spec`]: plain values every stage reads: limits, listen addresses,
+//!   trusted proxies, access lists, interpreter choice, the guest spec, and
+//!   each granted directory opened once (a leaf).
+//!
+//! Log targets keep the module names of the flat layout (`wasgi::server`,
+//! `wasgi::group`, ...), so log lines and `WASGI_LOG` filters did not change
+//! with the folders.
 
-pub mod access;
 pub mod apache;
-pub mod check;
+pub mod cli;
 pub mod config;
-pub mod environ;
-pub mod forwarded;
-pub mod framing;
-pub mod frames;
+pub mod engine;
 #[cfg(test)]
 mod fuzz;
-pub mod grant_dir;
-pub mod group;
-pub mod hostcalls;
-pub mod instance;
-pub mod interpreter;
-pub mod logline;
-pub mod policy;
-pub mod request;
-pub mod router;
-pub mod run;
-pub mod server;
-pub mod snapshot;
-pub mod stdio;
-pub mod zoneinfo;
+pub mod http;
+#[cfg(test)]
+mod layering;
+pub mod pool;
+pub mod protocol;
+pub mod routing;
+pub mod sandbox;
+pub mod spec;

@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve one WSGI script (a mod_wsgi `.wsgi` file or any module defining `application`).
-    Run(wasgi::run::RunArgs),
+    Run(wasgi::cli::run::RunArgs),
     /// Serve the apps of a wasgi.toml (groups, virtual hosts, capability policies).
     Serve {
         #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
@@ -25,14 +25,14 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         graceful_timeout: Option<u64>,
         #[command(flatten)]
-        interpreter: wasgi::run::InterpreterArgs,
+        interpreter: wasgi::engine::args::InterpreterArgs,
     },
     /// Check a wasgi.toml and its policies; print each group's capabilities and each app's routes.
     Check {
         #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
         config: PathBuf,
         #[command(flatten)]
-        interpreter: wasgi::run::InterpreterArgs,
+        interpreter: wasgi::engine::args::InterpreterArgs,
     },
     /// Print the Apache side for a wasgi.toml: a VirtualHost per host set, ProxyPass per mount,
     /// the forwarding headers wasgi trusts, timeouts, Alias lines for static directories.
@@ -41,7 +41,7 @@ enum Command {
         config: PathBuf,
         /// Where Apache reaches wasgi, HOST:PORT or unix:/path (default: the first [[listen]]).
         #[arg(long, value_name = "ADDR")]
-        backend: Option<wasgi::server::ListenAddr>,
+        backend: Option<wasgi::spec::listen::ListenAddr>,
         /// The address of each <VirtualHost>.
         #[arg(long, value_name = "ADDR", default_value = "*:80")]
         vhost_address: String,
@@ -56,7 +56,7 @@ enum Command {
         out: PathBuf,
         /// Where wasgi will listen for Apache: HOST:PORT or unix:/path.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
-        listen: wasgi::server::ListenAddr,
+        listen: wasgi::spec::listen::ListenAddr,
         /// For relative Include paths before any ServerRoot directive (default: the file's directory).
         #[arg(long, value_name = "DIR")]
         server_root: Option<PathBuf>,
@@ -67,7 +67,7 @@ enum Command {
     /// Fetch, verify and compile the Python interpreter, then print where it is.
     Python {
         #[command(flatten)]
-        interpreter: wasgi::run::InterpreterArgs,
+        interpreter: wasgi::engine::args::InterpreterArgs,
     },
 }
 
@@ -75,7 +75,7 @@ enum Command {
 fn import_apache(
     file: &std::path::Path,
     out: &std::path::Path,
-    listen: wasgi::server::ListenAddr,
+    listen: wasgi::spec::listen::ListenAddr,
     server_root: Option<PathBuf>,
     vhost_address: String,
 ) -> anyhow::Result<()> {
@@ -97,21 +97,21 @@ fn main() -> ExitCode {
     // Colours only for a person at a terminal; log files and pipes get plain text.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // Every record one physical line: a request path or a guest's output
-    // cannot forge another record (wasgi::logline).
-    let format = wasgi::logline::OneLinePerRecord { inner: tracing_subscriber::fmt::format() };
+    // cannot forge another record (wasgi::cli::logline).
+    let format = wasgi::cli::logline::OneLinePerRecord { inner: tracing_subscriber::fmt::format() };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).event_format(format).init();
 
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => wasgi::run::run(args),
+        Command::Run(args) => wasgi::cli::run::run(args),
         Command::Serve { config, graceful_timeout, interpreter } => {
-            wasgi::check::serve(&config, &interpreter, graceful_timeout.map(std::time::Duration::from_secs))
+            wasgi::cli::serve::serve(&config, &interpreter, graceful_timeout.map(std::time::Duration::from_secs))
         }
         Command::Check { config, interpreter } => match interpreter.cache_dir() {
             Err(e) => Err(e),
-            Ok(cache) => match wasgi::check::plan(&config, &cache, interpreter.interpreter()) {
-                Ok(plan) => wasgi::check::locate_interpreters(&plan, &interpreter).map(|found| {
-                    print!("{}", wasgi::check::report(&plan, &found));
+            Ok(cache) => match wasgi::config::plan::plan(&config, &cache, interpreter.interpreter()) {
+                Ok(plan) => wasgi::cli::check::locate_interpreters(&plan, &interpreter).map(|found| {
+                    print!("{}", wasgi::cli::check::report(&plan, &found));
                 }),
                 Err(problems) => {
                     println!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             }
         }
         Command::ImportApache { file, out, listen, server_root, vhost_address } => import_apache(&file, &out, listen, server_root, vhost_address),
-        Command::Python { interpreter } => wasgi::run::prepare_interpreter(&interpreter).map(|path| {
+        Command::Python { interpreter } => wasgi::cli::python::prepare_interpreter(&interpreter).map(|path| {
             println!("{}", path.display());
         }),
     };

@@ -1311,7 +1311,7 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
 // ---------------------------------------------------------------- grant swaps
 //
 // A grant is the directory that was there when the configuration was
-// planned, held by handle (host/src/grant_dir.rs). These cases replace a
+// planned, held by handle (host/src/spec/grant_dir.rs). These cases replace a
 // granted directory's name with a symlink into another tenant's files, from
 // outside the sandbox (a tenant's shell or SFTP account, or an app through a
 // write grant around the name), and expect every later instance to keep

@@ -478,3 +478,27 @@ mod tests {
         assert_eq!(tree[0].args, ["from-root"]);
     }
 }
+
+/// Mutation fuzzing of this format (see `crate::fuzz`).
+#[cfg(test)]
+mod fuzz_target {
+    use std::path::Path;
+
+    use crate::fuzz::run;
+
+    /// Apache configuration text (the importer's reader). Inputs that
+    /// include other files are skipped: a mutated `Include /*` would read
+    /// the machine's files; includes have their own tests.
+    #[test]
+    fn fuzz_apache_conf() {
+        let guide = "<VirtualHost *>\n    ServerName example.com\n    WSGIDaemonProcess yourapplication user=user1 group=group1 threads=5\n    WSGIScriptAlias / /var/www/yourapplication/yourapplication.wsgi\n    <Directory /var/www/yourapplication>\n        WSGIProcessGroup yourapplication\n        WSGIApplicationGroup %{GLOBAL}\n        Order deny,allow\n        Allow from all\n    </Directory>\n</VirtualHost>\n";
+        let more = "Define ROOT /srv\n<IfModule mod_wsgi.c>\nWSGIPythonPath \"${ROOT}/lib\" \\\n  /other\n</IfModule>\n<Location /x>\nRequire ip 10.0.0.0/8\n</Location>\n";
+        run("apache-conf", &[guide.as_bytes(), more.as_bytes()], |input| {
+            let text = String::from_utf8_lossy(input);
+            if text.to_ascii_lowercase().contains("include") {
+                return;
+            }
+            let _ = crate::apache::conf::Reader::new(None).parse(&text, Path::new("/nonexistent/site.conf"));
+        });
+    }
+}

@@ -27,9 +27,9 @@ use ipnet::IpNet;
 use super::conf::{flatten, Directive, Reader};
 use super::snippet;
 use crate::config::{normalise_host, normalise_mount, AppConfig, Config, GroupConfig};
-use crate::forwarded::TrustedProxies;
-use crate::instance::{Isolation, Limits, Reload};
-use crate::server::{HttpLimits, Listen, ListenAddr};
+use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::listen::{Listen, ListenAddr};
+use crate::spec::proxies::TrustedProxies;
 
 /// What the Apache configuration does not say.
 #[derive(Debug, Clone)]
@@ -313,7 +313,7 @@ fn address(entry: &str) -> Option<String> {
         }
         return Some(IpNet::new(IpAddr::V4(ip), bits.leading_ones() as u8).ok()?.trunc().to_string());
     }
-    crate::access::apache_prefix(entry).map(|net| net.to_string())
+    crate::spec::access::apache_prefix(entry).map(|net| net.to_string())
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
@@ -1154,7 +1154,7 @@ fn map(tree: &[Directive], file: &Path, options: &Options) -> Result<Imported> {
 /// text, or does not exist here, goes to `unmapped` with the script's line.
 /// Returns what was granted, for the summary.
 fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) -> Vec<Item> {
-    use super::wsgi_script::{scan, Kind};
+    use crate::config::wsgi_script::{scan, Kind};
     let mut granted = Vec::new();
     let mut seen: HashSet<(String, usize)> = HashSet::new();
     for app in apps {
@@ -1200,7 +1200,7 @@ fn script_paths(apps: &[App], groups: &mut [Group], unmapped: &mut Vec<Item>) ->
                     continue;
                 }
             };
-            let venv_here = found.kind == Kind::ActivateThis && !crate::check::venv_site_packages(Path::new(&path)).is_empty();
+            let venv_here = found.kind == Kind::ActivateThis && !crate::config::plan::venv_site_packages(Path::new(&path)).is_empty();
             let why = if venv_here && g.venv.as_deref() == Some(path.as_str()) {
                 format!("{path}: already the group's venv")
             } else if venv_here && g.venv.is_none() {
@@ -1518,8 +1518,8 @@ fn render_config(
 
 /// The first symlink on `path` on this machine, and where it leads.
 fn symlink_in(path: &str) -> Option<(PathBuf, String)> {
-    match crate::grant_dir::GrantDir::open(Path::new(path), false) {
-        Err(crate::grant_dir::GrantDirError::Symlink { link, target }) => Some((link, target)),
+    match crate::spec::grant_dir::GrantDir::open(Path::new(path), false) {
+        Err(crate::spec::grant_dir::GrantDirError::Symlink { link, target }) => Some((link, target)),
         _ => None,
     }
 }
@@ -1646,7 +1646,7 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
                 static_dirs: a.statics.iter().map(|(u, d)| (u.clone(), PathBuf::from(d))).collect(),
                 pass_authorization: a.pass_authorization.is_some(),
                 access: {
-                    let mut access = crate::access::Access::default();
+                    let mut access = crate::spec::access::Access::default();
                     for (entries, deny) in [(&a.allow, false), (&a.deny, true)] {
                         for e in entries {
                             let _ = access.add(e, deny);

@@ -6,10 +6,12 @@
 //!   wasgi.toml, capability policies and a list of what could not be mapped.
 //! - [`snippet`]: `wasgi apache-config`: the Apache side of a wasgi.toml
 //!   (virtual hosts, `ProxyPass` per mount, forwarding headers, timeouts).
-//! - [`wsgi_script`]: the directories a `.wsgi` script puts on `sys.path`
-//!   itself (`sys.path.insert`, `site.addsitedir`, `activate_this.py`).
+//!
+//! (What a `.wsgi` script puts on `sys.path` itself is read by
+//! [`crate::config::wsgi_script`], which `wasgi check` uses too.)
+//!
+//! May use: `config`, `spec`.
 
 pub mod conf;
 pub mod import;
 pub mod snippet;
-pub mod wsgi_script;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::path::Path;
 
 use crate::config::{AppConfig, Config};
-use crate::server::ListenAddr;
+use crate::spec::listen::ListenAddr;
 
 /// What the config does not say.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::environ::EnvironError;
+use crate::http::head_error::EnvironError;
 
 /// One verdict per request on a connection: true if it was ambiguous.
 pub type Verdicts = Arc<Mutex<VecDeque<bool>>>;

@@ -5,314 +5,45 @@
 //! future: the bridge imports the app and then loops waiting for frames, so
 //! an idle instance is a parked future, not a thread. The frames travel over
 //! the guest's stdin and stdout, or, for an interpreter that imports them,
-//! through host calls ([`crate::hostcalls`]); either way the host talks to
+//! through host calls ([`crate::sandbox::hostcalls`]); either way the host talks to
 //! the guest through [`GuestIo`] inside [`Instance::drive`], which also says
 //! why the guest stopped if it exits or traps.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use wasmtime::{InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::frames::{Decoder, Kind};
-use crate::grant_dir::GrantDir;
-use crate::hostcalls::{self, HostEnd};
-use crate::interpreter::Stdlib;
-use crate::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
+use crate::protocol::frames::{Decoder, Kind};
+use crate::sandbox::hostcalls::HostEnd;
+use crate::sandbox::prepared::{Entry, Prepared};
+use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch};
+use crate::sandbox::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
+use crate::spec::guest::{GuestSpec, GUEST_GID, GUEST_UID, RUN_FLAGS_POLICY};
+use crate::spec::limits::{Isolation, WARMUP_ROUNDS};
+
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::instance";
 
 /// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
-pub(crate) const BRIDGE_SOURCE: &str = include_str!("../../guest/bridge.py");
+pub(crate) const BRIDGE_SOURCE: &str = include_str!("../../../guest/bridge.py");
 /// Runs the bridge as module `wasgi_bridge`, under a file name that
 /// tracebacks can show source lines for.
 const BOOT: &str = "import sys,types,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
 l.cache[n]=(len(s),None,s.splitlines(True),n);m=types.ModuleType('wasgi_bridge');m.__file__=n;\
 sys.modules['wasgi_bridge']=m;exec(compile(s,n,'exec'),m.__dict__)";
 
-/// A directory the guest may use. It appears at the same absolute path as on
-/// the host, except the group's private temporary directory, seen as `/tmp`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    /// The path as configured (for messages and the snapshot's file list).
-    pub path: PathBuf,
-    pub guest_path: PathBuf,
-    pub write: bool,
-    /// Where it comes from (a policy file and line, a flag), for messages.
-    pub origin: String,
-    /// The directory itself, opened once when the configuration was planned:
-    /// what every instance is given, never the path looked up again.
-    pub dir: GrantDir,
-}
 
-impl Grant {
-    pub fn same_path(path: PathBuf, write: bool, origin: impl Into<String>, dir: GrantDir) -> Grant {
-        Grant { guest_path: path.clone(), path, write, origin: origin.into(), dir }
-    }
-}
 
-/// Everything an instance of one app is made from; shared by its group.
-/// Two equal specs make identical instances (a config reload keeps a group
-/// whose spec did not change).
-#[derive(Debug, PartialEq, Eq)]
-pub struct GuestSpec {
-    /// The name the log uses for this app.
-    pub name: Arc<str>,
-    pub script: PathBuf,
-    pub callable: String,
-    pub python_path: Vec<PathBuf>,
-    /// Every directory the guest sees; nothing else exists for it.
-    pub grants: Vec<Grant>,
-    /// The guest's working directory.
-    pub home: Option<PathBuf>,
-    /// The only environment variables the guest sees.
-    pub env: Vec<(String, String)>,
-    /// The process group, and what its grants come from, for denial messages.
-    pub group: String,
-    pub policies: Vec<String>,
-    /// Linear-memory cap per instance, in bytes.
-    pub memory_limit: usize,
-    pub limits: Limits,
-    /// What reload_on_change watches.
-    pub reload: Reload,
-    /// Writes to sys.stdout raise an error instead of going to the log.
-    pub restrict_stdout: bool,
-    /// Start instances from a snapshot taken after the app's import, when
-    /// the interpreter can be snapshotted (gunicorn --preload's semantics:
-    /// what the import made, random ids included, is the same in every instance).
-    pub snapshot: bool,
-    pub isolation: Isolation,
-    /// Paths the bridge GETs once before the snapshot, answered to no one,
-    /// so the interpreter has specialised the code they run and the app has
-    /// filled its lazy caches in the snapshot rather than in every instance.
-    pub warmup: Vec<String>,
-    /// Which interpreter it runs: part of the spec, so a reload that changes
-    /// it restarts the group.
-    pub interpreter: crate::interpreter::Choice,
-    /// Who and where the app is told it runs.
-    pub host_facts: HostFacts,
-}
-
-/// What `os.getuid`, `pwd`, `grp`, `getpass.getuser` and
-/// `socket.gethostname` answer inside the guest (WASI has none of them; the
-/// bridge installs them): one virtual user per group, whose home is the
-/// group's home (`GuestSpec::home`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostFacts {
-    /// The user's name (`[[group]] user`).
-    pub user: String,
-    /// Its group's name (`[[group]] group`).
-    pub group: String,
-    /// `socket.gethostname()`, `platform.node()`.
-    pub hostname: String,
-}
-
-/// The virtual user's ids: the same in every guest (the names tell groups apart).
-pub const GUEST_UID: u32 = 1000;
-pub const GUEST_GID: u32 = 1000;
-
-/// The host's own name, which guests see unless a group configures another.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or the name is cut short, which the search below handles.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..len]) {
-        Ok(name) if ok && !name.is_empty() => name.to_owned(),
-        _ => "localhost".to_owned(),
-    }
-}
-
-/// A warm-up entry must be a path (with an optional query): what the bridge
-/// puts in PATH_INFO and QUERY_STRING.
-pub fn warmup_path(s: &str) -> Result<String, String> {
-    if s.starts_with('/') {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("{s:?}: each entry is a path starting with /, such as \"/\" or \"/health?full=1\""))
-    }
-}
-
-/// How often the bridge requests each warm-up path: the interpreter
-/// specialises an instruction only after it ran more than once.
-pub const WARMUP_ROUNDS: u32 = 4;
-
-/// What one request may leave behind for the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Isolation {
-    /// Long-lived instances: module state lives across requests (mod_wsgi).
-    #[default]
-    Instance,
-    /// A fresh instance per request, from the group's snapshot: nothing
-    /// survives between requests.
-    Request,
-}
-
-/// mod_wsgi's WSGIScriptReloading, and more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    Off,
-    /// The script file.
-    Script,
-    /// Any file under the script's directory.
-    Tree,
-}
-
-/// The lifecycle limits of a group (mod_wsgi's daemon-process options).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// A request running longer is interrupted: 504, the instance replaced.
-    pub request_timeout: Option<std::time::Duration>,
-    /// An instance still importing the app after this is abandoned.
-    pub startup_timeout: Option<std::time::Duration>,
-    /// A request waiting longer for a free instance gets 503 + Retry-After.
-    pub queue_timeout: Option<std::time::Duration>,
-    /// An instance is replaced after about this many requests (±10%).
-    pub maximum_requests: Option<u64>,
-    /// An instance idle this long is stopped; the group starts instances
-    /// again when the next request arrives.
-    pub inactivity_timeout: Option<std::time::Duration>,
-    /// CPU time one request may use (wasm execution, not waiting).
-    pub cpu_time_limit: Option<std::time::Duration>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        use std::time::Duration;
-        Limits {
-            request_timeout: Some(Duration::from_secs(60)),
-            startup_timeout: Some(Duration::from_secs(60)),
-            queue_timeout: Some(Duration::from_secs(30)),
-            maximum_requests: None,
-            inactivity_timeout: None,
-            cpu_time_limit: None,
-        }
-    }
-}
-
-/// A store's data: the guest's WASI view and its limits.
-pub struct GuestState {
-    wasi: WasiP1Ctx,
-    /// The channels' guest ends when the frames go through host calls.
-    pub(crate) hostcalls: Option<HostEnd>,
-    limits: MemoryWatch,
-    cpu: Arc<CpuBudget>,
-}
-
-/// CPU time a request may use, counted in epoch ticks (10 ms each) during
-/// which the guest was running wasm code; waiting on I/O or a sleep does not
-/// count. Past the budget the guest is interrupted with a trap.
-#[derive(Default)]
-pub struct CpuBudget {
-    used: AtomicU64,
-    /// 0 means no limit.
-    limit: AtomicU64,
-    exceeded: std::sync::atomic::AtomicBool,
-}
-
-/// How often the epoch ticks (see `run::EpochTicker`).
-pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
-
-impl CpuBudget {
-    /// Starts counting for a request; `None` lifts the limit.
-    pub fn start(&self, limit: Option<std::time::Duration>) {
-        self.used.store(0, Ordering::Relaxed);
-        let ticks = limit.map_or(0, |l| (l.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
-        self.limit.store(ticks, Ordering::Relaxed);
-    }
-
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
-    }
-
-    /// The epoch callback: yield to other tasks, or trap past the budget.
-    fn on_tick(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-        let used = self.used.fetch_add(1, Ordering::Relaxed) + 1;
-        let limit = self.limit.load(Ordering::Relaxed);
-        if limit != 0 && used > limit {
-            self.exceeded.store(true, Ordering::Relaxed);
-            return Err(wasmtime::format_err!("cpu_time_limit exceeded"));
-        }
-        Ok(wasmtime::UpdateDeadline::Yield(1))
-    }
-}
-
-/// The store's limits, which also publish the guest's linear-memory size so
-/// the host can report it without touching the running store.
-struct MemoryWatch {
-    limits: StoreLimits,
-    bytes: Arc<AtomicUsize>,
-}
-
-impl wasmtime::ResourceLimiter for MemoryWatch {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        self.bytes.store(if allowed { desired } else { current }, Ordering::Relaxed);
-        Ok(allowed)
-    }
-
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-}
-
-/// The linker every guest is instantiated with: WASIp1 and wasgi's own
-/// host calls (which an interpreter without `_wasgi` does not import).
-pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
-    let mut linker: Linker<GuestState> = Linker::new(module.engine());
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    hostcalls::add_to_linker(&mut linker)?;
-    let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
-    let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
-    Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), zoneinfo: None, hostcalls, entry: Entry::Start, snapshots: None })
-}
-
-/// The linked interpreter every instance of a server starts from, and where
-/// its standard library is when it is not inside the binary.
-#[derive(Clone)]
-pub struct Prepared {
-    pub pre: InstancePre<GuestState>,
-    pub linker: Linker<GuestState>,
-    pub stdlib: Option<Arc<Stdlib>>,
-    /// The time-zone database mapped read-only at [`crate::zoneinfo::GUEST_DIR`].
-    pub zoneinfo: Option<Arc<Path>>,
-    /// The interpreter imports the host calls: frames go through them, and
-    /// the guest's stdin and stdout carry none.
-    pub hostcalls: bool,
-    /// How an instance of `pre` begins.
-    pub entry: Entry,
-    /// Where groups on this interpreter get their snapshots, if it can be snapshotted.
-    pub snapshots: Option<Arc<crate::snapshot::Source>>,
-}
-
-impl Prepared {
-    /// The same interpreter, starting from a group's snapshot.
-    pub fn from_snapshot(&self, module: &Module) -> Result<Prepared> {
-        let pre = self.linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link the snapshot: {e:#}"))?;
-        Ok(Prepared { pre, entry: Entry::Serve, ..self.clone() })
-    }
-}
-
-/// The export an instance is started with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Entry {
-    /// python.wasm's `_start`: python runs the bridge, which imports the app and serves.
-    Start,
-    /// A snapshot's `wasgi_serve`: the app is already imported.
-    Serve,
-}
 
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -477,7 +208,7 @@ impl Instance {
             // Copy-on-write memory setup has been seen to fail once with
             // "cannot add seals to the memfd"; one retry gets past it.
             Err(first) => {
-                tracing::warn!(app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
+                tracing::warn!(target: LOG_TARGET, app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
                 pre.instantiate_async(&mut *store)
                     .await
                     .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
@@ -513,6 +244,7 @@ impl Instance {
             Ok((Kind::Ready, transport)) => {
                 instance.transport = String::from_utf8_lossy(&transport).into_owned();
                 tracing::debug!(
+                    target: LOG_TARGET,
                     app = %spec.name, instance = id,
                     "ready; frames over {}; linear memory {} MiB", instance.transport, instance.memory_bytes() >> 20
                 );
@@ -650,7 +382,7 @@ fn wasi_context(
     }
     if let Some(zoneinfo) = zoneinfo_mapped(spec, prepared) {
         builder
-            .preopened_dir(zoneinfo, crate::zoneinfo::GUEST_DIR, FsPerms::ReadOnly)
+            .preopened_dir(zoneinfo, crate::engine::zoneinfo::GUEST_DIR, FsPerms::ReadOnly)
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .with_context(|| format!("cannot map the time-zone database {}", zoneinfo.display()))?;
     }
@@ -693,7 +425,7 @@ pub(crate) fn startup_failure(spec: &GuestSpec, message: &[u8]) -> String {
     let Some((entry, at)) = found else { return before.to_owned() };
     let traceback = before.strip_suffix(&ungranted.hint).unwrap_or(before);
     let entry = entry.display();
-    let fix = if spec.policies.first().map(String::as_str) == Some(crate::run::RUN_FLAGS_POLICY) {
+    let fix = if spec.policies.first().map(String::as_str) == Some(RUN_FLAGS_POLICY) {
         format!("Add `--python-path {entry}` to `wasgi run` (it grants the directory read-only).")
     } else {
         format!(
@@ -726,11 +458,11 @@ fn module_in(dir: &Path, name: &str) -> Option<PathBuf> {
     })
 }
 
-/// The time-zone database the guest gets at [`crate::zoneinfo::GUEST_DIR`]:
+/// The time-zone database the guest gets at [`crate::engine::zoneinfo::GUEST_DIR`]:
 /// wasgi's own, unless one of the group's grants already covers that path
 /// (then what the policy grants is what the app sees).
 pub(crate) fn zoneinfo_mapped<'a>(spec: &GuestSpec, prepared: &'a Prepared) -> Option<&'a Path> {
-    let guest = Path::new(crate::zoneinfo::GUEST_DIR);
+    let guest = Path::new(crate::engine::zoneinfo::GUEST_DIR);
     let granted = spec.grants.iter().any(|g| g.guest_path.starts_with(guest));
     prepared.zoneinfo.as_deref().filter(|_| !granted)
 }

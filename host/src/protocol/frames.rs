@@ -207,3 +207,37 @@ mod tests {
         assert!(matches!(decoder.next_frame(), Err(FrameError::TooLong(_))));
     }
 }
+
+/// Mutation fuzzing of this format (see `crate::fuzz`).
+#[cfg(test)]
+mod fuzz_target {
+    use crate::fuzz::{run, Gen};
+    use crate::protocol::frames::{self, Decoder, Kind};
+
+    /// The guest's frame stream, cut into arbitrary slices.
+    #[test]
+    fn fuzz_guest_frames() {
+        let mut stream = Vec::new();
+        for (kind, payload) in [(Kind::Ready, &b"host calls"[..]), (Kind::Start, b"200 OK\0Content-Type\0text/plain"), (Kind::Body, b"hello"), (Kind::End, b"")] {
+            stream.extend_from_slice(&frames::encode(kind, payload));
+        }
+        run("guest-frames", &[&stream, &stream[..7]], |input| {
+            let mut decoder = Decoder::default();
+            let mut g = Gen::new(input.len() as u64 + 1);
+            let mut rest = input;
+            while !rest.is_empty() {
+                let n = 1 + g.below(rest.len());
+                decoder.push(&rest[..n]);
+                rest = &rest[n..];
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some((_, payload))) => {
+                            let _ = frames::fields(&payload).count();
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        });
+    }
+}

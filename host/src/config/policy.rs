@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{Config, Problem, Problems, Source};
-use crate::grant_dir::{self, GrantDir};
+use crate::spec::grant_dir::{self, GrantDir};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +74,7 @@ pub struct Capability {
     pub write: bool,
     pub shared: bool,
     pub origin: Origin,
-    /// The directory, opened once (see [`crate::grant_dir`]).
+    /// The directory, opened once (see [`crate::spec::grant_dir`]).
     pub dir: GrantDir,
     /// The path was allowed to contain symlinks (resolved once, at `dir`).
     pub follow_symlinks: bool,
@@ -321,4 +321,26 @@ pub fn cache_conflict(cache: &Path, capabilities: &[Capability]) -> Vec<String> 
             ))
         })
         .collect()
+}
+
+/// Mutation fuzzing of this format (see `crate::fuzz`).
+#[cfg(test)]
+mod fuzz_target {
+    use crate::fuzz::run;
+
+    /// A policy file (read from disk, as the server does).
+    #[test]
+    fn fuzz_policy() {
+        let dir = std::env::temp_dir().join(format!("wasgi-fuzz-policy-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("policies/users")).unwrap();
+        let config = dir.join("wasgi.toml");
+        std::fs::write(&config, "[[group]]\nname = \"g\"\nuser = \"u\"\n[[app]]\nscript = \"/srv/app.wsgi\"\ngroup = \"g\"\n").unwrap();
+        let config = crate::config::load(&config).unwrap();
+        let seed = b"[[grant]]\npath = \"/tmp\"\naccess = \"read\"\n\n[[grant]]\npath = \"/nonexistent/x/../y\"\naccess = \"write\"\nshared = true\nfollow_symlinks = true\n\n[limits]\nmemory_limit = 512\n";
+        run("policy", &[seed], |input| {
+            std::fs::write(dir.join("policies/users/u.toml"), input).unwrap();
+            let _ = crate::config::policy::resolve(&config);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

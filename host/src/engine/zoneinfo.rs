@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::interpreter::{pip_download, sha256_file, tempdir_in, Progress};
+use crate::engine::interpreter::{pip_download, sha256_file, tempdir_in, Progress};
+
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::zoneinfo";
 
 /// The pinned database: the wheel of this release and its SHA-256.
 const TZDATA: &str = "tzdata==2026.6";
@@ -34,11 +38,12 @@ pub fn locate(cache_dir: &Path) -> Option<PathBuf> {
     match pinned(cache_dir) {
         Ok(dir) => Some(dir),
         Err(e) if Path::new(HOST_DIR).join("UTC").is_file() => {
-            tracing::warn!("cannot fetch the time-zone database ({TZDATA}): {e:#}; guests get the host's {HOST_DIR} instead");
+            tracing::warn!(target: LOG_TARGET, "cannot fetch the time-zone database ({TZDATA}): {e:#}; guests get the host's {HOST_DIR} instead");
             Some(PathBuf::from(HOST_DIR))
         }
         Err(e) => {
             tracing::warn!(
+                target: LOG_TARGET,
                 "cannot fetch the time-zone database ({TZDATA}): {e:#}; zoneinfo finds no time zone inside the guests \
                  unless an app installs the tzdata package"
             );

@@ -15,69 +15,24 @@
 //! times: a snapshot whose files changed is built again, so a reload after an
 //! edit never starts the old code.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wasmtime::Module;
 
-use crate::frames::Kind;
-use crate::instance::{self, GuestSpec, NewGuest, Prepared, StartError};
+use crate::protocol::frames::Kind;
+use crate::sandbox::instance::{self, NewGuest, StartError};
+use crate::sandbox::prepared::{Loaded, Manifest, Prepared, Source};
+use crate::sandbox::state::GuestState;
+use crate::spec::guest::GuestSpec;
 
-/// Where an interpreter's snapshots come from and are kept.
-pub struct Source {
-    /// python-reactor.wasm.
-    pub reactor: PathBuf,
-    /// What identifies its content (see `run::identity`), part of every snapshot key.
-    pub identity: String,
-    /// CACHE/snapshots.
-    pub dir: PathBuf,
-    /// Snapshots loaded by this process, by key: a replacement instance (or
-    /// one per request, under isolation = "request") needs no disk read.
-    loaded: std::sync::Mutex<std::collections::HashMap<String, Loaded>>,
-    /// Keys whose app could not be snapshotted (it keeps files open): not
-    /// tried again by this process, so each instance imports the app.
-    refused: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// One build at a time per key: instances of a group started or
-    /// replaced together wait for one snapshot instead of each building it,
-    /// while other groups (other keys) build theirs at the same time.
-    building: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// python-reactor.wasm instrumented for wizer and compiled, the same
-    /// for every key: done once, by the first build, whichever group's.
-    instrumented: tokio::sync::OnceCell<Module>,
-}
-
-impl std::fmt::Debug for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("reactor", &self.reactor).field("dir", &self.dir).finish()
-    }
-}
-
-impl Source {
-    pub fn new(reactor: PathBuf, identity: String, dir: PathBuf) -> Source {
-        Source {
-            reactor,
-            identity,
-            dir,
-            loaded: Default::default(),
-            refused: Default::default(),
-            building: Default::default(),
-            instrumented: Default::default(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Loaded {
-    prepared: Prepared,
-    manifest: Arc<Manifest>,
-    /// When the manifest's files were last found unchanged.
-    checked: Instant,
-}
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::snapshot";
 
 /// The most files a guest may report as read by its import. The manifest
 /// is checked (a stat per file) whenever an instance starts, at most once a
@@ -86,13 +41,6 @@ pub const MAX_REPORTED_FILES: usize = 10_000;
 
 /// How long a loaded snapshot is trusted before its files are looked at again.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What a snapshot was made from, for telling when it is stale.
-#[derive(Serialize, Deserialize)]
-struct Manifest {
-    /// Host path, length, modification time (ns since the epoch).
-    files: Vec<(PathBuf, u64, u128)>,
-}
 
 /// The instances of `spec` start from a snapshot when its interpreter can be
 /// snapshotted and the group allows it; `None` means start them as usual.
@@ -120,12 +68,12 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
     };
     let (module, manifest) = match cached {
         Ok(Some(found)) => {
-            tracing::debug!(app = %spec.name, "starting from snapshot {key}");
+            tracing::debug!(target: LOG_TARGET, app = %spec.name, "starting from snapshot {key}");
             found
         }
         Ok(None) | Err(_) => {
             if let Err(e) = cached {
-                tracing::warn!(app = %spec.name, "snapshot {} is unusable ({e:#}); building it again", dir.display());
+                tracing::warn!(target: LOG_TARGET, app = %spec.name, "snapshot {} is unusable ({e:#}); building it again", dir.display());
             }
             let started = Instant::now();
             let Some((module, manifest, memory)) = build(base, source, spec, &dir).await? else {
@@ -133,6 +81,7 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
                 return Ok(None);
             };
             tracing::info!(
+                target: LOG_TARGET,
                 app = %spec.name,
                 "snapshot built in {:.1}s ({:.1} MiB of memory after import); instances start from it",
                 started.elapsed().as_secs_f64(),
@@ -164,7 +113,7 @@ fn in_memory(source: &Source, key: &str) -> Option<Prepared> {
 fn unchanged(manifest: &Manifest) -> bool {
     for (path, len, modified) in &manifest.files {
         if stamp(path) != Some((*len, *modified)) {
-            tracing::info!("{} changed since the snapshot was made", path.display());
+            tracing::info!(target: LOG_TARGET, "{} changed since the snapshot was made", path.display());
             return false;
         }
     }
@@ -178,7 +127,7 @@ pub fn warm(engine: &wasmtime::Engine, reactor: &Path, cache_dir: &Path) -> Resu
     let wasm = std::fs::read(reactor).with_context(|| format!("cannot read {}", reactor.display()))?;
     let (_, instrumented) = instrumenter().instrument(&wasm).map_err(|e| anyhow::anyhow!("cannot instrument {}: {e:#}", reactor.display()))?;
     let sha256 = hex::encode(Sha256::digest(&instrumented));
-    crate::interpreter::load_or_compile(engine, &sha256, cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))?;
+    crate::engine::interpreter::load_or_compile(engine, &sha256, cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))?;
     Ok(())
 }
 
@@ -212,7 +161,7 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     if let Some(zoneinfo) = instance::zoneinfo_mapped(spec, base) {
         h.update(format!("zoneinfo {}\0", zoneinfo.display()).as_bytes());
     }
-    h.update(crate::interpreter::engine_settings(base.pre.module().engine()).as_bytes());
+    h.update(crate::engine::interpreter::engine_settings(base.pre.module().engine()).as_bytes());
     hex::encode(&h.finalize()[..12])
 }
 
@@ -234,7 +183,7 @@ fn mapped(engine: &wasmtime::Engine, dir: &Path) -> Result<Module> {
     // Mapped, not read: instances share its pages, and a start reads only
     // what it touches. It was written whole and renamed into place; its
     // recorded length catches a file cut short.
-    crate::interpreter::trusted_artifact(&artifact)?;
+    crate::engine::artifacts::trusted_artifact(&artifact)?;
     let expected: u64 = std::fs::read_to_string(dir.join("snapshot.len")).context("its length record is missing")?.trim().parse().context("its length record is damaged")?;
     let found = std::fs::metadata(&artifact).with_context(|| format!("cannot read {}", artifact.display()))?.len();
     if found != expected {
@@ -271,7 +220,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             async move {
             let sha256 = hex::encode(Sha256::digest(&instrumented));
             tokio::task::spawn_blocking(move || {
-                crate::interpreter::load_or_compile(&engine, &sha256, &cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))
+                crate::engine::interpreter::load_or_compile(&engine, &sha256, &cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))
             })
             .await
             .map_err(|e| setup(e.into()))?
@@ -281,7 +230,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         .await?
         .clone();
 
-    tracing::debug!(app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
+    tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
         NewGuest::new(base, spec, 0, true).map_err(setup)?;
@@ -334,6 +283,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let mut imported: Imported = serde_json::from_slice(&payload).map_err(|e| StartError::Crashed(format!("bad snapshot report from the bridge: {e}")))?;
     if !imported.open_fds.is_empty() {
         tracing::warn!(
+            target: LOG_TARGET,
             app = %spec.name,
             "not snapshotting: the app keeps {} file(s) open after its import (descriptors {:?}), which a snapshot cannot carry into a new instance; its instances import it each",
             imported.open_fds.len(),
@@ -343,6 +293,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     }
     if imported.files.len() > MAX_REPORTED_FILES {
         tracing::warn!(
+            target: LOG_TARGET,
             app = %spec.name,
             "the app reported {} files read by its import, over the limit of {MAX_REPORTED_FILES}: only the first {MAX_REPORTED_FILES} are watched for changes, so a change to another one takes effect at the next restart",
             imported.files.len()
@@ -350,11 +301,11 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         imported.files.truncate(MAX_REPORTED_FILES);
     }
 
-    tracing::debug!(app = %spec.name, "snapshot: the app imported in {:.2}s", t.elapsed().as_secs_f64());
+    tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: the app imported in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let memory = instance.get_memory(&mut store, "memory").map(|m| m.data_size(&store)).unwrap_or(0);
     let snapshot = wizer.snapshot(&cx, &mut Guest { store: &mut store, instance }).await.map_err(|e| setup(anyhow::anyhow!("cannot snapshot the guest: {e:#}")))?;
-    tracing::debug!(app = %spec.name, "snapshot: memory captured in {:.2}s", t.elapsed().as_secs_f64());
+    tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: memory captured in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let module = {
         let engine = engine.clone();
@@ -363,7 +314,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             .map_err(|e| setup(e.into()))?
             .map_err(|e| setup(anyhow::anyhow!("cannot compile the snapshot: {e:#}")))?
     };
-    tracing::debug!(app = %spec.name, "snapshot: compiled in {:.2}s", t.elapsed().as_secs_f64());
+    tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let manifest = Manifest { files: host_files(base, spec, &imported.files) };
     let module = match store_snapshot(&module, &manifest, dir) {
@@ -372,13 +323,13 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         // after the next start, and the process does not keep a private copy.
         Ok(()) => mapped(&engine, dir).unwrap_or(module),
         Err(e) => {
-            tracing::warn!(app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
+            tracing::warn!(target: LOG_TARGET, app = %spec.name, "cannot keep the snapshot in {}: {e:#}", dir.display());
             module
         }
     };
-    tracing::debug!(app = %spec.name, "snapshot: stored in {:.2}s", t.elapsed().as_secs_f64());
+    tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: stored in {:.2}s", t.elapsed().as_secs_f64());
     drop(store);
-    crate::interpreter::release_freed_memory();
+    crate::engine::interpreter::release_freed_memory();
     Ok(Some((module, manifest, memory)))
 }
 
@@ -393,7 +344,7 @@ fn host_files(base: &Prepared, spec: &GuestSpec, guest_files: &[PathBuf]) -> Vec
                 return None;
             }
             // wasgi's time-zone database is in the key.
-            if instance::zoneinfo_mapped(spec, base).is_some() && file.starts_with(crate::zoneinfo::GUEST_DIR) {
+            if instance::zoneinfo_mapped(spec, base).is_some() && file.starts_with(crate::engine::zoneinfo::GUEST_DIR) {
                 return None;
             }
             let grant = grants.iter().find(|g| file.starts_with(&g.guest_path))?;
@@ -412,9 +363,9 @@ fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()
     std::fs::create_dir_all(parent)?;
     // Built in a scratch directory and renamed into place, so a reader never
     // sees half a snapshot.
-    let scratch = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::interpreter::unique()));
+    let scratch = parent.join(format!(".{}-{}.tmp", std::process::id(), crate::engine::artifacts::unique()));
     std::fs::create_dir_all(&scratch)?;
-    crate::interpreter::write_private(&scratch.join("snapshot.cwasm"), &bytes)?;
+    crate::engine::artifacts::write_private(&scratch.join("snapshot.cwasm"), &bytes)?;
     std::fs::write(scratch.join("snapshot.len"), bytes.len().to_string())?;
     std::fs::write(scratch.join("manifest.json"), serde_json::to_vec(manifest)?)?;
     let _ = std::fs::remove_dir_all(dir);
@@ -424,7 +375,7 @@ fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()
 
 /// wasmtime-wizer reads the instrumented instance's globals and memory through this.
 struct Guest<'a> {
-    store: &'a mut wasmtime::Store<instance::GuestState>,
+    store: &'a mut wasmtime::Store<GuestState>,
     instance: wasmtime::Instance,
 }
 
@@ -449,36 +400,3 @@ impl wasmtime_wizer::InstanceState for Guest<'_> {
     }
 }
 
-/// Cranelift's incremental compilation cache: one file per compiled
-/// function, named by a hash of its key. A snapshot has the interpreter's
-/// code with new data, so all of its functions are found here.
-#[derive(Debug)]
-pub struct FunctionCache {
-    dir: PathBuf,
-}
-
-impl FunctionCache {
-    pub fn new(dir: PathBuf) -> FunctionCache {
-        FunctionCache { dir }
-    }
-
-    fn path(&self, key: &[u8]) -> PathBuf {
-        let name = hex::encode(&Sha256::digest(key)[..16]);
-        self.dir.join(&name[..2]).join(&name[2..])
-    }
-}
-
-impl wasmtime::CacheStore for FunctionCache {
-    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        std::fs::read(self.path(key)).ok().map(Cow::Owned)
-    }
-
-    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        let path = self.path(key);
-        let Some(parent) = path.parent() else { return false };
-        if std::fs::create_dir_all(parent).is_err() {
-            return false;
-        }
-        crate::interpreter::write_whole(&path, &value).is_ok()
-    }
-}

@@ -4,6 +4,17 @@
 //! keys and wrong types, keeping the byte span of every value; then one
 //! validation pass turns them into [`Config`], and every problem it finds is
 //! reported as `file:line: key: what is wrong`, all of them at once.
+//!
+//! - [`policy`]: the capability policies a group names (`user`, `group`).
+//! - [`plan`]: the validated config and policies → each app's guest spec.
+//! - [`wsgi_script`]: what a mod_wsgi script does that wasgi must know.
+//!
+//! May use: `spec` only (no runtime module: a config is checked and planned
+//! without starting anything).
+
+pub mod plan;
+pub mod policy;
+pub mod wsgi_script;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -12,11 +23,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::instance::{Isolation, Limits, Reload};
-use crate::interpreter::Choice;
-use crate::forwarded::TrustedProxies;
-use crate::access::Access;
-use crate::server::{HttpLimits, Listen, ListenAddr};
+use crate::spec::access::Access;
+use crate::spec::interpreter::Choice;
+use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::listen::{Listen, ListenAddr};
+use crate::spec::proxies::TrustedProxies;
 
 /// One problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,7 +342,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
 
     let mut listen = Vec::new();
     for (i, l) in raw.listen.iter().enumerate() {
-        let socket_mode = l.mode.as_ref().and_then(|m| match crate::server::parse_socket_mode(m.get_ref()) {
+        let socket_mode = l.mode.as_ref().and_then(|m| match crate::spec::listen::parse_socket_mode(m.get_ref()) {
             Ok(mode) => Some(mode),
             Err(e) => {
                 problems.push(source.problem(&m.span(), format!("listen[{i}].mode"), e));
@@ -372,7 +383,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         }
     }
     if let Some(names) = &raw.trusted_proxy_headers {
-        let mut headers = crate::forwarded::ProxyHeaders::none();
+        let mut headers = crate::spec::proxies::ProxyHeaders::none();
         for (i, name) in names.get_ref().iter().enumerate() {
             if let Err(e) = headers.add(name.get_ref()) {
                 problems.push(source.problem(&name.span(), format!("trusted_proxy_headers[{i}]"), e));
@@ -485,7 +496,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         };
         let warmup = g.warmup.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
         if let Some(v) = &g.warmup {
-            if let Some(Err(why)) = v.get_ref().iter().map(|p| crate::instance::warmup_path(p)).find(Result::is_err) {
+            if let Some(Err(why)) = v.get_ref().iter().map(|p| crate::spec::limits::warmup_path(p)).find(Result::is_err) {
                 problems.push(source.problem(&v.span(), format!("group {name:?}: warmup"), why));
             }
         }
@@ -746,5 +757,24 @@ group = "alice"
         assert!(text.contains("wasgi.toml:3: listen[0].address"), "{text}");
         assert!(text.contains("wasgi.toml:12: app.mount"), "{text}");
         assert!(text.contains("wasgi.toml:11: app.host: \"a b\""), "{text}");
+    }
+}
+
+/// Mutation fuzzing of this format (see `crate::fuzz`).
+#[cfg(test)]
+mod fuzz_target {
+    use std::path::Path;
+
+    use crate::fuzz::run;
+
+    /// wasgi.toml, from the README's example and the tests' configs.
+    #[test]
+    fn fuzz_wasgi_toml() {
+        let readme = include_str!("../../../README.md");
+        let example = readme.split("```toml\n[[listen]]").nth(1).and_then(|s| s.split("```").next()).map(|s| format!("[[listen]]{s}")).unwrap();
+        let small = "[[listen]]\naddress = \"127.0.0.1:0\"\n[http]\nmax_headers = 10\n[[group]]\nname = \"g\"\nwarmup = [\"/\"]\nreload_on_change = \"tree\"\n[[app]]\nscript = \"/srv/a/app.wsgi\"\ngroup = \"g\"\nhost = [\"*.a.example\"]\nmount = \"/x\"\nallow = [\"10.1\"]\n";
+        run("wasgi-toml", &[example.as_bytes(), small.as_bytes()], |input| {
+            let _ = crate::config::from_text(Path::new("/nonexistent/wasgi.toml"), &String::from_utf8_lossy(input));
+        });
     }
 }

@@ -15,6 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{InputStream, OutputStream, StreamError, StreamResult};
 
+
 /// How many slices each direction may hold before the writer waits.
 pub const CHANNEL_SLOTS: usize = 16;
 

@@ -19,9 +19,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
-use crate::group::Group;
-use crate::instance::{Gone, GuestIo, Instance};
+use crate::protocol::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
+use crate::sandbox::instance::{Gone, GuestIo, Instance};
+use crate::spec::limits::Limits;
+
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::request";
 
 /// What the HTTP handler gets back first: the response head, or an error the
 /// handler turns into a plain response.
@@ -64,7 +68,7 @@ pub struct ResponseSender {
     /// How long one piece may wait for the client to take it (body_write_timeout).
     write_timeout: Duration,
     /// Set by the connection when its writes made no progress for
-    /// write_timeout (see [`crate::framing::WatchedIo`]).
+    /// write_timeout (see [`crate::http::framing::WatchedIo`]).
     stalled: Arc<AtomicBool>,
 }
 
@@ -232,7 +236,7 @@ fn parse_head(payload: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
         let value = fields.next().ok_or("a header without a value")?;
         let name = HeaderName::from_bytes(name).map_err(|_| format!("bad header name {:?}", String::from_utf8_lossy(name)))?;
         if hop_by_hop(&name) {
-            tracing::debug!("dropped hop-by-hop response header {name}");
+            tracing::debug!(target: LOG_TARGET, "dropped hop-by-hop response header {name}");
             continue;
         }
         let value = HeaderValue::from_bytes(value).map_err(|_| format!("bad value for header {name}"))?;
@@ -261,24 +265,25 @@ pub struct Job {
     pub picked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Serves one request on `instance`: runs the exchange, reports the head
-/// through `head_tx` and streams the body into `body_tx`. An `Err` means the
-/// instance is lost and must be discarded.
-pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(), Gone> {
+/// Serves one request of `group` on `instance`, under the group's `limits`:
+/// runs the exchange, reports the head through `head_tx` and streams the
+/// body into `body_tx`. An `Err` means the instance is lost and must be
+/// discarded.
+pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: Job) -> Result<(), Gone> {
     let Job { info, environ, body, head_tx, body_tx, picked } = job;
     picked.store(true, std::sync::atomic::Ordering::Release);
     if head_tx.is_closed() {
         // The client gave up, or queue_timeout answered, while it waited:
         // it costs no instance time.
-        tracing::debug!(group = %group.name, request = info.id, "dropped from the queue: already answered or abandoned");
+        tracing::debug!(target: LOG_TARGET, group = %group, request = info.id, "dropped from the queue: already answered or abandoned");
         return Ok(());
     }
     instance.io.set_request(info.id);
     let mut head_tx = Some(head_tx);
     let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false, malformed: None };
     let mut outcome = Outcome { status: None, bytes: 0, note: "" };
-    let limit = group.spec.limits.request_timeout;
-    instance.cpu.start(group.spec.limits.cpu_time_limit);
+    let limit = limits.request_timeout;
+    instance.cpu.start(limits.cpu_time_limit);
     let result = instance.drive(limit, async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
     instance.cpu.start(None);
     instance.io.set_request(0);
@@ -286,12 +291,12 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
         Ok(()) => {
             instance.served += 1;
             if outcome.note == "body_write_timeout" {
-                tracing::warn!(target: "wasgi::access", group = %group.name, request = info.id,
+                tracing::warn!(target: "wasgi::access", group = %group, request = info.id,
                     "{} {}: the client took no response data for {}s (body_write_timeout): the response was cut short, the app saw a disconnect, the instance is free",
                     info.method, info.target, body_tx.write_timeout.as_secs());
             }
             if let Some(why) = &reader.malformed {
-                tracing::warn!(target: "wasgi::access", group = %group.name, request = info.id, status = 400,
+                tracing::warn!(target: "wasgi::access", group = %group, request = info.id, status = 400,
                     "{} {}: the client sent a malformed request body ({why}): 400 and the connection closed, whatever the app answered",
                     info.method, info.target);
             }
@@ -303,18 +308,20 @@ pub async fn serve(group: &Group, instance: &mut Instance, job: Job) -> Result<(
             let timed_out = instance.timed_out() || over_cpu;
             if over_cpu {
                 tracing::error!(
-                    group = %group.name, instance = instance.io.id, request = info.id,
+                    target: LOG_TARGET,
+                    group = %group, instance = instance.io.id, request = info.id,
                     "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
-                    info.method, info.target, group.spec.limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
+                    info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
                 );
             } else if timed_out {
                 tracing::error!(
-                    group = %group.name, instance = instance.io.id, request = info.id,
+                    target: LOG_TARGET,
+                    group = %group, instance = instance.io.id, request = info.id,
                     "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
                     info.method, info.target, limit.unwrap_or_default().as_secs_f64()
                 );
             } else {
-                tracing::error!(group = %group.name, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+                tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
             }
             let (code, text) = if timed_out {
                 (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout: the application took too long\n")
@@ -382,7 +389,7 @@ async fn exchange(
             // Only the first head counts; a guest that sends another (around
             // the bridge), or one after the client's 400 for a malformed body,
             // changes neither the response nor its access log line.
-            Kind::Start if head_tx.is_none() => tracing::debug!(instance = io.id, "ignored a second response head"),
+            Kind::Start if head_tx.is_none() => tracing::debug!(target: LOG_TARGET, instance = io.id, "ignored a second response head"),
             Kind::Start => match parse_head(&payload) {
                 Ok((status, headers)) => {
                     outcome.status = Some(status);
@@ -391,7 +398,7 @@ async fn exchange(
                     }
                 }
                 Err(why) => {
-                    tracing::error!(instance = io.id, "the application sent an invalid response head: {why}");
+                    tracing::error!(target: LOG_TARGET, instance = io.id, "the application sent an invalid response head: {why}");
                     outcome.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
                     discard = true;
                     if let Some(tx) = head_tx.take() {
@@ -451,7 +458,7 @@ fn client_error(
     body_tx: &ResponseSender,
     outcome: &mut Outcome,
 ) {
-    tracing::debug!(instance, "the client's request body is malformed: {why}");
+    tracing::debug!(target: LOG_TARGET, instance, "the client's request body is malformed: {why}");
     outcome.note = "malformed request body (client error)";
     match head_tx.take() {
         Some(tx) => {
@@ -462,10 +469,10 @@ fn client_error(
     }
 }
 
-fn access_log(group: &Group, info: &RequestInfo, status: Option<StatusCode>, bytes: u64, note: &str) {
+fn access_log(group: &str, info: &RequestInfo, status: Option<StatusCode>, bytes: u64, note: &str) {
     tracing::info!(
         target: "wasgi::access",
-        group = %group.name,
+        group = %group,
         request = info.id,
         status = status.map(|s| s.as_u16()).unwrap_or(0),
         bytes,

@@ -23,8 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::instance::{Entry, GuestSpec, Instance, Isolation, Prepared, Reload, StartError};
-use crate::request::{self, Job};
+use crate::pool::exchange::{self, Job};
+use crate::sandbox::instance::{Instance, StartError};
+use crate::sandbox::prepared::{Entry, Prepared};
+use crate::spec::guest::GuestSpec;
+use crate::spec::limits::{Isolation, Reload};
+
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::group";
 
 pub struct Group {
     pub name: Arc<str>,
@@ -79,6 +86,7 @@ impl Group {
         let memory = instances.iter().map(Instance::memory_bytes).max().unwrap_or(0);
         let transport = instances.first().map_or("", |i| i.transport.as_str());
         tracing::info!(
+            target: LOG_TARGET,
             group = %group.name,
             "{size} instance(s) ready; frames over {transport}; linear memory {:.1} MiB each",
             memory as f64 / (1 << 20) as f64
@@ -96,7 +104,7 @@ impl Group {
     async fn start_generation(self: &Arc<Self>) -> Result<Vec<Instance>, StartError> {
         let boot = self.boot().await?;
         if boot.entry == Entry::Start && self.spec.isolation == Isolation::Request {
-            tracing::warn!(group = %self.name, "isolation = \"request\" without a snapshot: every request imports the app anew (snapshots need interpreter cpython-3.13 and snapshot = true)");
+            tracing::warn!(target: LOG_TARGET, group = %self.name, "isolation = \"request\" without a snapshot: every request imports the app anew (snapshots need interpreter cpython-3.13 and snapshot = true)");
         }
         // One task per instance, so they import the app in parallel.
         let starts: Vec<_> = (0..self.size)
@@ -135,9 +143,9 @@ impl Group {
                 for (instance, seat) in instances.into_iter().zip(seats) {
                     self.spawn_worker(instance, next, seat);
                 }
-                tracing::info!(group = %self.name, "reloaded: {} new instance(s) in {:.2}s; the old ones finish their requests and stop", self.size, started.elapsed().as_secs_f64());
+                tracing::info!(target: LOG_TARGET, group = %self.name, "reloaded: {} new instance(s) in {:.2}s; the old ones finish their requests and stop", self.size, started.elapsed().as_secs_f64());
             }
-            Err(e) => tracing::error!(group = %self.name, "the changed app does not start, so the running instances keep serving the old code:\n{e}"),
+            Err(e) => tracing::error!(target: LOG_TARGET, group = %self.name, "the changed app does not start, so the running instances keep serving the old code:\n{e}"),
         }
     }
 
@@ -175,7 +183,7 @@ impl Group {
     fn wake(self: &Arc<Self>, mut seats: Vec<Seat>) {
         let group = self.clone();
         spawn_if_running(async move {
-            tracing::info!(group = %group.name, "a request arrived for an idle group: starting {} instance(s)", group.size);
+            tracing::info!(target: LOG_TARGET, group = %group.name, "a request arrived for an idle group: starting {} instance(s)", group.size);
             let generation = *group.generation.borrow();
             match group.start_generation().await {
                 Ok(instances) => {
@@ -184,7 +192,7 @@ impl Group {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(group = %group.name, "the app could not start again: {e}");
+                    tracing::error!(target: LOG_TARGET, group = %group.name, "the app could not start again: {e}");
                     // One seat goes on to the replacement loop, which backs off.
                     let kept = seats.pop().expect("a group has at least one instance");
                     drop(seats);
@@ -249,7 +257,7 @@ impl Group {
     /// What an instance of the code as it is now starts from: the app's
     /// snapshot (built again if its files changed), or the interpreter.
     async fn boot(&self) -> Result<Prepared, StartError> {
-        Ok(crate::snapshot::prepare(&self.pre, &self.spec).await?.unwrap_or_else(|| self.pre.clone()))
+        Ok(crate::sandbox::snapshot::prepare(&self.pre, &self.spec).await?.unwrap_or_else(|| self.pre.clone()))
     }
 
     /// An instance of the code as it is now, as a restarted mod_wsgi daemon
@@ -274,21 +282,21 @@ impl Group {
                         0 => format!("{failed} failed starts in a row"),
                         _ => format!("{failed} failed starts and {lost} lost workers in a row"),
                     };
-                    tracing::warn!(group = %group.name, "waiting {:.1}s before starting an instance ({why})", delay.as_secs_f64());
+                    tracing::warn!(target: LOG_TARGET, group = %group.name, "waiting {:.1}s before starting an instance ({why})", delay.as_secs_f64());
                     tokio::time::sleep(delay).await;
                 }
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
                 match group.fresh_instance(id).await {
                     Ok(instance) => {
                         group.failed_starts.store(0, Ordering::Relaxed);
-                        tracing::info!(group = %group.name, instance = id, "replacement instance ready");
+                        tracing::info!(target: LOG_TARGET, group = %group.name, instance = id, "replacement instance ready");
                         let generation = *group.generation.borrow();
                         group.spawn_worker(instance, generation, seat);
                         return;
                     }
                     Err(e) => {
                         group.failed_starts.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(group = %group.name, instance = id, "replacement instance failed to start: {e}");
+                        tracing::error!(target: LOG_TARGET, group = %group.name, instance = id, "replacement instance failed to start: {e}");
                     }
                 }
             }
@@ -371,7 +379,7 @@ impl Drop for Worker {
         spawn_if_running(async move {
             let lost = group.lost_workers.fetch_add(1, Ordering::Relaxed) + 1;
             group.lost_in_a_row.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(group = %group.name, instance,
+            tracing::error!(target: LOG_TARGET, group = %group.name, instance,
                 "the worker task of instance {instance} {how} (a bug in wasgi; a request it was serving, if any, failed); starting a replacement ({lost} worker(s) lost in this group so far)");
             group.replace(seat);
         });
@@ -399,7 +407,7 @@ impl Worker {
         let mut current = group.generation.subscribe();
         loop {
             if *current.borrow_and_update() != generation {
-                tracing::debug!(group = %group.name, instance = instance.io.id, "retired by a reload");
+                tracing::debug!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "retired by a reload");
                 return End::Stop;
             }
             // A test-only fault, the one way the tests have to make a worker
@@ -428,13 +436,13 @@ impl Worker {
                 _ = idle => {
                     // A request that arrives from here on finds this seat
                     // gone, or is seen by its drop (Seat): it is not stranded.
-                    tracing::info!(group = %group.name, instance = instance.io.id,
+                    tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id,
                         "stopped after {}s without a request (inactivity_timeout)", idle_limit.unwrap_or_default().as_secs());
                     return End::Stop;
                 }
             };
-            if let Err(lost) = request::serve(&group, &mut instance, job).await {
-                tracing::warn!(group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
+            if let Err(lost) = exchange::serve(&group.name, &group.spec.limits, &mut instance, job).await {
+                tracing::warn!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
                 return End::Replace;
             }
             group.lost_in_a_row.store(0, Ordering::Relaxed);
@@ -449,13 +457,13 @@ impl Worker {
                         continue;
                     }
                     Err(e) => {
-                        tracing::error!(group = %group.name, instance = id, "a fresh instance failed to start: {e}");
+                        tracing::error!(target: LOG_TARGET, group = %group.name, instance = id, "a fresh instance failed to start: {e}");
                         return End::Replace;
                     }
                 }
             }
             if recycle_after.is_some_and(|limit| instance.served >= limit) {
-                tracing::info!(group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
+                tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
                 return End::Replace;
             }
         }
@@ -507,7 +515,7 @@ async fn watch_for_changes(group: std::sync::Weak<Group>) {
         let Some(group) = group.upgrade() else { return };
         let now = walk(spec.clone()).await;
         if now != last {
-            tracing::info!(group = %group.name, "{} changed; starting new instances", spec.script.display());
+            tracing::info!(target: LOG_TARGET, group = %group.name, "{} changed; starting new instances", spec.script.display());
             last = now;
             group.reload().await;
         }

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,70 +19,18 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::environ::{self, Connection};
-use crate::framing::{Verdicts, WatchedIo};
-use crate::forwarded;
-use crate::request::{response_channel, BodyLimits, Head, Job, RequestInfo};
-use crate::router::Router;
+use crate::http::environ::{self, Connection};
+use crate::http::forwarded;
+use crate::http::framing::{Verdicts, WatchedIo};
+use crate::pool::exchange::{response_channel, BodyLimits, Head, Job, RequestInfo};
+use crate::routing::router::Router;
+use crate::spec::limits::HttpLimits;
+use crate::spec::listen::{Listen, ListenAddr};
 
-/// Where to listen: `HOST:PORT` or `unix:/path/to.sock`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
+/// This module's log target: its name before the folders, so log lines
+/// and `WASGI_LOG` filters read as they did.
+const LOG_TARGET: &str = "wasgi::server";
 
-impl std::str::FromStr for ListenAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("a unix: address needs a path, as in unix:/run/wasgi.sock".into());
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        let addr = s.strip_prefix("http://").unwrap_or(s);
-        use std::net::ToSocketAddrs;
-        match addr.to_socket_addrs() {
-            Ok(mut addrs) => addrs.next().map(ListenAddr::Tcp).ok_or_else(|| format!("{s} resolves to no address")),
-            Err(_) => Err(format!("{s:?} is neither HOST:PORT nor unix:/path/to.sock")),
-        }
-    }
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "http://{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
-/// A listener as configured: the address, and for a Unix socket the
-/// permission bits its file gets (so Apache's user can connect to it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listen {
-    pub addr: ListenAddr,
-    /// For example 0o660; None keeps what the umask gives.
-    pub socket_mode: Option<u32>,
-}
-
-impl Listen {
-    pub fn new(addr: ListenAddr) -> Listen {
-        Listen { addr, socket_mode: None }
-    }
-}
-
-/// Parses permission bits written in octal ("660", "0660" or "0o660").
-pub fn parse_socket_mode(text: &str) -> Result<u32, String> {
-    let digits = text.trim_start_matches("0o");
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!("{text:?} is not permission bits in octal, as in \"0660\"")),
-    }
-}
 
 /// A bound listener.
 pub enum Listener {
@@ -157,48 +104,6 @@ fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
     std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))
 }
 
-/// Limits on what a client may send, checked before anything reaches an app.
-#[derive(Debug, Clone)]
-pub struct HttpLimits {
-    /// The request line and headers together (431 past it).
-    pub max_header_bytes: usize,
-    /// Header fields per request (431 past it).
-    pub max_headers: usize,
-    /// Request body (413 past it, before the app reads when Content-Length says so).
-    pub max_body_bytes: u64,
-    /// Time to receive a request's head, including an idle keep-alive wait (slowloris).
-    pub header_read_timeout: Duration,
-    /// Longest pause between two pieces of a request body.
-    pub body_read_timeout: Duration,
-    /// Longest time a response may make no progress to the client (a client
-    /// that stops reading): past it the exchange ends as a disconnect, the
-    /// instance is freed and the connection closed.
-    pub body_write_timeout: Duration,
-    /// Open connections; past it, new ones wait in the listen backlog.
-    pub max_connections: usize,
-    /// Connections the kernel queues for a listener before refusing more.
-    pub listen_backlog: u32,
-    /// After SIGTERM, how long the listeners keep serving while the readiness
-    /// check answers 503, so a load balancer takes this server out before it
-    /// stops accepting (closing at once races requests already on their way).
-    pub shutdown_delay: Duration,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            max_header_bytes: 64 * 1024,
-            max_headers: 100,
-            max_body_bytes: 1 << 30,
-            header_read_timeout: Duration::from_secs(30),
-            body_read_timeout: Duration::from_secs(60),
-            body_write_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
-            listen_backlog: 1024,
-            shutdown_delay: Duration::ZERO,
-        }
-    }
-}
 
 /// What every connection shares.
 pub struct Server {
@@ -315,12 +220,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     if ambiguous {
         tracing::warn!(target: "wasgi::access", request = id, status = 400,
-            "{} {}: {}", info.method, info.target, environ::EnvironError::AmbiguousLength);
+            "{} {}: {}", info.method, info.target, crate::http::head_error::EnvironError::AmbiguousLength);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
     let router = server.router();
     let from_proxy = router.trusted.trusts(conn.peer.map(|p| p.ip()));
-    if let Some(problem) = crate::framing::head_problem(&parts, from_proxy) {
+    if let Some(problem) = crate::http::framing::head_problem(&parts, from_proxy) {
         tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {problem}", info.method, info.target);
         return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
     }
@@ -541,7 +446,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                         tokio::select! {
                             ended = connection.as_mut() => {
                                 if let Err(e) = ended {
-                                    tracing::debug!("connection ended with an error: {e}");
+                                    tracing::debug!(target: LOG_TARGET, "connection ended with an error: {e}");
                                 }
                                 break;
                             }
@@ -550,7 +455,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                                 ending = true;
                             }
                             _ = activity.idle(idle_timeout), if !ending => {
-                                tracing::debug!("closing a connection idle for {}s", idle_timeout.as_secs());
+                                tracing::debug!(target: LOG_TARGET, "closing a connection idle for {}s", idle_timeout.as_secs());
                                 connection.as_mut().graceful_shutdown();
                                 ending = true;
                             }
@@ -564,15 +469,15 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                 server.draining.store(true, Ordering::Release);
                 let delay = server.limits.shutdown_delay;
                 if !delay.is_zero() {
-                    tracing::info!("shutting down: the readiness check answers 503; still serving for {}s (shutdown_delay)", delay.as_secs());
+                    tracing::info!(target: LOG_TARGET, "shutting down: the readiness check answers 503; still serving for {}s (shutdown_delay)", delay.as_secs());
                     stop_serving.as_mut().reset(tokio::time::Instant::now() + delay);
                     continue;
                 }
-                tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
+                tracing::info!(target: LOG_TARGET, "shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
                 break;
             }
             _ = &mut stop_serving => {
-                tracing::info!("shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
+                tracing::info!(target: LOG_TARGET, "shutting down: no new connections; waiting up to {}s for requests in flight", drain.as_secs());
                 break;
             }
         }
@@ -587,8 +492,8 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
     let _ = closing_tx.send(true);
     let all = u32::try_from(server.limits.max_connections).unwrap_or(u32::MAX);
     match tokio::time::timeout(drain, connections.acquire_many(all)).await {
-        Ok(_) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!("gave up waiting for connections after {}s", drain.as_secs()),
+        Ok(_) => tracing::info!(target: LOG_TARGET, "all connections closed"),
+        Err(_) => tracing::warn!(target: LOG_TARGET, "gave up waiting for connections after {}s", drain.as_secs()),
     }
     Ok(())
 }
@@ -626,7 +531,7 @@ async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: A
             }
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
-                tracing::error!("accept failed: {e}");
+                tracing::error!(target: LOG_TARGET, "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

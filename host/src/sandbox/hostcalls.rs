@@ -3,11 +3,11 @@
 //! wasgi's own CPython 3.13 build carries a built-in module `_wasgi`
 //! (python-wasm/wasgi/_wasgimodule.c, which documents the same contract)
 //! whose functions are these imports from module `wasgi`. The frames are
-//! those of [`crate::frames`]; only the way they travel changes: the host
+//! those of [`crate::protocol::frames`]; only the way they travel changes: the host
 //! reads a guest frame's payload straight from linear memory and writes a
 //! host frame's payload straight into a `bytes` object the guest allocated,
 //! with no encoding, pipe or Python-level buffering in between. The frames
-//! still go through the instance's channels, so [`crate::instance::GuestIo`]
+//! still go through the instance's channels, so [`crate::sandbox::instance::GuestIo`]
 //! and everything above it see no difference.
 //!
 //! ```text
@@ -41,9 +41,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
 use wasmtime::{Caller, Linker, Memory};
 
-use crate::frames::MAX_GUEST_FRAME;
-use crate::instance::GuestState;
-use crate::stdio::{LogTag, MAX_LOG_RECORD};
+use crate::protocol::frames::MAX_GUEST_FRAME;
+use crate::sandbox::stdio::{LogTag, MAX_LOG_RECORD};
 
 /// The import module name.
 pub const MODULE: &str = "wasgi";
@@ -83,11 +82,17 @@ pub fn stdio_requested() -> anyhow::Result<bool> {
     }
 }
 
+/// A store's data that can hold the guest's ends of the channels (the
+/// sandbox's `GuestState`).
+pub trait HostCalls: Send + 'static {
+    fn host_end(&mut self) -> Option<&mut HostEnd>;
+}
+
 /// Defines the host calls in `linker`.
-pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
+pub fn add_to_linker<T: HostCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> {
     let err = |e: wasmtime::Error| anyhow::anyhow!("{e:#}");
     linker
-        .func_wrap_async(MODULE, "recv", |mut caller: Caller<'_, GuestState>, (): ()| {
+        .func_wrap_async(MODULE, "recv", |mut caller: Caller<'_, T>, (): ()| {
             Box::new(async move {
                 let end = host_end(&mut caller)?;
                 end.pending = None;
@@ -104,7 +109,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
         })
         .map_err(err)?;
     linker
-        .func_wrap(MODULE, "read", |mut caller: Caller<'_, GuestState>, ptr: u32, len: u32| -> wasmtime::Result<i32> {
+        .func_wrap(MODULE, "read", |mut caller: Caller<'_, T>, ptr: u32, len: u32| -> wasmtime::Result<i32> {
             let Some(payload) = host_end(&mut caller)?.pending.take() else {
                 wasmtime::bail!("wasgi.read: no frame is pending (call recv first)");
             };
@@ -119,7 +124,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
         })
         .map_err(err)?;
     linker
-        .func_wrap_async(MODULE, "send", |mut caller: Caller<'_, GuestState>, (kind, ptr, len): (u32, u32, u32)| {
+        .func_wrap_async(MODULE, "send", |mut caller: Caller<'_, T>, (kind, ptr, len): (u32, u32, u32)| {
             Box::new(async move {
                 if len as usize > MAX_GUEST_FRAME {
                     wasmtime::bail!("wasgi.send: a {len}-byte frame is over the {MAX_GUEST_FRAME}-byte limit");
@@ -137,7 +142,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
         })
         .map_err(err)?;
     linker
-        .func_wrap(MODULE, "log", |mut caller: Caller<'_, GuestState>, level: u32, ptr: u32, len: u32| -> wasmtime::Result<()> {
+        .func_wrap(MODULE, "log", |mut caller: Caller<'_, T>, level: u32, ptr: u32, len: u32| -> wasmtime::Result<()> {
             let memory = memory(&mut caller)?;
             let tag = host_end(&mut caller)?.tag.clone();
             let message = guest_bytes(memory.data(&caller), ptr, len, "log")?;
@@ -155,15 +160,14 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn host_end<'a>(caller: &'a mut Caller<'_, GuestState>) -> wasmtime::Result<&'a mut HostEnd> {
+fn host_end<'a, T: HostCalls>(caller: &'a mut Caller<'_, T>) -> wasmtime::Result<&'a mut HostEnd> {
     caller
         .data_mut()
-        .hostcalls
-        .as_mut()
+        .host_end()
         .ok_or_else(|| wasmtime::format_err!("the wasgi host calls are not connected for this instance"))
 }
 
-fn memory(caller: &mut Caller<'_, GuestState>) -> wasmtime::Result<Memory> {
+fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
     caller
         .get_export("memory")
         .and_then(|e| e.into_memory())

@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::access::Access;
-use crate::environ::under_mount;
-use crate::forwarded::TrustedProxies;
-use crate::group::Group;
+use crate::pool::group::Group;
+use crate::spec::access::Access;
+use crate::spec::proxies::TrustedProxies;
 
 /// An app reachable at `host` + `mount`.
 pub struct Route {
@@ -62,7 +61,7 @@ impl Router {
     }
 
     /// The route for a request. `host` is the Host header (any case, port
-    /// allowed); `path` is [`crate::environ::decode_path`] of the request
+    /// allowed); `path` is [`crate::http::environ::decode_path`] of the request
     /// path. A host that matches no pattern falls to the first configured
     /// host, Apache's default virtual host.
     pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
@@ -86,6 +85,13 @@ impl Router {
             .filter(|r| &r.host == host && under_mount(path, &r.mount))
             .max_by_key(|r| r.mount.len())
     }
+}
+
+/// True if `path` lies under `mount` on a `/` boundary (`/blog` holds
+/// `/blog` and `/blog/x`, not `/blogger`); the root mount `""` holds all.
+pub fn under_mount(path: &[u8], mount: &str) -> bool {
+    let m = mount.trim_end_matches('/').as_bytes();
+    m.is_empty() || (path.starts_with(m) && matches!(path.get(m.len()), None | Some(b'/')))
 }
 
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! `wasgi check`: the plan's interpreters located, and the report of each
+//! group's capabilities and each app's routes.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use crate::config::plan::Plan;
+use crate::engine::args::InterpreterArgs;
+use crate::engine::interpreter::Interpreter;
+use crate::spec::interpreter::Choice;
+
+/// Every interpreter the plan's groups run, found (fetched or built if
+/// missing, as `wasgi serve` would), so that one which cannot be had fails
+/// `wasgi check` rather than the server's start.
+pub fn locate_interpreters(plan: &Plan, args: &InterpreterArgs) -> Result<Vec<(Choice, Interpreter)>> {
+    let mut found: Vec<(Choice, Interpreter)> = Vec::new();
+    for a in &plan.apps {
+        let choice = a.spec.interpreter;
+        if found.iter().any(|(c, _)| *c == choice) {
+            continue;
+        }
+        let python = args
+            .locate(choice)
+            .map_err(|e| anyhow::anyhow!("{}: group {:?} runs {choice}, which cannot be used: {e:#}", plan.config.file.display(), a.group.name))?;
+        found.push((choice, python));
+    }
+    Ok(found)
+}
+
+/// The `wasgi check` report: each group's interpreter and capability table
+/// and each app's route.
+pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", plan.config.file.display());
+    let listen: Vec<String> = plan
+        .config
+        .listen
+        .iter()
+        .map(|l| match l.socket_mode {
+            Some(mode) => format!("{} (mode {mode:04o})", l.addr),
+            None => l.addr.to_string(),
+        })
+        .collect();
+    let _ = writeln!(out, "listen: {}", listen.join(", "));
+    for a in &plan.apps {
+        let g = &a.group;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "app {} (group {:?}: {} instance(s), user {}, group {}, memory {} MiB)",
+            a.app.script.display(),
+            g.name,
+            g.instances,
+            g.user.as_deref().unwrap_or("-"),
+            g.group.as_deref().unwrap_or("-"),
+            a.spec.memory_limit >> 20,
+        );
+        if let Some((choice, python)) = interpreters.iter().find(|(c, _)| *c == a.spec.interpreter) {
+            let _ = writeln!(out, "  interpreter  {choice} (CPython {}, {})", python.version, python.path.display());
+            let snapshot = match (python.reactor.is_some(), g.snapshot) {
+                (true, true) => "on: instances start from a snapshot taken after the app's import",
+                (true, false) => "off: every instance imports the app (snapshot = true starts them from a snapshot)",
+                (false, _) => "not available on this interpreter: every instance imports the app",
+            };
+            let _ = writeln!(out, "  snapshot  {snapshot}");
+            if python.reactor.is_some() && g.snapshot && !g.warmup.is_empty() {
+                let _ = writeln!(out, "  warmup  GET {} before the snapshot ({} times each)", g.warmup.join(", "), crate::spec::limits::WARMUP_ROUNDS);
+            }
+        }
+        if g.isolation == crate::spec::limits::Isolation::Request {
+            let _ = writeln!(out, "  isolation  request: a fresh instance for every request");
+        }
+        let mount = if a.app.mount.is_empty() { "/" } else { &a.app.mount };
+        for host in &a.app.hosts {
+            let _ = writeln!(out, "  route  {host}{mount}");
+        }
+        for (url, dir) in &a.app.static_dirs {
+            let _ = writeln!(out, "  static {url} -> {} (served by Apache, see wasgi apache-config)", dir.display());
+        }
+        if !a.app.access.is_open() {
+            let _ = writeln!(out, "  clients  {}", describe_access(&a.app.access));
+        }
+        if g.restrict_stdout {
+            let _ = writeln!(out, "  stdout  restricted (writes raise an error)");
+        }
+        let width = a.capabilities.iter().map(|c| c.path.as_os_str().len()).max().unwrap_or(4).max(4);
+        let _ = writeln!(out, "  {:<width$}  {:<6}  granted by", "path", "access");
+        for c in &a.capabilities {
+            let _ = writeln!(out, "  {:<width$}  {:<6}  {}", c.path.display(), if c.write { "write" } else { "read" }, c.origin);
+            if c.follow_symlinks && c.real_path() != c.path {
+                let _ = writeln!(out, "  {:<width$}  {:<6}  (follow_symlinks: resolved once, to {})", "", "", c.real_path().display());
+            }
+        }
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "\nwarning: {w}");
+    }
+    out
+}
+
+fn describe_access(access: &crate::spec::access::Access) -> String {
+    let list = |set: &crate::spec::access::AddressSet| {
+        if set.all {
+            "all".to_owned()
+        } else {
+            set.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    match (!access.allow.is_empty(), !access.deny.is_empty()) {
+        (true, true) => format!("allow {}; deny {}", list(&access.allow), list(&access.deny)),
+        (true, false) => format!("allow {}", list(&access.allow)),
+        (false, true) => format!("deny {}", list(&access.deny)),
+        (false, false) => "all".to_owned(),
+    }
+}
+

@@ -1,0 +1,18 @@
+//! The subcommands: each turns flags or a config file into a plan and starts
+//! (or prints) it. The only folder that sees every other.
+//!
+//! - [`run`]: `wasgi run SCRIPT`: one app, one group, from flags.
+//! - [`serve`]: `wasgi serve`: a config file's apps; SIGHUP reloads it.
+//! - [`check`]: `wasgi check`: the plan's report.
+//! - [`python`]: `wasgi python`: the interpreter made ready ahead of time.
+//! - [`logline`]: every log record one physical line.
+//!
+//! (`wasgi apache-config` and `wasgi import-apache` are [`crate::apache`]'s.)
+//!
+//! May use: everything.
+
+pub mod check;
+pub mod logline;
+pub mod python;
+pub mod run;
+pub mod serve;

@@ -1,0 +1,287 @@
+//! From a validated `wasgi.toml` to what runs: each app's guest spec (its
+//! capability set: policies, script directory, python_path, venv, private
+//! caches), checked across tenants. `wasgi check` prints it, `wasgi serve`
+//! starts it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::config::policy::{self, Capability, Origin};
+use crate::config::{self, AppConfig, Config, GroupConfig, Problem, Problems};
+use crate::spec::grant_dir::GrantDir;
+use crate::spec::guest::{Grant, GuestSpec};
+use crate::spec::interpreter::Choice;
+
+/// One app as it will run: its group's settings and its guest spec.
+pub struct AppPlan {
+    pub app: AppConfig,
+    pub group: GroupConfig,
+    pub spec: GuestSpec,
+    /// Every grant with where it comes from, for the report.
+    pub capabilities: Vec<Capability>,
+}
+
+/// A whole configuration, checked and ready to start.
+pub struct Plan {
+    pub config: Config,
+    pub apps: Vec<AppPlan>,
+    /// Things that will not stop the server but deserve a look.
+    pub warnings: Vec<String>,
+}
+
+/// `venv/lib/python3.*/site-packages`, whatever the venv's Python minor version.
+pub(crate) fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Native extensions built for the host cannot load inside the sandbox:
+/// name each package that has one.
+fn native_extensions(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().filter_map(|e| e.ok()) {
+            seen += 1;
+            if seen > 50_000 {
+                return found;
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "so") {
+                let package = path
+                    .strip_prefix(dir)
+                    .ok()
+                    .and_then(|p| p.components().next())
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.push((package, path));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Adds a grant; the same path granted twice keeps the wider access.
+pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str, dir: GrantDir) {
+    match grants.iter_mut().find(|g| g.path == path) {
+        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin, dir),
+        Some(_) => {}
+        None => grants.push(Grant::same_path(path, write, origin, dir)),
+    }
+}
+
+/// The origins of the private directories, as grants name them.
+pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
+pub const PRIVATE_TMP: &str = "the group's private /tmp";
+
+/// The private, writable directories every group gets: a bytecode cache (so
+/// a read-only app directory does not mean recompiling every module at every
+/// start) and a temporary directory seen as `/tmp`. `key` names the group.
+/// They are the server's own (inside its cache directory), opened once like
+/// any grant.
+pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
+    let pycache = cache_dir.join("pycache").join(key);
+    let tmp = cache_dir.join("tmp").join(key);
+    let open = |dir: &Path| -> Result<GrantDir> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        GrantDir::open(dir, true).with_context(|| format!("cannot open {}", dir.display()))
+    };
+    let (pycache_dir, tmp_dir) = (open(&pycache)?, open(&tmp)?);
+    add_grant(grants, pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir);
+    grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: PRIVATE_TMP.into(), dir: tmp_dir });
+    Ok(pycache)
+}
+
+fn problem(config: &Config, line: usize, key: String, message: String) -> Problem {
+    Problem { file: config.file.clone(), line, key, message }
+}
+
+/// Validates the config and its policies and works out every app's spec;
+/// a group that names no interpreter runs `default_interpreter`.
+pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -> Result<Plan, Problems> {
+    let config = config::load(config_file)?;
+    let capabilities = policy::resolve(&config)?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let config_key = hex::encode(&Sha256::digest(config.file.as_os_str().as_encoded_bytes())[..6]);
+    let cache_real = cache_dir.canonicalize().unwrap_or_else(|_| cache_dir.to_owned());
+    let mut apps = Vec::new();
+
+    for app in &config.apps {
+        let Some(group) = config.groups.iter().find(|g| g.name == app.group) else { continue };
+        let (policy_caps, policy_memory) = &capabilities[&group.name];
+        let mut caps: Vec<Capability> = policy_caps.clone();
+        // Each implied grant opened once, like a policy's (see grant_dir).
+        let follow = group.follow_symlinks;
+        let implied = |caps: &mut Vec<Capability>, problems: &mut Vec<Problem>, path: PathBuf, why: &'static str| {
+            let path = crate::spec::grant_dir::normalize(&path);
+            match GrantDir::open(&path, follow) {
+                Ok(dir) => policy::add_capability(
+                    caps,
+                    Capability { path, write: false, shared: false, origin: Origin::Config(why), dir, follow_symlinks: follow },
+                ),
+                Err(e) => problems.push(problem(
+                    &config,
+                    group.line,
+                    format!("group {:?}: {why}", group.name),
+                    format!("{e}{}", if follow { "" } else { " (follow_symlinks = true in the [[group]] allows it for the script directory, python_path and venv)" }),
+                )),
+            }
+        };
+
+        match std::fs::metadata(&app.script) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => problems.push(problem(&config, app.line, "app.script".into(), format!("{} is not a file", app.script.display()))),
+            Err(e) => problems.push(problem(&config, app.line, "app.script".into(), format!("{}: {e}", app.script.display()))),
+        }
+        let script_dir = app.script.parent().map(Path::to_owned).unwrap_or_default();
+        implied(&mut caps, &mut problems, script_dir.clone(), "the app's script directory");
+
+        let mut python_path = Vec::new();
+        for dir in &group.python_path {
+            if dir.is_dir() {
+                implied(&mut caps, &mut problems, dir.clone(), "python_path");
+                python_path.push(dir.clone());
+            } else {
+                problems.push(problem(&config, group.line, format!("group {:?}: python_path", group.name), format!("{} is not a directory", dir.display())));
+            }
+        }
+        if let Some(venv) = &group.venv {
+            // The whole venv, read-only: the guide's `activate_this.py` recipe
+            // reads bin/, and pyvenv.cfg sits at the top.
+            implied(&mut caps, &mut problems, venv.clone(), "venv");
+            let site = venv_site_packages(venv);
+            if site.is_empty() {
+                problems.push(problem(
+                    &config,
+                    group.line,
+                    format!("group {:?}: venv", group.name),
+                    format!("no lib/python3.*/site-packages under {}", venv.display()),
+                ));
+            }
+            for dir in site {
+                for (package, so) in native_extensions(&dir) {
+                    warnings.push(format!(
+                        "group {:?}: package {package:?} has a native extension ({}) built for the host; it cannot load inside the sandbox unless the package falls back to pure Python",
+                        group.name,
+                        so.display()
+                    ));
+                }
+                python_path.push(dir);
+            }
+        }
+
+        // The guide's `.wsgi` puts its libraries on sys.path itself: an
+        // ungranted one fails at import, so say it now.
+        if let Ok(source) = std::fs::read_to_string(&app.script) {
+            let script = app.script.to_string_lossy();
+            for found in crate::config::wsgi_script::scan(&script, &source) {
+                let Ok(dir) = found.path else { continue };
+                if Path::new(&dir).is_dir() && !caps.iter().any(|c| Path::new(&dir).starts_with(&c.path)) {
+                    warnings.push(format!(
+                        "group {:?}: {script}:{} puts {dir} on sys.path ({}), but no grant covers it, so the app cannot import from it: \
+                         add \"{dir}\" to the group's python_path, or a read-only [[grant]] path = \"{dir}\" to its policy",
+                        group.name,
+                        found.line,
+                        found.kind.describe()
+                    ));
+                }
+            }
+        }
+
+        for conflict in policy::cache_conflict(&cache_real, &caps) {
+            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), conflict));
+        }
+        let key = format!("{}-{config_key}", group.name);
+        let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string(), c.dir.clone())).collect();
+        let pycache = match private_dirs(cache_dir, &key, &mut grants) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(problem(&config, group.line, format!("group {:?}", group.name), format!("{e:#}")));
+                continue;
+            }
+        };
+        for g in grants.iter().filter(|g| g.origin == PRIVATE_PYCACHE || g.origin == PRIVATE_TMP) {
+            let why = if g.origin == PRIVATE_PYCACHE { "private bytecode cache" } else { "private /tmp" };
+            caps.push(Capability { path: g.path.clone(), write: true, shared: false, origin: Origin::Config(why), dir: g.dir.clone(), follow_symlinks: true });
+        }
+
+        let home = group.home.clone().unwrap_or(script_dir);
+        if !caps.iter().any(|c| home.starts_with(&c.path)) {
+            problems.push(problem(
+                &config,
+                group.line,
+                format!("group {:?}: home", group.name),
+                format!("{} is not inside any directory the group may use", home.display()),
+            ));
+        }
+        for (read, write) in policy::read_only_inside_write(&caps) {
+            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), policy::nested_error(&group.name, read, write)));
+        }
+        let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
+        let mut env = group.env.clone();
+        env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));
+        let name = format!("{}:{}", group.name, app.script.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+        let spec = GuestSpec {
+            name: name.into(),
+            script: app.script.clone(),
+            callable: app.callable.clone(),
+            python_path,
+            grants,
+            home: Some(home),
+            env,
+            memory_limit: memory_limit.saturating_mul(1 << 20),
+            limits: group.limits.clone(),
+            reload: group.reload,
+            restrict_stdout: group.restrict_stdout,
+            snapshot: group.snapshot,
+            isolation: group.isolation,
+            warmup: group.warmup.clone(),
+            interpreter: group.interpreter.unwrap_or(default_interpreter),
+            host_facts: crate::spec::guest::HostFacts {
+                // A group without a `user` is its own user.
+                user: group.user.clone().unwrap_or_else(|| group.name.clone()),
+                group: group.group.clone().or_else(|| group.user.clone()).unwrap_or_else(|| group.name.clone()),
+                hostname: group.hostname.clone().unwrap_or_else(crate::spec::guest::host_name),
+            },
+            group: group.name.clone(),
+            policies: [("users", &group.user), ("groups", &group.group)]
+                .iter()
+                .filter_map(|(kind, name)| name.as_ref().map(|n| config.policies.join(kind).join(format!("{n}.toml")).display().to_string()))
+                .collect(),
+        };
+        apps.push(AppPlan { app: app.clone(), group: group.clone(), spec, capabilities: caps });
+    }
+    // The private cache and /tmp are per group by construction; everything
+    // else a tenant may use is checked against every other tenant.
+    let shared_view: Vec<Vec<Capability>> = apps
+        .iter()
+        .map(|a| a.capabilities.iter().filter(|c| !matches!(c.origin, Origin::Config("private bytecode cache" | "private /tmp"))).cloned().collect())
+        .collect();
+    let tenants: Vec<policy::Tenant<'_>> = apps
+        .iter()
+        .zip(&shared_view)
+        .map(|(a, caps)| policy::Tenant { group: &a.group.name, line: a.group.line, capabilities: caps })
+        .collect();
+    problems.extend(policy::overlapping_tenants(&config.file, &tenants));
+    if problems.is_empty() {
+        Ok(Plan { config, apps, warnings })
+    } else {
+        Err(Problems(problems))
+    }
+}

@@ -1,0 +1,12 @@
+//! The interpreter and compiled code: finding, verifying or building
+//! python.wasm ([`interpreter`]), the wasmtime engine and its on-disk cache of
+//! compiled modules ([`artifacts`]), the time-zone database every guest
+//! reads ([`zoneinfo`]), and the options that say where they come from
+//! ([`args`]).
+//!
+//! May use: `spec`. Knows nothing of guests, groups or HTTP.
+
+pub mod args;
+pub mod artifacts;
+pub mod interpreter;
+pub mod zoneinfo;

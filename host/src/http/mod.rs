@@ -1,0 +1,19 @@
+//! The HTTP front: where a request comes in and its response goes out.
+//!
+//! - [`server`]: listeners (TCP and Unix sockets), hyper connections (HTTP/1.1
+//!   and HTTP/2), the service that checks a request and hands it to its
+//!   group, the readiness check and graceful shutdown.
+//! - [`framing`]: the framing watcher (requests with both Content-Length and
+//!   Transfer-Encoding, request smuggling) and the head checks.
+//! - [`head_error`]: why a request head is refused (400).
+//! - [`environ`]: the request → WSGI environ (PEP 3333, CGI).
+//! - [`forwarded`]: what a trusted proxy says about the original request.
+//!
+//! May use: `routing` (which app), `pool` (its group and the exchange's
+//! types), `spec`. The request then goes: routing → pool → sandbox.
+
+pub mod environ;
+pub mod forwarded;
+pub mod framing;
+pub mod head_error;
+pub mod server;

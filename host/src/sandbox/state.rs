@@ -1,0 +1,86 @@
+//! A store's data ([`GuestState`]): the guest's WASI context, its memory
+//! limit and CPU budget, and the host-call ends when frames go that way.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::sandbox::hostcalls::{HostCalls, HostEnd};
+
+/// A store's data: the guest's WASI view and its limits.
+pub struct GuestState {
+    pub(crate) wasi: WasiP1Ctx,
+    /// The channels' guest ends when the frames go through host calls.
+    pub(crate) hostcalls: Option<HostEnd>,
+    pub(crate) limits: MemoryWatch,
+    pub(crate) cpu: Arc<CpuBudget>,
+}
+
+/// CPU time a request may use, counted in epoch ticks (10 ms each) during
+/// which the guest was running wasm code; waiting on I/O or a sleep does not
+/// count. Past the budget the guest is interrupted with a trap.
+#[derive(Default)]
+pub struct CpuBudget {
+    used: AtomicU64,
+    /// 0 means no limit.
+    limit: AtomicU64,
+    exceeded: std::sync::atomic::AtomicBool,
+}
+
+/// How often the epoch ticks (see `sandbox::interpreters::EpochTicker`).
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl CpuBudget {
+    /// Starts counting for a request; `None` lifts the limit.
+    pub fn start(&self, limit: Option<std::time::Duration>) {
+        self.used.store(0, Ordering::Relaxed);
+        let ticks = limit.map_or(0, |l| (l.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
+        self.limit.store(ticks, Ordering::Relaxed);
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// The epoch callback: yield to other tasks, or trap past the budget.
+    pub(crate) fn on_tick(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        let used = self.used.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit != 0 && used > limit {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(wasmtime::format_err!("cpu_time_limit exceeded"));
+        }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    }
+}
+
+/// The store's limits, which also publish the guest's linear-memory size so
+/// the host can report it without touching the running store.
+pub(crate) struct MemoryWatch {
+    pub(crate) limits: StoreLimits,
+    pub(crate) bytes: Arc<AtomicUsize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.bytes.store(if allowed { desired } else { current }, Ordering::Relaxed);
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+}
+
+impl HostCalls for GuestState {
+    fn host_end(&mut self) -> Option<&mut HostEnd> {
+        self.hostcalls.as_mut()
+    }
+}
