@@ -1035,6 +1035,12 @@ _header_name_ok = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 _header_value_bad = re.compile(r"[\r\n\0]|[^\x00-\xff]").search
 
 
+# Header names that passed _check_header. An app sends the same few names in
+# every response: each is matched by the regex once, then found here. Bounded,
+# since the names are the app's.
+_valid_names = set()
+
+
 def _check_header(name, value):
     if type(name) is not str or type(value) is not str:
         raise TypeError(f"header name and value must be str, got {name!r}: {value!r}")
@@ -1076,7 +1082,8 @@ class Response:
             raise TypeError(f"status must be str, got {type(status).__name__}")
         if len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
             raise ValueError(f"status must look like '200 OK', got {status!r}")
-        if _header_value_bad(status):
+        # Printable ASCII holds no CR, LF or NUL and is latin-1: no regex needed.
+        if not (status.isascii() and status.isprintable()) and _header_value_bad(status):
             raise ValueError(f"status {status!r} contains CR, LF, NUL or non-latin-1 characters")
         if type(headers) is not list:
             raise TypeError(f"headers must be a list, got {type(headers).__name__}")
@@ -1088,7 +1095,13 @@ class Response:
             if type(item) is not tuple or len(item) != 2:
                 raise TypeError(f"each header must be a (name, value) tuple, got {item!r}")
             name, value = item
-            _check_header(name, value)
+            # A name checked before and a printable ASCII value (the usual
+            # header) pass without a regex; anything else gets every check.
+            if (type(name) is not str or name not in _valid_names or type(value) is not str
+                    or not (value.isascii() and value.isprintable())):
+                _check_header(name, value)
+                if len(_valid_names) < 256:
+                    _valid_names.add(name)
             size += len(name) + len(value) + 2
             if not has_length and len(name) == 14 and name.lower() == "content-length":
                 has_length = True
@@ -1197,10 +1210,23 @@ def handle(app, payload, errors):
         result = app(environ, response.start_response)
         if type(result) in (list, tuple) and response.status is not None and not response.sent:
             # The whole body is known: give it a length and send it in one write.
-            if not response.has_length and all(type(c) is bytes for c in result):
-                response.add_content_length(sum(map(len, result)))
-            for chunk in result:
-                response.write(chunk, False)
+            if len(result) == 1 and type(body := result[0]) is bytes and len(body) < ACK_BYTES:
+                # The usual body, one chunk: add_content_length() and write()
+                # inlined (one frame, under the flow-control window: no wait).
+                if not response.has_length:
+                    response.headers.append(("Content-Length", str(len(body))))
+                    response.has_length = True
+                response.pending.append(response._head_frame())
+                response.sent = True
+                if body and not response.head_only:
+                    response.pending.append((K_DATA, body))
+                    response.unacked_bytes += len(body)
+                    response.unacked_frames += 1
+            else:
+                if not response.has_length and all(type(c) is bytes for c in result):
+                    response.add_content_length(sum(map(len, result)))
+                for chunk in result:
+                    response.write(chunk, False)
         else:
             for chunk in result:
                 if chunk:
@@ -1211,7 +1237,7 @@ def handle(app, payload, errors):
             if response.status is None:
                 raise AssertionError("the application returned without calling start_response()")
             response.add_content_length(0)
-        response._ensure_head()
+            response._ensure_head()
     except ClientGone:
         response.pending = []
     except (ProtocolError, SystemExit):

@@ -163,6 +163,21 @@ def application(environ, start_response):
     if path == "/badheader":
         start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
         return [b"never"]
+    if path == "/header-check":
+        # One response head per case; "ok" first makes X-Seen a name the
+        # bridge has already checked, so later cases test its values again.
+        status, headers = {
+            "ok": ("200 OK", [("X-Seen", "plain")]),
+            "tab": ("200 OK", [("X-Seen", "a\tb")]),
+            "latin1": ("200 OK", [("X-Seen", "caf\xe9")]),
+            "crlf": ("200 OK", [("X-Seen", "a\r\nInjected: yes")]),
+            "nul": ("200 OK", [("X-Seen", "a\0b")]),
+            "euro": ("200 OK", [("X-Seen", "\u20ac")]),
+            "name": ("200 OK", [("X-Seen", "plain"), ("X Seen", "plain")]),
+            "status": ("200 O\rK", [("X-Seen", "plain")]),
+        }[q["case"]]
+        start_response(status, headers)
+        return [b"checked"]
     if path == "/twice":
         start_response("200 OK", [])
         start_response("404 Not Found", [])

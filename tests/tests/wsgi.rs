@@ -158,6 +158,35 @@ fn start_response_rules_are_enforced() {
     assert!(r.header("keep-alive").is_none(), "hop-by-hop headers from the app are dropped");
 }
 
+/// The bridge skips its regexes for printable ASCII and for header names it
+/// has checked before: every other value still gets the full check.
+#[test]
+fn header_values_are_checked_even_under_a_name_seen_before() {
+    let server = features(&["--instances", "1"]);
+    let get = |case: &str| server.get(&format!("/header-check?case={case}"));
+    let r = get("ok");
+    assert_eq!((r.status, r.header("x-seen")), (200, Some("plain")));
+    let r = get("tab");
+    assert_eq!((r.status, r.header("x-seen")), (200, Some("a\tb")), "a tab is allowed in a value");
+    let r = get("latin1");
+    assert_eq!(r.status, 200, "latin-1 is allowed in a value");
+    assert_eq!(r.text(), "checked");
+    for (case, logged) in [
+        ("crlf", "header 'X-Seen' contains a control character (CR, LF or NUL)"),
+        ("nul", "header 'X-Seen' contains a control character (CR, LF or NUL)"),
+        ("euro", "header 'X-Seen' is not latin-1 encodable (PEP 3333)"),
+        ("name", "invalid header name 'X Seen'"),
+        ("status", "status '200 O\\rK' contains CR, LF, NUL or non-latin-1 characters"),
+    ] {
+        let r = get(case);
+        assert_eq!(r.status, 500, "{case}: refused");
+        assert!(r.header("injected").is_none(), "{case}");
+        server.log.wait_for(logged, Duration::from_secs(10));
+    }
+    let r = get("ok");
+    assert_eq!((r.status, r.header("x-seen")), (200, Some("plain")), "the instance still serves");
+}
+
 #[test]
 fn print_and_wsgi_errors_go_to_the_log_never_into_a_response() {
     let server = features(&["--instances", "1"]);
