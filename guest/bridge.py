@@ -6,10 +6,10 @@ it is ready, then loops forever (serve): read a request frame, call the app,
 send status, headers and body frames. Nothing the app prints can reach the
 frames: sys.stdout and sys.stderr are rebound to the log (fd 2).
 
-Frames (see host/src/frames.rs, the other half of this contract) are a kind
+Frames (see host/src/protocol/frames.rs, the other half of this contract) are a kind
 byte and a payload. They travel one of two ways, chosen once at start:
   host calls  wasgi's own build has the built-in module `_wasgi`, whose
-              functions are calls into the host (host/src/hostcalls.rs):
+              functions are calls into the host (host/src/sandbox/hostcalls.rs):
               no encoding, and stdin/stdout carry no frames at all
   stdio       otherwise (the pinned 3.12 build): on stdin and stdout, each
               frame as the kind, a 4-byte big-endian payload length, the payload
@@ -39,11 +39,11 @@ ACK_FRAMES = 16
 READ_CHUNK = 64 * 1024
 # Largest D frame; larger app chunks are split.
 MAX_DATA = 256 * 1024
-# The host's limits on a response head (host/src/request.rs): checked here
+# The host's limits on a response head (host/src/pool/exchange.rs): checked here
 # too, so the app's start_response raises and its traceback says where.
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
-# The host keeps at most this much of one log record (host/src/stdio.rs);
+# The host keeps at most this much of one log record (host/src/sandbox/stdio.rs);
 # longer ones are cut here, before they are copied out.
 MAX_LOG_RECORD = 16 * 1024
 
@@ -1410,7 +1410,7 @@ def main():
     _prepared = app
     modules = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
     files = sorted((reads.paths | {f for f in modules if isinstance(f, str)}) - {"<wasgi-bridge>"})
-    # Each path a few times (host/src/instance.rs, WARMUP_ROUNDS): the
+    # Each path a few times (host/src/sandbox/instance.rs, WARMUP_ROUNDS): the
     # interpreter specialises an instruction only after it ran more than
     # once, and writes to the code as it does.
     rounds = config.get("warmup_rounds", 1)
