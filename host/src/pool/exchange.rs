@@ -20,7 +20,8 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
-use crate::sandbox::instance::{Gone, GuestIo, Instance};
+use crate::sandbox::gone::Gone;
+use crate::sandbox::instance::{GuestIo, Instance};
 use crate::spec::limits::Limits;
 
 /// This module's log target: its name before the folders, so log lines
@@ -245,6 +246,9 @@ fn parse_head(payload: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
     Ok((status, headers))
 }
 
+/// The 504's body, for a request stopped by request_timeout or cpu_time_limit.
+const TOOK_TOO_LONG: &str = "Gateway Timeout: the application took too long\n";
+
 /// How an exchange ended, for the access log.
 struct Outcome {
     status: Option<StatusCode>,
@@ -304,29 +308,31 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
             Ok(())
         }
         Err(gone) => {
-            let over_cpu = instance.cpu.exceeded();
-            let timed_out = instance.timed_out() || over_cpu;
-            if over_cpu {
-                tracing::error!(
-                    target: LOG_TARGET,
-                    group = %group, instance = instance.io.id, request = info.id,
-                    "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
-                    info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
-                );
-            } else if timed_out {
-                tracing::error!(
-                    target: LOG_TARGET,
-                    group = %group, instance = instance.io.id, request = info.id,
-                    "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
-                    info.method, info.target, limit.unwrap_or_default().as_secs_f64()
-                );
-            } else {
-                tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
-            }
-            let (code, text) = if timed_out {
-                (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout: the application took too long\n")
-            } else {
-                (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n")
+            // A limit the request ran into is the app's slowness (504); any
+            // other end is an instance lost under it (502).
+            let (code, text, note) = match &gone {
+                Gone::CpuLimit(_) => {
+                    tracing::error!(
+                        target: LOG_TARGET,
+                        group = %group, instance = instance.io.id, request = info.id,
+                        "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
+                        info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
+                    );
+                    (StatusCode::GATEWAY_TIMEOUT, TOOK_TOO_LONG, "cpu_time_limit")
+                }
+                Gone::Deadline(_) => {
+                    tracing::error!(
+                        target: LOG_TARGET,
+                        group = %group, instance = instance.io.id, request = info.id,
+                        "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
+                        info.method, info.target, limit.unwrap_or_default().as_secs_f64()
+                    );
+                    (StatusCode::GATEWAY_TIMEOUT, TOOK_TOO_LONG, "request_timeout")
+                }
+                _ => {
+                    tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+                    (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n", "instance lost")
+                }
             };
             let status = match head_tx.take() {
                 Some(tx) => {
@@ -339,13 +345,6 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
                     body_tx.fail("the application instance stopped".into());
                     outcome.status
                 }
-            };
-            let note = if over_cpu {
-                "cpu_time_limit"
-            } else if timed_out {
-                "request_timeout"
-            } else {
-                "instance lost"
             };
             access_log(group, &info, status, outcome.bytes, note);
             Err(gone)
@@ -442,7 +441,7 @@ async fn exchange(
                 outcome.note = "app failed mid-response";
                 return Ok(());
             }
-            other => return Err(Gone(format!("protocol error: unexpected {other:?} frame during a request"))),
+            other => return Err(Gone::UnexpectedFrame(other)),
         }
     }
 }
