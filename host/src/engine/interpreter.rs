@@ -25,6 +25,7 @@ use std::sync::Arc;
 use wasmtime::{Engine, Module};
 
 use crate::engine::artifacts::{trusted_artifact, FunctionCache, unique, write_whole};
+use crate::engine::wasm_error::WasmContext;
 use crate::spec::interpreter::Choice;
 
 /// This module's log target: its name before the folders, so log lines
@@ -478,8 +479,7 @@ const COMPILE_SETTINGS: &str = "memory_guaranteed_dense_image_size=4GiB";
 pub fn engine(cache_dir: &Path) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config
-        .enable_incremental_compilation(Arc::new(FunctionCache::new(cache_dir.join("cranelift"))))
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        .enable_incremental_compilation(Arc::new(FunctionCache::new(cache_dir.join("cranelift"))))?;
     config.epoch_interruption(true);
     config.max_wasm_stack(8 << 20);
     config.async_stack_size(10 << 20);
@@ -501,9 +501,9 @@ pub fn engine(cache_dir: &Path) -> Result<Engine> {
         Err(pooled) if is_pooled => {
             tracing::warn!(target: LOG_TARGET, "cannot reserve the instance pool ({pooled:#}); allocating instances one by one");
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
-            Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e:#}"))
+            Engine::new(&config).wasm_context("cannot configure wasmtime")
         }
-        Err(e) => Err(anyhow::anyhow!("cannot configure wasmtime: {e:#}")),
+        Err(e) => Err(e).wasm_context("cannot configure wasmtime"),
     }
 }
 
@@ -543,7 +543,7 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     }
 
     let progress = Progress::start(what.to_owned());
-    let module = Module::new(engine, &wasm()?).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let module = Module::new(engine, &wasm()?)?;
     progress.done();
 
     // Served from the stored file, mapped like a cached start, rather than
@@ -622,12 +622,12 @@ fn load_cached(engine: &Engine, artifact: &Path, checksum: &Path) -> Result<Modu
     // SAFETY: the artifact was written by `Module::serialize` of this same
     // wasmtime with these engine settings (both are in its name) and its bytes
     // match the checksum recorded when it was written.
-    unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))
+    Ok(unsafe { Module::deserialize_file(engine, artifact) }?)
 }
 
 fn store_cached(module: &Module, dir: &Path, artifact: &Path, checksum: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = module.serialize()?;
     write_whole(artifact, &bytes)?;
     write_whole(checksum, crc32(&bytes).as_bytes())?;
     Ok(())

@@ -1,12 +1,14 @@
 //! The interpreter and compiled code: finding, verifying or building
 //! python.wasm ([`interpreter`]), the wasmtime engine and its on-disk cache of
 //! compiled modules ([`artifacts`]), the time-zone database every guest
-//! reads ([`zoneinfo`]), and the options that say where they come from
-//! ([`args`]).
+//! reads ([`zoneinfo`]), the options that say where they come from
+//! ([`args`]), and the one conversion of wasmtime's errors into wasgi's
+//! ([`wasm_error`]).
 //!
 //! May use: `spec`. Knows nothing of guests, groups or HTTP.
 
 pub mod args;
 pub mod artifacts;
 pub mod interpreter;
+pub mod wasm_error;
 pub mod zoneinfo;

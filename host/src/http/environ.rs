@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::Version;
 
 use crate::http::forwarded::Forwarded;
-use crate::http::head_error::EnvironError;
+use crate::http::head_error::HeadError;
 use crate::routing::router::under_mount;
 
 /// What the listener knows about a connection.
@@ -89,13 +89,13 @@ fn unreserved(b: u8) -> bool {
 /// `..`), other escapes are kept for later, and a malformed escape or a
 /// `..` above the root is an error (Apache's 400); in the second, on the
 /// decoded path, a `..` at the root is dropped, as Apache drops it.
-fn normalize(path: &[u8], first: bool) -> Result<Vec<u8>, EnvironError> {
+fn normalize(path: &[u8], first: bool) -> Result<Vec<u8>, HeadError> {
     let mut chars: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < path.len() {
         if first && path[i] == b'%' {
             let (Some(hi), Some(lo)) = (path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex)) else {
-                return Err(EnvironError::BadEscape);
+                return Err(HeadError::BadEscape);
             };
             let c = hi << 4 | lo;
             if unreserved(c) {
@@ -127,7 +127,7 @@ fn normalize(path: &[u8], first: bool) -> Result<Vec<u8>, EnvironError> {
             if chars[l] == b'.' && chars.get(l + 1) == Some(&b'.') && end_of_segment(chars.get(l + 2)) {
                 // "/a/../" is "/": drop the segment before.
                 if out.len() <= 1 && first {
-                    return Err(EnvironError::AboveRoot);
+                    return Err(HeadError::AboveRoot);
                 }
                 out.pop();
                 while out.last().is_some_and(|b| *b != b'/') {
@@ -151,12 +151,12 @@ fn normalize(path: &[u8], first: bool) -> Result<Vec<u8>, EnvironError> {
 /// percent-decoded, then normalized again, since a decoded `%2F` can make
 /// new segments. PATH_INFO, SCRIPT_NAME and routing all use this path;
 /// REQUEST_URI keeps the raw one.
-pub fn decode_path(raw: &str) -> Result<Vec<u8>, EnvironError> {
+pub fn decode_path(raw: &str) -> Result<Vec<u8>, HeadError> {
     if raw == "*" {
         return Ok(b"*".to_vec());
     }
     if !raw.starts_with('/') {
-        return Err(EnvironError::NotAPath);
+        return Err(HeadError::NotAPath);
     }
     let normalized = normalize(raw.as_bytes(), true)?;
     if !normalized.contains(&b'%') {
@@ -164,7 +164,7 @@ pub fn decode_path(raw: &str) -> Result<Vec<u8>, EnvironError> {
     }
     let decoded: Vec<u8> = percent_encoding::percent_decode(&normalized).collect();
     if decoded.contains(&0) {
-        return Err(EnvironError::NulInPath);
+        return Err(HeadError::NulInPath);
     }
     normalize(&decoded, false)
 }
@@ -221,7 +221,7 @@ pub fn build(
     target: &Target,
     request_id: u64,
     forwarded: Option<&Forwarded>,
-) -> Result<Bytes, EnvironError> {
+) -> Result<Bytes, HeadError> {
     let raw_path = parts.uri.path();
     let (script_name, path_info) = split_mount(path, target.mount);
     let query = parts.uri.query().unwrap_or("");
@@ -388,13 +388,13 @@ mod tests {
         assert_eq!(ok("/caf%C3%A9").as_bytes(), "/café".as_bytes());
         assert_eq!(ok("/%25zz"), "/%zz");
         assert_eq!(ok("*"), "*");
-        assert_eq!(decode_path("/../x"), Err(EnvironError::AboveRoot));
-        assert_eq!(decode_path("/a/../../x"), Err(EnvironError::AboveRoot));
-        assert_eq!(decode_path("/%2e%2e/x"), Err(EnvironError::AboveRoot));
-        assert_eq!(decode_path("/a%zz"), Err(EnvironError::BadEscape));
-        assert_eq!(decode_path("/a%2"), Err(EnvironError::BadEscape));
-        assert_eq!(decode_path("/a%00"), Err(EnvironError::NulInPath));
-        assert_eq!(decode_path("a"), Err(EnvironError::NotAPath));
+        assert_eq!(decode_path("/../x"), Err(HeadError::AboveRoot));
+        assert_eq!(decode_path("/a/../../x"), Err(HeadError::AboveRoot));
+        assert_eq!(decode_path("/%2e%2e/x"), Err(HeadError::AboveRoot));
+        assert_eq!(decode_path("/a%zz"), Err(HeadError::BadEscape));
+        assert_eq!(decode_path("/a%2"), Err(HeadError::BadEscape));
+        assert_eq!(decode_path("/a%00"), Err(HeadError::NulInPath));
+        assert_eq!(decode_path("a"), Err(HeadError::NotAPath));
     }
 
     #[test]

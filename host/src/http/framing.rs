@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::http::head_error::EnvironError;
+use crate::http::head_error::HeadError;
 
 /// One verdict per request on a connection: true if it was ambiguous.
 pub type Verdicts = Arc<Mutex<VecDeque<bool>>>;
@@ -188,13 +188,13 @@ impl Watcher {
 /// headers, `chunked` applied twice or not last (hyper only looks at the last
 /// coding), raw non-ASCII bytes in the target (the http crate accepts them
 /// when they are UTF-8), and the `*` target of a method other than OPTIONS.
-pub fn head_problem(parts: &http::request::Parts, from_trusted_proxy: bool) -> Option<EnvironError> {
+pub fn head_problem(parts: &http::request::Parts, from_trusted_proxy: bool) -> Option<HeadError> {
     if parts.headers.get_all(http::header::HOST).iter().nth(1).is_some() {
-        return Some(EnvironError::TwoHosts);
+        return Some(HeadError::TwoHosts);
     }
     // HTTP/1.1 requires Host (HTTP/2 carries :authority instead; 1.0 may omit it).
     if parts.version == http::Version::HTTP_11 && !parts.headers.contains_key(http::header::HOST) {
-        return Some(EnvironError::NoHost);
+        return Some(HeadError::NoHost);
     }
     let codings: Vec<&[u8]> = parts
         .headers
@@ -206,17 +206,17 @@ pub fn head_problem(parts: &http::request::Parts, from_trusted_proxy: bool) -> O
         .collect();
     let chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
     if codings.iter().filter(|c| chunked(c)).count() > 1 || codings.iter().rev().skip(1).any(chunked) {
-        return Some(EnvironError::BadChunkedCoding);
+        return Some(HeadError::BadChunkedCoding);
     }
     // The target as the client sent it: the http crate keeps it whole. A
     // trusted proxy has judged it already: Apache accepts raw UTF-8 in a
     // query and passes it on as it is, and mod_wsgi would have served it.
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
     if !from_trusted_proxy && (!target.is_ascii() || parts.uri.authority().is_some_and(|a| !a.as_str().is_ascii())) {
-        return Some(EnvironError::NonAsciiTarget);
+        return Some(HeadError::NonAsciiTarget);
     }
     if parts.uri.path() == "*" && parts.method != http::Method::OPTIONS {
-        return Some(EnvironError::AsteriskNotOptions);
+        return Some(HeadError::AsteriskNotOptions);
     }
     None
 }
@@ -450,6 +450,56 @@ GET /d HTTP/1.1\nHost: x\n\n";
                 w.feed(&piece);
             }
         });
+    }
+
+    /// A request head as hyper hands it to the service.
+    fn parts(method: &str, target: &str, version: http::Version, headers: &[(&str, &[u8])]) -> http::request::Parts {
+        let mut request = http::Request::builder().method(method).uri(target).version(version);
+        for (name, value) in headers {
+            request = request.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn head_problem_finds_what_rfc_9112_refuses_and_hyper_lets_through() {
+        use http::Version;
+        let host: (&str, &[u8]) = ("host", b"x");
+        let cases: Vec<(http::request::Parts, Option<HeadError>)> = vec![
+            (parts("GET", "/", Version::HTTP_11, &[host]), None),
+            (parts("GET", "/", Version::HTTP_11, &[host, ("host", b"y")]), Some(HeadError::TwoHosts)),
+            (parts("GET", "/", Version::HTTP_11, &[]), Some(HeadError::NoHost)),
+            // HTTP/1.0 may omit Host; HTTP/2 carries :authority instead.
+            (parts("GET", "/", Version::HTTP_10, &[]), None),
+            (parts("GET", "/", Version::HTTP_2, &[]), None),
+            (parts("POST", "/", Version::HTTP_11, &[host, ("transfer-encoding", b"gzip, chunked")]), None),
+            (parts("POST", "/", Version::HTTP_11, &[host, ("transfer-encoding", b"chunked, gzip")]), Some(HeadError::BadChunkedCoding)),
+            (parts("POST", "/", Version::HTTP_11, &[host, ("transfer-encoding", b"chunked, Chunked")]), Some(HeadError::BadChunkedCoding)),
+            (
+                parts("POST", "/", Version::HTTP_11, &[host, ("transfer-encoding", b"chunked"), ("transfer-encoding", b"chunked")]),
+                Some(HeadError::BadChunkedCoding),
+            ),
+            (parts("GET", "/caf\u{e9}", Version::HTTP_11, &[host]), Some(HeadError::NonAsciiTarget)),
+            (parts("GET", "/?q=caf\u{e9}", Version::HTTP_11, &[host]), Some(HeadError::NonAsciiTarget)),
+            (parts("GET", "/caf%C3%A9", Version::HTTP_11, &[host]), None),
+            (parts("OPTIONS", "*", Version::HTTP_11, &[host]), None),
+            (parts("GET", "*", Version::HTTP_11, &[host]), Some(HeadError::AsteriskNotOptions)),
+        ];
+        for (head, expected) in cases {
+            assert_eq!(head_problem(&head, false), expected, "{} {} {:?} {:?}", head.method, head.uri, head.version, head.headers);
+        }
+        // A trusted proxy has judged the target already (Apache passes raw UTF-8 in a query on).
+        assert_eq!(head_problem(&parts("GET", "/?q=caf\u{e9}", Version::HTTP_11, &[host]), true), None);
+        assert_eq!(head_problem(&parts("GET", "/", Version::HTTP_11, &[host, ("host", b"y")]), true), Some(HeadError::TwoHosts));
+    }
+
+    #[test]
+    fn head_errors_answer_400_but_an_oversized_body_413() {
+        let ambiguous = HeadError::AmbiguousLength;
+        assert_eq!((ambiguous.status(), ambiguous.answer()), (http::StatusCode::BAD_REQUEST, "Bad Request\n"));
+        let too_large = HeadError::BodyTooLarge { declared: 2000, max: 1000 };
+        assert_eq!((too_large.status(), too_large.answer()), (http::StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n"));
+        assert_eq!(too_large.to_string(), "body of 2000 bytes is over max_body_bytes (1000)");
     }
 
     #[test]

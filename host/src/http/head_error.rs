@@ -1,9 +1,13 @@
-//! Why a request's head is refused with 400 before it reaches an app: its
-//! path, its Host header or its framing. Found by the framing watcher
-//! (`framing::head_problem`) and while building the environ.
+//! Why a request is refused before it reaches an app, from its head alone:
+//! its path, its Host header, its framing, its declared length. Found by the
+//! framing watcher and `framing::head_problem`, while decoding the path, and
+//! against max_body_bytes; each is answered by [`HeadError::status`] and the
+//! connection closed.
+
+use http::StatusCode;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EnvironError {
+pub enum HeadError {
     #[error("the request path contains an encoded NUL byte")]
     NulInPath,
     #[error("the request target is not a path")]
@@ -24,4 +28,25 @@ pub enum EnvironError {
     NonAsciiTarget,
     #[error("the request target \"*\" is only for OPTIONS")]
     AsteriskNotOptions,
+    /// The declared Content-Length is over the server's max_body_bytes.
+    #[error("body of {declared} bytes is over max_body_bytes ({max})")]
+    BodyTooLarge { declared: u64, max: u64 },
+}
+
+impl HeadError {
+    /// The status the client gets: 413 for a body over the limit, else 400.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response's body: the status's reason, nothing of the request.
+    pub fn answer(&self) -> &'static str {
+        match self {
+            HeadError::BodyTooLarge { .. } => "Payload Too Large\n",
+            _ => "Bad Request\n",
+        }
+    }
 }

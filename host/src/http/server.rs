@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::http::environ::{self, Connection};
 use crate::http::forwarded;
 use crate::http::framing::{Verdicts, WatchedIo};
+use crate::http::head_error::HeadError;
 use crate::pool::exchange::{response_channel, BodyLimits, Head, Job, RequestInfo};
 use crate::routing::router::Router;
 use crate::spec::limits::HttpLimits;
@@ -208,6 +209,14 @@ fn refuse_and_close(status: StatusCode, text: &'static str) -> Response<Response
     response
 }
 
+/// A request refused for what its head says: logged with the problem, and
+/// answered (see [`HeadError::status`]) on a connection that then closes.
+fn refuse_head(info: &RequestInfo, problem: HeadError) -> Response<ResponseBody> {
+    let status = problem.status();
+    tracing::warn!(target: "wasgi::access", request = info.id, status = status.as_u16(), "{} {}: {problem}", info.method, info.target);
+    refuse_and_close(status, problem.answer())
+}
+
 async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -> Response<ResponseBody> {
     let id = server.next_request.fetch_add(1, Ordering::Relaxed);
     let ambiguous = conn.next_request_ambiguous();
@@ -219,15 +228,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         started: Instant::now(),
     };
     if ambiguous {
-        tracing::warn!(target: "wasgi::access", request = id, status = 400,
-            "{} {}: {}", info.method, info.target, crate::http::head_error::EnvironError::AmbiguousLength);
-        return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
+        return refuse_head(&info, HeadError::AmbiguousLength);
     }
     let router = server.router();
     let from_proxy = router.trusted.trusts(conn.peer.map(|p| p.ip()));
     if let Some(problem) = crate::http::framing::head_problem(&parts, from_proxy) {
-        tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {problem}", info.method, info.target);
-        return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
+        return refuse_head(&info, problem);
     }
     if let Some(group) = readiness_path(parts.uri.path()).filter(|_| parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
         return readiness(&server, group);
@@ -237,10 +243,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     let host = environ::request_host(&parts, forwarded.as_ref());
     let path = match environ::decode_path(parts.uri.path()) {
         Ok(path) => path,
-        Err(e) => {
-            tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
-            return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
-        }
+        Err(problem) => return refuse_head(&info, problem),
     };
     let Some(route) = router.route(host, &path) else {
         tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
@@ -254,10 +257,8 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         return plain(StatusCode::FORBIDDEN, "Forbidden\n");
     }
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > server.limits.max_body_bytes) {
-        tracing::warn!(target: "wasgi::access", request = id, status = 413,
-            "{} {}: body of {} bytes is over max_body_bytes ({})", info.method, info.target, declared.unwrap_or(0), server.limits.max_body_bytes);
-        return refuse_and_close(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+    if let Some(declared) = declared.filter(|n| *n > server.limits.max_body_bytes) {
+        return refuse_head(&info, HeadError::BodyTooLarge { declared, max: server.limits.max_body_bytes });
     }
     let target = environ::Target {
         mount: &route.mount,
@@ -266,10 +267,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     };
     let environ = match environ::build(&parts, &path, &conn, &target, id, forwarded.as_ref()) {
         Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(target: "wasgi::access", request = id, status = 400, "{} {}: {e}", info.method, info.target);
-            return refuse_and_close(StatusCode::BAD_REQUEST, "Bad Request\n");
-        }
+        Err(problem) => return refuse_head(&info, problem),
     };
     let group = &route.group;
     let (head_tx, mut head_rx) = oneshot::channel();

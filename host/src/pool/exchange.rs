@@ -20,7 +20,8 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::frames::{self, Kind, ACK_BYTES, ACK_FRAMES};
-use crate::sandbox::instance::{Gone, GuestIo, Instance};
+use crate::sandbox::gone::Gone;
+use crate::sandbox::instance::{GuestIo, Instance};
 use crate::spec::limits::Limits;
 
 /// This module's log target: its name before the folders, so log lines
@@ -245,6 +246,9 @@ fn parse_head(payload: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
     Ok((status, headers))
 }
 
+/// The 504's body, for a request stopped by request_timeout or cpu_time_limit.
+const TOOK_TOO_LONG: &str = "Gateway Timeout: the application took too long\n";
+
 /// How an exchange ended, for the access log.
 struct Outcome {
     status: Option<StatusCode>,
@@ -304,29 +308,31 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
             Ok(())
         }
         Err(gone) => {
-            let over_cpu = instance.cpu.exceeded();
-            let timed_out = instance.timed_out() || over_cpu;
-            if over_cpu {
-                tracing::error!(
-                    target: LOG_TARGET,
-                    group = %group, instance = instance.io.id, request = info.id,
-                    "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
-                    info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
-                );
-            } else if timed_out {
-                tracing::error!(
-                    target: LOG_TARGET,
-                    group = %group, instance = instance.io.id, request = info.id,
-                    "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
-                    info.method, info.target, limit.unwrap_or_default().as_secs_f64()
-                );
-            } else {
-                tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
-            }
-            let (code, text) = if timed_out {
-                (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout: the application took too long\n")
-            } else {
-                (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n")
+            // A limit the request ran into is the app's slowness (504); any
+            // other end is an instance lost under it (502).
+            let (code, text, note) = match &gone {
+                Gone::CpuLimit(_) => {
+                    tracing::error!(
+                        target: LOG_TARGET,
+                        group = %group, instance = instance.io.id, request = info.id,
+                        "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
+                        info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
+                    );
+                    (StatusCode::GATEWAY_TIMEOUT, TOOK_TOO_LONG, "cpu_time_limit")
+                }
+                Gone::Deadline(_) => {
+                    tracing::error!(
+                        target: LOG_TARGET,
+                        group = %group, instance = instance.io.id, request = info.id,
+                        "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
+                        info.method, info.target, limit.unwrap_or_default().as_secs_f64()
+                    );
+                    (StatusCode::GATEWAY_TIMEOUT, TOOK_TOO_LONG, "request_timeout")
+                }
+                _ => {
+                    tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+                    (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n", "instance lost")
+                }
             };
             let status = match head_tx.take() {
                 Some(tx) => {
@@ -339,13 +345,6 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
                     body_tx.fail("the application instance stopped".into());
                     outcome.status
                 }
-            };
-            let note = if over_cpu {
-                "cpu_time_limit"
-            } else if timed_out {
-                "request_timeout"
-            } else {
-                "instance lost"
             };
             access_log(group, &info, status, outcome.bytes, note);
             Err(gone)
@@ -442,7 +441,7 @@ async fn exchange(
                 outcome.note = "app failed mid-response";
                 return Ok(());
             }
-            other => return Err(Gone(format!("protocol error: unexpected {other:?} frame during a request"))),
+            other => return Err(Gone::UnexpectedFrame(other)),
         }
     }
 }
@@ -482,4 +481,83 @@ fn access_log(group: &str, info: &RequestInfo, status: Option<StatusCode>, bytes
         info.method,
         info.target,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Start` payload: the status line, then each name and value.
+    fn start(status: &str, headers: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut payload = status.as_bytes().to_vec();
+        for (name, value) in headers {
+            payload.push(0);
+            payload.extend_from_slice(name.as_bytes());
+            payload.push(0);
+            payload.extend_from_slice(value);
+        }
+        payload
+    }
+
+    #[test]
+    fn a_head_keeps_its_status_and_headers_in_order_repeats_included() {
+        let payload = start("404 Not Found", &[("Content-Type", b"text/plain"), ("Set-Cookie", b"a=1"), ("set-cookie", b"b=2"), ("X-Empty", b"")]);
+        let (status, headers) = parse_head(&payload).unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers.len(), 4);
+        assert_eq!(headers["content-type"], "text/plain");
+        let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(headers["x-empty"], "");
+        // A status line is its code; the reason phrase is the app's business.
+        assert_eq!(parse_head(b"200").unwrap().0, StatusCode::OK);
+        assert_eq!(parse_head(b"599 Whatever").unwrap().0.as_u16(), 599);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_the_rest_kept() {
+        let hop: [(&str, &[u8]); 7] = [
+            ("Connection", b"close"),
+            ("Keep-Alive", b"timeout=5"),
+            ("Proxy-Connection", b"keep-alive"),
+            ("Transfer-Encoding", b"chunked"),
+            ("Upgrade", b"h2c"),
+            ("TE", b"trailers"),
+            ("Trailer", b"X-Sum"),
+        ];
+        let mut all = hop.to_vec();
+        all.push(("X-Kept", b"yes"));
+        let (_, headers) = parse_head(&start("200 OK", &all)).unwrap();
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_broken_head_is_refused_with_what_is_wrong() {
+        let refused = |payload: &[u8]| parse_head(payload).expect_err(&format!("{:?} is refused", String::from_utf8_lossy(payload)));
+        assert_eq!(refused(b""), "empty status");
+        assert_eq!(refused(b"OK"), "empty status");
+        assert_eq!(refused(b"2xx OK"), "bad status \"2xx OK\"");
+        assert_eq!(refused(b"099 Low"), "bad status \"099 Low\"");
+        assert_eq!(refused(b"200 OK\0X-Lonely"), "a header without a value");
+        assert_eq!(refused(&start("200 OK", &[("Bad Name", b"v")])), "bad header name \"Bad Name\"");
+        assert_eq!(refused(&start("200 OK", &[("X-Split", b"a\r\nInjected: yes")])), "bad value for header x-split");
+    }
+
+    #[test]
+    fn the_header_count_and_size_are_capped() {
+        let names: Vec<String> = (0..=MAX_RESPONSE_HEADERS).map(|i| format!("X-H{i}")).collect();
+        let at_limit: Vec<(&str, &[u8])> = names[..MAX_RESPONSE_HEADERS].iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        assert_eq!(parse_head(&start("200 OK", &at_limit)).unwrap().1.len(), MAX_RESPONSE_HEADERS);
+        let over: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        assert_eq!(
+            parse_head(&start("200 OK", &over)).unwrap_err(),
+            format!("it has {} headers, over the limit of {MAX_RESPONSE_HEADERS}", MAX_RESPONSE_HEADERS + 1)
+        );
+        let big = vec![b'a'; MAX_RESPONSE_HEADER_BYTES];
+        let error = parse_head(&start("200 OK", &[("X-Big", &big)])).unwrap_err();
+        assert!(error.starts_with("its headers take ") && error.ends_with(&format!("over the limit of {MAX_RESPONSE_HEADER_BYTES}")), "{error}");
+        let fits = vec![b'a'; MAX_RESPONSE_HEADER_BYTES - "\0X-Big\0".len()];
+        assert_eq!(parse_head(&start("200 OK", &[("X-Big", &fits)])).unwrap().1["x-big"].len(), fits.len());
+    }
 }

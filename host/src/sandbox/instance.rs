@@ -22,8 +22,10 @@ use wasmtime::{Store, StoreLimitsBuilder};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::engine::wasm_error::WasmContext;
 use crate::protocol::frames::{Decoder, Kind};
-use crate::sandbox::hostcalls::HostEnd;
+use crate::sandbox::gone::{Channel, Gone};
+use crate::sandbox::hostcalls::{HostEnd, WASGI_SERVE};
 use crate::sandbox::prepared::{Entry, Prepared};
 use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch};
 use crate::sandbox::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
@@ -51,17 +53,15 @@ pub enum StartError {
     /// The app itself failed to load: retrying will not help.
     #[error("{0}")]
     App(String),
-    /// The guest trapped or exited before it was ready.
+    /// The guest ended (trapped, exited...) before it was ready.
+    #[error("the guest stopped before the app was loaded: {0}")]
+    Stopped(Gone),
+    /// The guest broke the start's protocol, or its task failed.
     #[error("the guest stopped before the app was loaded: {0}")]
     Crashed(String),
     #[error("{0:#}")]
     Setup(anyhow::Error),
 }
-
-/// The guest has gone: it exited, trapped, or broke the frame protocol.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Gone(pub String);
 
 /// The host's ends of the channels the guest's frames travel on (its stdin
 /// and stdout, or its host calls).
@@ -78,7 +78,7 @@ pub struct GuestIo {
 impl GuestIo {
     /// Sends one frame to the guest.
     pub async fn send(&mut self, frame: Bytes) -> Result<(), Gone> {
-        self.to_guest.send(frame).await.map_err(|_| Gone("the guest closed its stdin".into()))
+        self.to_guest.send(frame).await.map_err(|_| Gone::Closed(Channel::ToGuest))
     }
 
     /// The guest's next frame; its log records are logged on the way.
@@ -91,11 +91,11 @@ impl GuestIo {
                 }
                 Ok(Some(frame)) => return Ok(frame),
                 Ok(None) => {}
-                Err(e) => return Err(Gone(e.to_string())),
+                Err(e) => return Err(e.into()),
             }
             match self.from_guest.recv().await {
                 Some(bytes) => self.decoder.push_bytes(bytes),
-                None => return Err(Gone("the guest closed its stdout".into())),
+                None => return Err(Gone::Closed(Channel::FromGuest)),
             }
         }
     }
@@ -121,7 +121,7 @@ impl GuestIo {
                     Ok(bytes) => self.decoder.push_bytes(bytes),
                     Err(_) => return None,
                 },
-                Err(e) => return Some(Err(Gone(e.to_string()))),
+                Err(e) => return Some(Err(e.into())),
             }
         }
     }
@@ -173,7 +173,7 @@ impl NewGuest {
 }
 
 /// The guest's `_start` call; it owns the Store and ends when the guest does.
-type Run = Pin<Box<dyn Future<Output = String> + Send>>;
+type Run = Pin<Box<dyn Future<Output = Gone> + Send>>;
 
 /// A running guest.
 ///
@@ -186,8 +186,6 @@ pub struct Instance {
     run: Option<Run>,
     /// The guest's linear memory, in bytes.
     memory_bytes: Arc<AtomicUsize>,
-    /// Set when a deadline stopped the guest mid-work.
-    timed_out: bool,
     /// The CPU budget of the request being served.
     pub cpu: Arc<CpuBudget>,
     /// Requests completed by this instance.
@@ -211,36 +209,33 @@ impl Instance {
                 tracing::warn!(target: LOG_TARGET, app = %spec.name, instance = id, "instantiation failed ({first:#}); retrying once");
                 pre.instantiate_async(&mut *store)
                     .await
-                    .map_err(|e| StartError::Setup(anyhow::anyhow!("cannot instantiate python.wasm: {e:#}")))?
+                    .wasm_context("cannot instantiate python.wasm")
+                    .map_err(StartError::Setup)?
             }
         };
         let entry = match prepared.entry {
             Entry::Start => "_start",
-            Entry::Serve => "wasgi_serve",
+            Entry::Serve => WASGI_SERVE.name,
         };
         let start = instance
             .get_typed_func::<(), ()>(&mut *store, entry)
-            .map_err(|e| StartError::Setup(anyhow::anyhow!("the interpreter has no {entry}: {e:#}")))?;
+            .with_wasm_context(|| format!("the interpreter has no {entry}"))
+            .map_err(StartError::Setup)?;
         let NewGuest { mut store, io, memory_bytes, cpu } = guest;
         // A snapshot's memory starts at its full size, without growing.
         if let Some(memory) = instance.get_memory(&mut store, "memory") {
             memory_bytes.fetch_max(memory.data_size(&store), Ordering::Relaxed);
         }
-        let run: Run = Box::pin(async move {
-            let outcome = start.call_async(&mut store, ()).await;
-            describe_exit(outcome)
-        });
+        let run: Run = Box::pin(async move { Gone::from_run(start.call_async(&mut store, ()).await) });
 
-        let mut instance = Instance { io, run: Some(run), memory_bytes, timed_out: false, cpu, served: 0, transport: String::new() };
+        let mut instance = Instance { io, run: Some(run), memory_bytes, cpu, served: 0, transport: String::new() };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
-        if instance.timed_out() {
-            let limit = spec.limits.startup_timeout.unwrap_or_default().as_secs_f64();
-            return Err(StartError::App(format!(
-                "{}: the app was still importing after startup_timeout ({limit:.0}s); the instance was stopped",
-                spec.script.display()
-            )));
-        }
         match ready {
+            Err(Gone::Deadline(limit)) => Err(StartError::App(format!(
+                "{}: the app was still importing after startup_timeout ({:.0}s); the instance was stopped",
+                spec.script.display(),
+                limit.as_secs_f64()
+            ))),
             Ok((Kind::Ready, transport)) => {
                 instance.transport = String::from_utf8_lossy(&transport).into_owned();
                 tracing::debug!(
@@ -252,10 +247,10 @@ impl Instance {
             }
             Ok((Kind::StartupFailed, message)) => Err(StartError::App(startup_failure(spec, &message))),
             Ok((kind, _)) => Err(StartError::Crashed(format!("unexpected {kind:?} frame before Ready"))),
-            Err(Gone(reason)) => match instance.io.try_recv().and_then(Result::ok) {
+            Err(gone) => match instance.io.try_recv().and_then(Result::ok) {
                 // The bridge reported the failure and exited before it was read.
                 Some((Kind::StartupFailed, message)) => Err(StartError::App(startup_failure(spec, &message))),
-                _ => Err(StartError::Crashed(reason)),
+                _ => Err(StartError::Stopped(gone)),
             },
         }
     }
@@ -265,22 +260,18 @@ impl Instance {
         self.memory_bytes.load(Ordering::Relaxed)
     }
 
-    /// True if a deadline stopped the guest; it must not be used again.
-    pub fn timed_out(&self) -> bool {
-        self.timed_out
-    }
-
     /// Runs `work` against the guest's I/O while the guest runs. If the guest
-    /// stops first (exit, trap), the result says how. Past `limit`, the guest
-    /// is stopped wherever it is (it yields at every epoch tick, so even a
-    /// busy loop is interrupted within about 10 ms) and the instance is spent.
+    /// stops first (exit, trap, CPU limit), the result says how. Past `limit`,
+    /// the guest is stopped wherever it is (it yields at every epoch tick, so
+    /// even a busy loop is interrupted within about 10 ms): [`Gone::Deadline`].
+    /// After any `Err` the instance is spent.
     pub async fn drive<T>(
         &mut self,
         limit: Option<std::time::Duration>,
         work: impl AsyncFnOnce(&mut GuestIo) -> Result<T, Gone>,
     ) -> Result<T, Gone> {
         let Some(run) = self.run.as_mut() else {
-            return Err(Gone("the guest had already stopped".into()));
+            return Err(Gone::AlreadyStopped);
         };
         let deadline = async {
             match limit {
@@ -291,30 +282,14 @@ impl Instance {
         tokio::select! {
             biased;
             result = work(&mut self.io) => result,
-            reason = run => {
+            gone = run => {
                 self.run = None;
-                Err(Gone(reason))
+                Err(gone)
             }
             _ = deadline => {
                 // Dropping the suspended guest frees it; it is never resumed.
                 self.run = None;
-                self.timed_out = true;
-                Err(Gone(format!("stopped after {:.1}s (deadline)", limit.unwrap_or_default().as_secs_f64())))
-            }
-        }
-    }
-}
-
-pub(crate) fn describe_exit(outcome: wasmtime::Result<()>) -> String {
-    match outcome {
-        Ok(()) => "the guest returned from _start".into(),
-        Err(e) => {
-            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                format!("the guest exited with status {}", exit.0)
-            } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-                format!("the guest trapped: {trap} ({e:#})")
-            } else {
-                format!("the guest failed: {e:#}")
+                Err(Gone::Deadline(limit.unwrap_or_default()))
             }
         }
     }
@@ -358,8 +333,7 @@ fn wasi_context(
         // planned, whatever its name leads to now.
         builder
             .preopened_dir(grant.dir.reopen_path(), guest_path, perms)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("cannot grant {} (opened as {})", grant.path.display(), grant.dir.reopen_path().display()))?;
+            .with_wasm_context(|| format!("cannot grant {} (opened as {})", grant.path.display(), grant.dir.reopen_path().display()))?;
     }
     if let Some(stdlib) = stdlib {
         // The standard library is the server's own (in its cache) and the
@@ -368,23 +342,20 @@ fn wasi_context(
         let guest = guest_path(&stdlib.guest)?;
         builder
             .preopened_dir(&stdlib.host, guest, FsPerms::ReadOnly)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("cannot map the standard library {}", stdlib.host.display()))?;
+            .with_wasm_context(|| format!("cannot map the standard library {}", stdlib.host.display()))?;
         // The shipped .pyc, read-only inside the group's writable bytecode
         // cache (the longest preopen wins), so no group compiles them again.
         if let (Some(prefix), Some(mirror)) = (prefix, &stdlib.pyc_mirror) {
             let inside = format!("{prefix}{}", stdlib.guest.display());
             builder
                 .preopened_dir(mirror, &inside, FsPerms::ReadOnly)
-                .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .with_context(|| format!("cannot map {}", mirror.display()))?;
+                .with_wasm_context(|| format!("cannot map {}", mirror.display()))?;
         }
     }
     if let Some(zoneinfo) = zoneinfo_mapped(spec, prepared) {
         builder
             .preopened_dir(zoneinfo, crate::engine::zoneinfo::GUEST_DIR, FsPerms::ReadOnly)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("cannot map the time-zone database {}", zoneinfo.display()))?;
+            .with_wasm_context(|| format!("cannot map the time-zone database {}", zoneinfo.display()))?;
     }
     // What the context keeps for itself: with it on, a guest's sleep would
     // be a thread::sleep on the driving thread (wasmtime-wasi's poll_oneoff).

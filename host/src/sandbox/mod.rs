@@ -6,6 +6,8 @@
 //!   else, its start, and [`instance::Instance::drive`], which runs it
 //!   together with one request's exchange.
 //! - [`state`]: a store's data: WASI, memory limit, CPU budget.
+//! - [`gone`]: why a guest ended (exit, trap, deadline, CPU limit, broken
+//!   frames, a closed channel), as a value the exchange matches on.
 //! - [`hostcalls`]: frames through wasm imports (`_wasgi` in our own build).
 //! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned
 //!   3.12) and its stderr → the log.
@@ -15,6 +17,7 @@
 //!
 //! May use: `engine`, `protocol`, `spec`. Knows nothing of groups or HTTP.
 
+pub mod gone;
 pub mod hostcalls;
 pub mod instance;
 pub mod interpreters;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime::{InstancePre, Linker, Module};
 
 use crate::engine::interpreter::Stdlib;
+use crate::engine::wasm_error::WasmContext;
 use crate::sandbox::hostcalls;
 use crate::sandbox::state::GuestState;
 
@@ -17,10 +18,9 @@ use crate::sandbox::state::GuestState;
 /// host calls (which an interpreter without `_wasgi` does not import).
 pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     let mut linker: Linker<GuestState> = Linker::new(module.engine());
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
     hostcalls::add_to_linker(&mut linker)?;
-    let pre = linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link python.wasm: {e:#}"))?;
+    let pre = linker.instantiate_pre(module).wasm_context("cannot link python.wasm")?;
     let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
     Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), zoneinfo: None, hostcalls, entry: Entry::Start, snapshots: None })
 }
@@ -46,7 +46,7 @@ pub struct Prepared {
 impl Prepared {
     /// The same interpreter, starting from a group's snapshot.
     pub fn from_snapshot(&self, module: &Module) -> Result<Prepared> {
-        let pre = self.linker.instantiate_pre(module).map_err(|e| anyhow::anyhow!("cannot link the snapshot: {e:#}"))?;
+        let pre = self.linker.instantiate_pre(module).wasm_context("cannot link the snapshot")?;
         Ok(Prepared { pre, entry: Entry::Serve, ..self.clone() })
     }
 }

@@ -24,7 +24,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wasmtime::Module;
 
+use crate::engine::wasm_error::WasmContext;
 use crate::protocol::frames::Kind;
+use crate::sandbox::gone::Gone;
+use crate::sandbox::hostcalls;
 use crate::sandbox::instance::{self, NewGuest, StartError};
 use crate::sandbox::prepared::{Loaded, Manifest, Prepared, Source};
 use crate::sandbox::state::GuestState;
@@ -125,7 +128,7 @@ fn unchanged(manifest: &Manifest) -> bool {
 /// does this; otherwise the first snapshot pays for it).
 pub fn warm(engine: &wasmtime::Engine, reactor: &Path, cache_dir: &Path) -> Result<()> {
     let wasm = std::fs::read(reactor).with_context(|| format!("cannot read {}", reactor.display()))?;
-    let (_, instrumented) = instrumenter().instrument(&wasm).map_err(|e| anyhow::anyhow!("cannot instrument {}: {e:#}", reactor.display()))?;
+    let (_, instrumented) = instrumenter().instrument(&wasm).with_wasm_context(|| format!("cannot instrument {}", reactor.display()))?;
     let sha256 = hex::encode(Sha256::digest(&instrumented));
     crate::engine::interpreter::load_or_compile(engine, &sha256, cache_dir, "compiling python-reactor.wasm for snapshots (first use only)", || Ok(instrumented))?;
     Ok(())
@@ -133,7 +136,7 @@ pub fn warm(engine: &wasmtime::Engine, reactor: &Path, cache_dir: &Path) -> Resu
 
 fn instrumenter() -> wasmtime_wizer::Wizer {
     let mut wizer = wasmtime_wizer::Wizer::new();
-    wizer.init_func("wasgi_init");
+    wizer.init_func(hostcalls::WASGI_INIT.name);
     wizer
 }
 
@@ -192,7 +195,7 @@ fn mapped(engine: &wasmtime::Engine, dir: &Path) -> Result<Module> {
     // SAFETY: written by `Module::serialize` of this wasmtime with these
     // engine settings (both in the key), complete (its length matches), and
     // never modified in place (a new snapshot replaces the directory).
-    unsafe { Module::deserialize_file(engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e:#}"))
+    Ok(unsafe { Module::deserialize_file(engine, &artifact) }?)
 }
 
 fn stamp(path: &Path) -> Option<(u64, u128)> {
@@ -209,7 +212,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let wasm = std::fs::read(&source.reactor).with_context(|| format!("cannot read {}", source.reactor.display())).map_err(setup)?;
     let wizer = instrumenter();
     let t = Instant::now();
-    let (cx, instrumented) = wizer.instrument(&wasm).map_err(|e| setup(anyhow::anyhow!("cannot instrument {}: {e:#}", source.reactor.display())))?;
+    let (cx, instrumented) = wizer.instrument(&wasm).with_wasm_context(|| format!("cannot instrument {}", source.reactor.display())).map_err(setup)?;
     // The instrumented reactor is the same for every snapshot of this
     // interpreter: compiled once (or loaded from the module cache) by the
     // first build, which the others wait for.
@@ -224,7 +227,8 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             })
             .await
             .map_err(|e| setup(e.into()))?
-            .map_err(|e| setup(anyhow::anyhow!("cannot compile python-reactor.wasm: {e:#}")))
+            .context("cannot compile python-reactor.wasm")
+            .map_err(setup)
             }
         })
         .await?
@@ -234,10 +238,10 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     let t = Instant::now();
     let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
         NewGuest::new(base, spec, 0, true).map_err(setup)?;
-    let instance = base.linker.instantiate_async(&mut store, &module).await.map_err(|e| setup(anyhow::anyhow!("cannot instantiate python-reactor.wasm: {e:#}")))?;
+    let instance = base.linker.instantiate_async(&mut store, &module).await.wasm_context("cannot instantiate python-reactor.wasm").map_err(setup)?;
     let mut calls = Vec::new();
-    for name in ["_initialize", "wasgi_init"] {
-        let f = instance.get_typed_func::<(), ()>(&mut store, name).map_err(|e| setup(anyhow::anyhow!("python-reactor.wasm has no {name}: {e:#}")))?;
+    for name in ["_initialize", hostcalls::WASGI_INIT.name] {
+        let f = instance.get_typed_func::<(), ()>(&mut store, name).with_wasm_context(|| format!("python-reactor.wasm has no {name}")).map_err(setup)?;
         calls.push(f);
     }
     let init = async {
@@ -266,11 +270,11 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
             Ok((Kind::StartupFailed, message)) => return Err(StartError::App(instance::startup_failure(spec, &message))),
             Ok((Kind::Prepared, payload)) => prepared = Some(payload),
             Ok((kind, _)) => return Err(StartError::Crashed(format!("unexpected {kind:?} frame while importing for a snapshot"))),
-            Err(gone) => return Err(StartError::Crashed(gone.0)),
+            Err(gone) => return Err(StartError::Stopped(gone)),
         }
     }
     if let Err(e) = outcome {
-        return Err(StartError::Crashed(instance::describe_exit(Err(e))));
+        return Err(StartError::Stopped(Gone::from_run(Err(e))));
     }
     let Some(payload) = prepared else {
         return Err(StartError::Crashed("wasgi_init returned without saying the app was imported".into()));
@@ -304,7 +308,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
     tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: the app imported in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let memory = instance.get_memory(&mut store, "memory").map(|m| m.data_size(&store)).unwrap_or(0);
-    let snapshot = wizer.snapshot(&cx, &mut Guest { store: &mut store, instance }).await.map_err(|e| setup(anyhow::anyhow!("cannot snapshot the guest: {e:#}")))?;
+    let snapshot = wizer.snapshot(&cx, &mut Guest { store: &mut store, instance }).await.wasm_context("cannot snapshot the guest").map_err(setup)?;
     tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: memory captured in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let module = {
@@ -312,7 +316,8 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         tokio::task::spawn_blocking(move || Module::new(&engine, &snapshot))
             .await
             .map_err(|e| setup(e.into()))?
-            .map_err(|e| setup(anyhow::anyhow!("cannot compile the snapshot: {e:#}")))?
+            .wasm_context("cannot compile the snapshot")
+            .map_err(setup)?
     };
     tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
@@ -358,7 +363,7 @@ fn host_files(base: &Prepared, spec: &GuestSpec, guest_files: &[PathBuf]) -> Vec
 }
 
 fn store_snapshot(module: &Module, manifest: &Manifest, dir: &Path) -> Result<()> {
-    let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = module.serialize()?;
     let parent = dir.parent().context("a snapshot directory has a parent")?;
     std::fs::create_dir_all(parent)?;
     // Built in a scratch directory and renamed into place, so a reader never

@@ -20,14 +20,20 @@ pub struct GuestState {
 
 /// CPU time a request may use, counted in epoch ticks (10 ms each) during
 /// which the guest was running wasm code; waiting on I/O or a sleep does not
-/// count. Past the budget the guest is interrupted with a trap.
+/// count. Past the budget the guest is stopped with [`CpuLimitExceeded`].
 #[derive(Default)]
 pub struct CpuBudget {
     used: AtomicU64,
     /// 0 means no limit.
     limit: AtomicU64,
-    exceeded: std::sync::atomic::AtomicBool,
 }
+
+/// What the epoch callback ends a guest's run with when the request's CPU
+/// budget is spent; [`crate::sandbox::gone::Gone::CpuLimit`] is told apart
+/// by it.
+#[derive(Debug, thiserror::Error)]
+#[error("cpu_time_limit exceeded")]
+pub struct CpuLimitExceeded;
 
 /// How often the epoch ticks (see `sandbox::interpreters::EpochTicker`).
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
@@ -40,17 +46,12 @@ impl CpuBudget {
         self.limit.store(ticks, Ordering::Relaxed);
     }
 
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
-    }
-
-    /// The epoch callback: yield to other tasks, or trap past the budget.
+    /// The epoch callback: yield to other tasks, or end the run past the budget.
     pub(crate) fn on_tick(&self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
         let used = self.used.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = self.limit.load(Ordering::Relaxed);
         if limit != 0 && used > limit {
-            self.exceeded.store(true, Ordering::Relaxed);
-            return Err(wasmtime::format_err!("cpu_time_limit exceeded"));
+            return Err(wasmtime::Error::new(CpuLimitExceeded));
         }
         Ok(wasmtime::UpdateDeadline::Yield(1))
     }
@@ -82,5 +83,25 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 impl HostCalls for GuestState {
     fn host_end(&mut self) -> Option<&mut HostEnd> {
         self.hostcalls.as_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_ends_the_run_past_its_ticks_and_a_new_request_starts_afresh() {
+        let cpu = CpuBudget::default();
+        cpu.start(Some(std::time::Duration::from_millis(30)));
+        for _ in 0..3 {
+            assert!(cpu.on_tick().is_ok());
+        }
+        let spent = cpu.on_tick().err().expect("the fourth tick is over a 30 ms budget");
+        assert!(spent.downcast_ref::<CpuLimitExceeded>().is_some(), "{spent:?}");
+        cpu.start(None);
+        for _ in 0..1000 {
+            assert!(cpu.on_tick().is_ok(), "no limit");
+        }
     }
 }

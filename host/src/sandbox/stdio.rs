@@ -361,3 +361,146 @@ impl Drop for LogLines {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log lines `f` writes, as the server's formatter prints them (no time).
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).without_time().finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn tag() -> LogTag {
+        LogTag::new(Arc::from("app"), 7)
+    }
+
+    #[test]
+    fn stdin_hands_out_what_the_host_sent_in_the_slices_asked_for() {
+        let (tx, rx) = mpsc::channel(CHANNEL_SLOTS);
+        let stdin = ChannelStdin::new(rx);
+        let mut input = stdin.p2_stream();
+        assert_eq!(input.read(10).unwrap(), Bytes::new(), "nothing sent yet: an empty read, not an end");
+        tx.try_send(Bytes::from_static(b"hello world")).unwrap();
+        assert_eq!(input.read(5).unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(input.read(100).unwrap(), Bytes::from_static(b" world"));
+        drop(tx);
+        assert!(matches!(input.read(1), Err(StreamError::Closed)), "the host hung up");
+        // WASIp1 asks for the stream once; a second one has nothing behind it.
+        assert!(matches!(stdin.p2_stream().read(1), Err(StreamError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_blocking_read_waits_for_the_host() {
+        let (tx, rx) = mpsc::channel(CHANNEL_SLOTS);
+        let mut input = ChannelStdin::new(rx).p2_stream();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tx.send(Bytes::from_static(b"frame")).await.unwrap();
+        });
+        assert_eq!(input.blocking_read(3).await.unwrap(), Bytes::from_static(b"fra"));
+        assert_eq!(input.blocking_read(3).await.unwrap(), Bytes::from_static(b"me"));
+        sender.await.unwrap();
+        assert!(matches!(input.blocking_read(3).await, Err(StreamError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn stdout_passes_writes_on_and_a_full_channel_holds_the_writer() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut output = ChannelStdout::new(tx).p2_stream();
+        assert_eq!(output.check_write().unwrap(), 64 * 1024);
+        output.write(Bytes::from_static(b"one")).unwrap();
+        output.write(Bytes::from_static(b"two")).unwrap();
+        assert_eq!(output.check_write().unwrap(), 0, "the channel is full: no room to write");
+        assert!(matches!(output.write(Bytes::from_static(b"three")), Err(StreamError::Trap(_))), "a write past check_write");
+        // The path fd_write takes waits for room instead.
+        let writer = tokio::spawn(async move {
+            output.blocking_write_and_flush(Bytes::from_static(b"three")).await.unwrap();
+            output
+        });
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"one"));
+        let mut output = writer.await.unwrap();
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"two"));
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"three"));
+        drop(rx);
+        assert!(matches!(output.check_write(), Err(StreamError::Closed)));
+        assert!(matches!(output.write(Bytes::from_static(b"x")), Err(StreamError::Closed)));
+        assert!(matches!(output.blocking_write_and_flush(Bytes::from_static(b"x")).await, Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn stderr_becomes_one_record_per_line_tagged_with_who_spoke() {
+        let lines = logged(|| {
+            let tag = tag();
+            tag.request.store(42, Ordering::Relaxed);
+            let mut stderr = LogStderr(tag).p2_stream();
+            stderr.write(Bytes::from_static(b"first\nsec")).unwrap();
+            stderr.write(Bytes::from_static(b"ond\r\n\nthird")).unwrap();
+            // The unfinished line is logged when the stream goes.
+            drop(stderr);
+        });
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        for (line, text) in lines.iter().zip(["first", "second", "", "third"]) {
+            assert_eq!(line.trim_start(), format!("INFO wasgi::app: {text} app=app instance=7 request=42"));
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_says_how_much_was_dropped() {
+        let lines = logged(|| {
+            let mut stderr = LogStderr(tag()).p2_stream();
+            stderr.write(Bytes::from(vec![b'a'; MAX_LOG_RECORD + 10])).unwrap();
+            stderr.write(Bytes::from(vec![b'b'; 5])).unwrap();
+            stderr.write(Bytes::from_static(b"\nshort\n")).unwrap();
+        });
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        let kept = "a".repeat(MAX_LOG_RECORD);
+        assert!(lines[0].contains(&format!("{kept} [... 15 more bytes dropped: a log record is at most {MAX_LOG_RECORD} bytes]")), "{}", &lines[0][lines[0].len() - 120..]);
+        assert!(!lines[0].contains('b'.to_string().repeat(5).as_str()));
+        assert!(lines[1].contains("wasgi::app: short"), "{}", lines[1]);
+        // A record that comes whole (the bridge's, a host call's) is cut the same way.
+        let lines = logged(|| tag().record(b"warn", &vec![b'c'; MAX_LOG_RECORD + 1], 4));
+        assert!(lines[0].starts_with(" WARN") || lines[0].starts_with("WARN"), "{}", &lines[0][..40]);
+        assert!(lines[0].contains("[... 5 more bytes dropped"), "{}", &lines[0][lines[0].len() - 120..]);
+    }
+
+    #[test]
+    fn records_past_the_rate_limit_are_dropped_and_counted() {
+        // Three bursts' worth at once: the budget refills by LOG_RATE a
+        // second meanwhile, so most past the first burst are dropped.
+        let total = 3 * LOG_BURST as usize;
+        let lines = logged(|| {
+            let tag = tag();
+            for i in 0..total {
+                tag.record(b"error", format!("record {i}").as_bytes(), 0);
+            }
+            tag.report_dropped();
+        });
+        let logged_records = lines.iter().filter(|l| l.contains("wasgi::app: record ")).count();
+        let dropped: usize = lines
+            .iter()
+            .filter_map(|l| l.split_once("WARN wasgi::app: ")?.1.split_once(" log record(s) of this instance dropped: over the limit of"))
+            .map(|(n, _)| n.parse::<usize>().unwrap())
+            .sum();
+        assert!(lines[0].contains("ERROR wasgi::app: record 0"), "{}", lines[0]);
+        assert!(logged_records >= LOG_BURST as usize, "the first burst is logged whole");
+        assert!(dropped > LOG_BURST as usize, "{dropped} dropped of {total}");
+        assert_eq!(logged_records + dropped, total, "every record is logged or counted as dropped");
+    }
+}
