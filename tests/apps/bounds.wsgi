@@ -1,5 +1,5 @@
 """An app that hands the host too much: headers, log records, forged log
-lines. Each path is one way; tests/tests/bounds.rs asserts what the client
+lines. Each path is one way; tests/tests/e2e/bounds.rs asserts what the client
 and the server's log see."""
 import sys
 from urllib.parse import parse_qs

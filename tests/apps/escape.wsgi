@@ -1,4 +1,4 @@
-"""The sandbox escape table's probe (tests/tests/escape.rs).
+"""The sandbox escape table's probe (tests/tests/e2e/escape.rs).
 
 POST /op with a JSON body performs exactly one filesystem operation and
 answers 200 with JSON {"ok": bool, "error": "ExceptionType: message",

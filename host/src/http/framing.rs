@@ -184,7 +184,7 @@ impl Watcher {
 }
 
 /// What RFC 9112 asks a server to refuse with a 400 that hyper lets through
-/// (it refuses the rest itself: see tests/tests/malformed.rs): two Host
+/// (it refuses the rest itself: see tests/tests/e2e/malformed.rs): two Host
 /// headers, `chunked` applied twice or not last (hyper only looks at the last
 /// coding), raw non-ASCII bytes in the target (the http crate accepts them
 /// when they are UTF-8), and the `*` target of a method other than OPTIONS.

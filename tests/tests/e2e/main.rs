@@ -1,0 +1,47 @@
+//! wasgi's end-to-end tests, one binary with a module per area, so that the
+//! suite links once (`cargo test -p wasgi --test e2e`; one area:
+//! `cargo test -p wasgi --test e2e flask::`). Each test drives the real
+//! `wasgi` binary (or, where the area needs no separate process, the
+//! in-process server) with real clients over loopback; the shared harness is
+//! the `wasgi-tests` crate (tests/src).
+//!
+//! The areas, along the data path and then across it:
+//! - HTTP in: [`malformed`] (bad requests), [`http2`], [`bounds`] (what the
+//!   guest hands back is bounded), [`streaming`] (bodies both ways);
+//! - the app as WSGI sees it: [`wsgi`] (PEP 3333), [`environ`] (fixtures),
+//!   [`modwsgi`] (the same environ as mod_wsgi), [`startup`] (loading the
+//!   script, the messages a person sees);
+//! - frameworks and Python: [`flask`], [`django`], [`asyncio`], [`hostfacts`]
+//!   (what an app learns about its host), [`regrtest`] (CPython's own tests),
+//!   [`interpreters`] (per-group interpreter choice and builds);
+//! - the pool and its lifecycle: [`limits`], [`reload`], [`snapshot`],
+//!   [`transport`] (host calls or stdio), [`cache`] (the cache directory);
+//! - the sandbox and tenants: [`escape`] (the escape table), [`tenants`],
+//!   [`access`] (allow/deny);
+//! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
+//!   (`wasgi import-apache` on the guide's configs).
+
+mod access;
+mod apache;
+mod apache_import;
+mod asyncio;
+mod bounds;
+mod cache;
+mod django;
+mod environ;
+mod escape;
+mod flask;
+mod hostfacts;
+mod http2;
+mod interpreters;
+mod limits;
+mod malformed;
+mod modwsgi;
+mod regrtest;
+mod reload;
+mod snapshot;
+mod startup;
+mod streaming;
+mod tenants;
+mod transport;
+mod wsgi;
