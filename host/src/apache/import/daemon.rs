@@ -38,6 +38,28 @@ pub(super) struct Group {
     pub(super) embedded: bool,
 }
 
+impl Group {
+    /// A group with nothing set yet but its names.
+    fn new(name: String, origin: String, policy: String, embedded: bool) -> Group {
+        Group {
+            name,
+            origin,
+            lines: Vec::new(),
+            user: None,
+            unix_group: None,
+            policy,
+            python_path: Vec::new(),
+            venv: None,
+            script_grants: Vec::new(),
+            home: None,
+            request_timeout: Limits::default().request_timeout,
+            reloading: Vec::new(),
+            apps: 0,
+            embedded,
+        }
+    }
+}
+
 /// The groups of the `WSGIDaemonProcess` lines, and the largest
 /// `graceful-timeout` and `listen-backlog` among them (server-wide in wasgi),
 /// each with where it was said.
@@ -140,22 +162,8 @@ pub(super) fn embedded(groups: &mut Vec<Group>, im: &Importer<'_>, first_use: &D
     while groups.iter().any(|g| g.name == name) {
         name.push('_');
     }
-    let mut g = Group {
-        name: name.clone(),
-        origin: format!("{}: embedded mode (no WSGIProcessGroup, or %{{GLOBAL}})", first_use.at()),
-        lines: Vec::new(),
-        user: None,
-        unix_group: None,
-        policy: name,
-        python_path: Vec::new(),
-        venv: None,
-        script_grants: Vec::new(),
-        home: None,
-        request_timeout: Limits::default().request_timeout,
-        reloading: Vec::new(),
-        apps: 0,
-        embedded: true,
-    };
+    let origin = format!("{}: embedded mode (no WSGIProcessGroup, or %{{GLOBAL}})", first_use.at());
+    let mut g = Group::new(name.clone(), origin, name, true);
     server_python(&mut g, im);
     groups.push(g);
     groups.len() - 1
@@ -206,22 +214,7 @@ pub(super) fn daemon(
     if !valid {
         notes.push(item(d, format!("the group is named {wasgi_name:?}: wasgi group names use letters, digits, '-', '_' and '.'")));
     }
-    let mut g = Group {
-        name: wasgi_name.clone(),
-        origin: format!("{}: {}", d.at(), d.text()),
-        lines: Vec::new(),
-        user: None,
-        unix_group: None,
-        policy: file_name(&wasgi_name),
-        python_path: Vec::new(),
-        venv: None,
-        script_grants: Vec::new(),
-        home: None,
-        request_timeout: Limits::default().request_timeout,
-        reloading: Vec::new(),
-        apps: 0,
-        embedded: false,
-    };
+    let mut g = Group::new(wasgi_name.clone(), format!("{}: {}", d.at(), d.text()), file_name(&wasgi_name), false);
     let mut processes: Option<i64> = None;
     let mut threads: Option<i64> = None;
     let mut memory: Option<(i64, &str)> = None;
