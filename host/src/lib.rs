@@ -10,7 +10,7 @@
 //!        ──► the group's bounded queue ─► a free instance               pool/group
 //!        ──► request frames to the guest, the body on demand            pool/exchange, protocol/frames
 //!        ──► the guest's store, WASI context, channels                  sandbox/instance, hostcalls | stdio
-//!        ──► the bridge calls `application` inside the sandbox          guest/bridge.py
+//!        ──► the bridge calls `application` inside the sandbox          guest/bridge/
 //!        ──► status, headers, body frames from the guest                pool/exchange
 //!        ──► streamed back to the client                                http/server
 //! ```

@@ -1,4 +1,4 @@
-//! The host ↔ bridge wire format (the other half is `guest/bridge.py`).
+//! The host ↔ bridge wire format (the other half is `guest/bridge/protocol.py` and `transport.py`).
 //!
 //! Every message is a frame: one ASCII kind byte, a big-endian `u32` payload
 //! length, the payload. The host writes frames to the guest's stdin and reads

@@ -1,4 +1,4 @@
-//! The wire format between the host and the bridge (guest/bridge.py):
+//! The wire format between the host and the bridge (guest/bridge/):
 //! frames of a kind byte, a length and a payload, the same whether they
 //! travel over the guest's stdin and stdout or through host calls.
 //!

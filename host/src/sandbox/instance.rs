@@ -36,8 +36,9 @@ use crate::spec::limits::{Isolation, WARMUP_ROUNDS};
 /// and `WASGI_LOG` filters read as they did.
 const LOG_TARGET: &str = "wasgi::instance";
 
-/// The bridge, embedded at build time; it runs as `python -c BOOT BRIDGE CONFIG`.
-pub(crate) const BRIDGE_SOURCE: &str = include_str!("../../../guest/bridge.py");
+/// The bridge, joined at build time from guest/bridge/ ([`super::bridge`]);
+/// it runs as `python -c BOOT BRIDGE CONFIG`.
+pub(crate) use super::bridge::BRIDGE_SOURCE;
 /// Runs the bridge as module `wasgi_bridge`, under a file name that
 /// tracebacks can show source lines for.
 const BOOT: &str = "import sys,types,linecache as l;s=sys.argv[1];n='<wasgi-bridge>';\
@@ -369,7 +370,7 @@ fn wasi_context(
 }
 
 /// Ends the bridge's report of a `ModuleNotFoundError` when sys.path holds
-/// directories the group is not granted (guest/bridge.py `_UNGRANTED_MARK`).
+/// directories the group is not granted (guest/bridge/loader.py `_UNGRANTED_MARK`).
 const UNGRANTED_MARK: &str = "\n\u{1e}wasgi-ungranted-sys-path ";
 
 /// The message of a guest that could not load its app. When the bridge says

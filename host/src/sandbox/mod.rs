@@ -1,5 +1,6 @@
 //! One guest: a wasmtime store running python.wasm and the bridge.
 //!
+//! - [`bridge`]: the bridge's Python source (guest/bridge/), joined at build time.
 //! - [`prepared`]: the interpreter linked once (WASI and the host calls), and
 //!   where its snapshots are kept.
 //! - [`instance`]: a guest's WASI context built from its grants and nothing
@@ -17,6 +18,7 @@
 //!
 //! May use: `engine`, `protocol`, `spec`. Knows nothing of groups or HTTP.
 
+pub mod bridge;
 pub mod gone;
 pub mod hostcalls;
 pub mod instance;
