@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use super::conf::{flatten, Directive, Reader};
 use super::snippet;
 use crate::config::{normalise_host, normalise_mount, AppConfig, Config, GroupConfig};
-use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::limits::{HttpLimits, Limits};
 use crate::spec::listen::{Listen, ListenAddr};
 use crate::spec::proxies::TrustedProxies;
 
@@ -1605,34 +1605,19 @@ fn in_memory_config(options: &Options, groups: &[Group], apps: &[App], trusted: 
         http.listen_backlog = *n as u32;
     }
     Config {
+        input: crate::config::Input::File,
         file: options.out.join("wasgi.toml"),
         policies: options.out.join("policies"),
         listen: vec![Listen { addr: options.listen.clone(), socket_mode: None }],
         groups: groups
             .iter()
             .map(|g| GroupConfig {
-                name: g.name.clone(),
                 instances: 1,
                 user: Some(g.policy.clone()),
                 group: g.unix_group.clone(),
-                python_path: Vec::new(),
-                venv: None,
-                home: None,
-                env: Vec::new(),
-                memory_limit: crate::config::DEFAULT_MEMORY_LIMIT_MIB,
-                max_queue: crate::config::DEFAULT_MAX_QUEUE,
                 limits: Limits { request_timeout: g.request_timeout, ..Limits::default() },
-                reload: Reload::Off,
-                restrict_stdout: false,
-                follow_symlinks: false,
                 snapshot: true,
-                isolation: Isolation::Instance,
-                warmup: Vec::new(),
-                interpreter: None,
-                hostname: None,
-                line: 0,
-                user_line: 0,
-                group_line: 0,
+                ..GroupConfig::named(g.name.clone())
             })
             .collect(),
         apps: apps
