@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 
 use crate::cli::supervisor::{supervise, OnHangup};
@@ -51,7 +52,8 @@ pub struct RunArgs {
     pub snapshot: bool,
     /// instance (long-lived instances, as under mod_wsgi) or request (every request in a fresh
     /// instance started from the snapshot; nothing survives between requests).
-    #[arg(long, value_name = "MODE", default_value_t = Isolation::default())]
+    #[arg(long, value_name = "MODE", default_value_t = Isolation::default(),
+          value_parser = PossibleValuesParser::new(Isolation::NAMES).map(|s| s.parse::<Isolation>().expect("a possible value")))]
     pub isolation: Isolation,
     /// A path (with an optional query) to GET once while the snapshot is made, so what it runs
     /// is already warm in every instance (repeatable; with --snapshot or --isolation request).
@@ -74,8 +76,8 @@ pub struct RunArgs {
     /// nobody can redirect a grant by swapping a directory for a link).
     #[arg(long = "follow-symlinks")]
     pub follow_symlinks: bool,
-    /// Guest instances serving requests (each is single-threaded). Default: the number of cores
-    /// (`config::default_instances`).
+    /// Guest instances serving requests (each is single-threaded). Default: the number of cores.
+    // (config::default_instances, as for a [[group]] without `instances`.)
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
     /// The name of the WSGI callable in the script.

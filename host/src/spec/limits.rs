@@ -29,7 +29,11 @@ pub enum Isolation {
     Request,
 }
 
-/// The names a config file and `--isolation` use.
+impl Isolation {
+    /// The names a config file and `--isolation` use, as `Display` prints them.
+    pub const NAMES: [&'static str; 2] = ["instance", "request"];
+}
+
 impl std::str::FromStr for Isolation {
     type Err = String;
     fn from_str(s: &str) -> Result<Isolation, String> {
