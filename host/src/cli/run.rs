@@ -197,7 +197,8 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
     for (dirs, write, flag) in [(&args.grant_read, false, "--grant-read"), (&args.grant_write, true, "--grant-write")] {
         flag_grants.extend(dirs.iter().filter_map(|dir| absolute(dir, flag)).map(|path| FlagGrant { path, write, flag }));
     }
-    // A file's `home` may name a directory to come; a flag's must exist.
+    // --home must exist, as it always had to (the plan does not ask that of
+    // a file's `home`, and still does not).
     if let Some(home) = &home {
         if let Err(e) = GrantDir::open(home, args.follow_symlinks) {
             let hint = if matches!(e, GrantDirError::Symlink { .. }) { " (--follow-symlinks allows it for every flag)" } else { "" };
@@ -253,7 +254,7 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
         snapshot: args.snapshot || args.isolation == Isolation::Request,
         isolation: args.isolation,
         warmup: args.warmup.clone(),
-        interpreter: Some(args.interpreter.interpreter()),
+        // No interpreter of its own: the process's default (--interpreter), as for a file's group.
         flag_grants,
         ..GroupConfig::named(name.clone())
     };
@@ -354,6 +355,7 @@ mod tests {
         assert_eq!(f.max_queue, g.max_queue);
         assert_eq!(f.limits, g.limits);
         assert_eq!((f.reload, f.isolation, f.snapshot, f.restrict_stdout, f.follow_symlinks), (g.reload, g.isolation, g.snapshot, g.restrict_stdout, g.follow_symlinks));
+        assert_eq!(f.interpreter, g.interpreter);
         assert_eq!(from_flags.apps[0].callable, from_file.apps[0].callable);
         assert_eq!(from_flags.apps[0].pass_authorization, from_file.apps[0].pass_authorization);
         assert_eq!(from_flags.listen, from_file.listen);
@@ -369,7 +371,7 @@ mod tests {
     fn flags_and_a_file_plan_the_same_guest() {
         let scratch = Scratch::new("same");
         let (script, lib, data, cache) = (scratch.path("app/app.wsgi"), scratch.path("lib"), scratch.path("data"), scratch.0.join("cache"));
-        let args = flags(&[&script, "--python-path", &lib, "--grant-write", &data, "--grant-read", &lib, "--memory-limit", "256", "--maximum-requests", "5", "--interpreter", "cpython-3.12"]);
+        let args = flags(&[&script, "--python-path", &lib, "--grant-write", &data, "--grant-read", &lib, "--memory-limit", "256", "--maximum-requests", "5"]);
         let from_flags = plan_config(config_from_flags(&args).unwrap(), &cache, Choice::Pinned).unwrap();
         std::fs::write(scratch.0.join("policies/users/u.toml"), format!("[[grant]]\npath = \"{data}\"\naccess = \"write\"\n")).unwrap();
         let text = format!(
