@@ -27,11 +27,14 @@
 //!                           └──────────┴─► protocol
 //! ```
 //!
-//! - [`cli`]: the subcommands: `wasgi run` (flags), `wasgi serve` (a config
-//!   file, SIGHUP reloads), `wasgi check`, `wasgi python`; the log format.
+//! - [`cli`]: the subcommands: `wasgi run` (flags, turned into the same
+//!   config a file gives), `wasgi serve` (a config file), `wasgi check`,
+//!   `wasgi python`; the one supervisor both servers use (listeners, groups,
+//!   signals, SIGHUP reloads); the log format.
 //! - [`apache`]: `wasgi apache-config` and `wasgi import-apache`.
 //! - [`config`]: `wasgi.toml` and the capability policies, validated, and the
-//!   plan (each app's guest spec). No runtime module.
+//!   plan (each app's guest spec) for a file and for `wasgi run`'s flags
+//!   alike; the defaults. No runtime module.
 //! - [`http`]: listeners, hyper connections, the service, the framing
 //!   watcher, the WSGI environ, trusted forwarding; graceful shutdown.
 //! - [`routing`]: Host header and mount prefix → the app; who may reach it.

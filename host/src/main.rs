@@ -21,7 +21,7 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
         config: PathBuf,
         /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds
-        /// (overrides `graceful_timeout` in the file; default 30).
+        /// (overrides `graceful_timeout` in the file, and its default).
         #[arg(long, value_name = "SECONDS")]
         graceful_timeout: Option<u64>,
         #[command(flatten)]

@@ -3,6 +3,7 @@
 //!
 //! - [`run`]: `wasgi run SCRIPT`: one app, one group, from flags.
 //! - [`serve`]: `wasgi serve`: a config file's apps; SIGHUP reloads it.
+//! - [`supervisor`]: what both start: listeners, groups, signals, reloads.
 //! - [`check`]: `wasgi check`: the plan's report.
 //! - [`python`]: `wasgi python`: the interpreter made ready ahead of time.
 //! - [`logline`]: every log record one physical line.
@@ -16,3 +17,4 @@ pub mod logline;
 pub mod python;
 pub mod run;
 pub mod serve;
+pub mod supervisor;

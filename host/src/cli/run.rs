@@ -1,5 +1,8 @@
 //! `wasgi run SCRIPT`: one app, one group, configured by flags.
 //!
+//! The flags become the [`Config`] a `wasgi.toml` with one group and one app
+//! would give, and go through the same plan and the same supervisor as
+//! `wasgi serve`; the defaults the flags show are the config's.
 //! Everything that can be wrong with the flags (a missing script, a grant of a
 //! path that does not exist, an address in use) is reported before any guest
 //! starts; an app that fails to import stops the command with its traceback.
@@ -7,25 +10,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
-use sha2::{Digest, Sha256};
 
-use crate::config::plan::{add_grant, private_dirs};
-use crate::config::policy::{self, Capability, Origin};
+use crate::cli::supervisor::{supervise, OnHangup};
+use crate::config::plan::plan_config;
+use crate::config::{self, AppConfig, Config, FlagGrant, GroupConfig, Input, Problem, Problems};
 use crate::engine::args::InterpreterArgs;
-use crate::http::server::{self, Listener, Server};
-use crate::pool::group::Group;
-use crate::routing::router::{Route, Router};
-use crate::sandbox::interpreters::Interpreters;
-use crate::spec::grant_dir::GrantDir;
-use crate::spec::guest::{Grant, GuestSpec, RUN_FLAGS_POLICY};
-use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::grant_dir::{GrantDir, GrantDirError};
+use crate::spec::limits::{secs_or_off, HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
-
-/// This module's log target: its name before the folders, so log lines
-/// and `WASGI_LOG` filters read as they did.
-const LOG_TARGET: &str = "wasgi::run";
+use crate::spec::proxies::{ProxyHeaders, TrustedProxies};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -39,7 +35,7 @@ pub struct RunArgs {
     #[arg(long = "trusted-proxy-header", value_name = "NAME")]
     pub trusted_proxy_header: Vec<String>,
     /// Where to listen: HOST:PORT or unix:/path/to.sock (repeatable).
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    #[arg(long = "listen", value_name = "ADDR", default_value = config::DEFAULT_LISTEN)]
     pub listen: Vec<ListenAddr>,
     /// Permission bits for Unix-socket listeners, in octal (e.g. 660 or 666), so Apache's user can connect.
     #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = crate::spec::listen::parse_socket_mode)]
@@ -56,8 +52,9 @@ pub struct RunArgs {
     pub snapshot: bool,
     /// instance (long-lived instances, as under mod_wsgi) or request (every request in a fresh
     /// instance started from the snapshot; nothing survives between requests).
-    #[arg(long, value_name = "MODE", default_value = "instance", value_parser = ["instance", "request"])]
-    pub isolation: String,
+    #[arg(long, value_name = "MODE", default_value_t = Isolation::default(),
+          value_parser = PossibleValuesParser::new(Isolation::NAMES).map(|s| s.parse::<Isolation>().expect("a possible value")))]
+    pub isolation: Isolation,
     /// A path (with an optional query) to GET once while the snapshot is made, so what it runs
     /// is already warm in every instance (repeatable; with --snapshot or --isolation request).
     #[arg(long, value_name = "PATH", value_parser = crate::spec::limits::warmup_path)]
@@ -80,31 +77,32 @@ pub struct RunArgs {
     #[arg(long = "follow-symlinks")]
     pub follow_symlinks: bool,
     /// Guest instances serving requests (each is single-threaded). Default: the number of cores.
+    // (config::default_instances, as for a [[group]] without `instances`.)
     #[arg(long, value_name = "N")]
     pub instances: Option<usize>,
     /// The name of the WSGI callable in the script.
-    #[arg(long, value_name = "NAME", default_value = "application")]
+    #[arg(long, value_name = "NAME", default_value = config::DEFAULT_CALLABLE)]
     pub callable: String,
     /// The app's working directory (must be inside a grant). Default: the script's directory.
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// The most requests that may wait for a free instance before new ones get 503.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_QUEUE)]
     pub max_queue: usize,
     /// Linear memory each instance may use, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    #[arg(long, value_name = "MIB", default_value_t = config::DEFAULT_MEMORY_LIMIT_MIB)]
     pub memory_limit: usize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = config::DEFAULT_GRACEFUL_TIMEOUT_SECS)]
     pub graceful_timeout: u64,
     /// A request running longer is interrupted (504) and its instance replaced; 0 = no limit.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = secs_or_off(Limits::default().request_timeout))]
     pub request_timeout: u64,
     /// An instance still importing the app after this is stopped; 0 = no limit.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = secs_or_off(Limits::default().startup_timeout))]
     pub startup_timeout: u64,
     /// A request that waited this long for a free instance gets 503 with Retry-After; 0 = no limit.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = secs_or_off(Limits::default().queue_timeout))]
     pub queue_timeout: u64,
     /// Restart the instances, without failing a request, when the script changes (mod_wsgi's WSGIScriptReloading).
     #[arg(long)]
@@ -113,13 +111,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub reload_tree: bool,
     /// Replace an instance after about this many requests (±10%); 0 = never.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().maximum_requests.unwrap_or(0))]
     pub maximum_requests: u64,
     /// CPU time one request may use (wasm execution, not waiting); past it, 504 and a new instance; 0 = no limit.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = secs_or_off(Limits::default().cpu_time_limit))]
     pub cpu_time_limit: u64,
     /// Stop instances idle this long; the next request starts them again; 0 = never.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = secs_or_off(Limits::default().inactivity_timeout))]
     pub inactivity_timeout: u64,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -157,7 +155,7 @@ pub struct HttpArgs {
     pub listen_backlog: u32,
     /// Seconds between SIGTERM and closing the listeners, while the readiness check
     /// already answers 503, so a load balancer stops sending first (0: close at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = HttpLimits::default().shutdown_delay.as_secs())]
     pub shutdown_delay: u64,
 }
 
@@ -177,115 +175,73 @@ impl HttpArgs {
     }
 }
 
-impl RunArgs {
-    fn limits(&self) -> Limits {
-        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-        Limits {
-            request_timeout: secs(self.request_timeout),
-            startup_timeout: secs(self.startup_timeout),
-            queue_timeout: secs(self.queue_timeout),
-            maximum_requests: (self.maximum_requests > 0).then_some(self.maximum_requests),
-            inactivity_timeout: secs(self.inactivity_timeout),
-            cpu_time_limit: secs(self.cpu_time_limit),
-        }
-    }
-}
-
 /// Makes a path absolute without resolving symlinks, so the guest sees the
 /// path the user wrote (a `.wsgi` file refers to its directories that way).
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+fn absolute(path: &Path, flag: &str) -> Result<PathBuf, Problem> {
+    std::path::absolute(path)
+        .map(|p| crate::spec::grant_dir::normalize(&p))
+        .map_err(|e| Problem::flag(format!("{flag} {}", path.display()), format!("cannot make it absolute: {e}")))
 }
 
-/// A directory named by a flag, opened once (see [`crate::spec::grant_dir`]).
-fn existing_dir(path: &Path, flag: &str, follow_symlinks: bool) -> Result<(PathBuf, GrantDir)> {
-    let abs = crate::spec::grant_dir::normalize(&absolute(path)?);
-    match GrantDir::open(&abs, follow_symlinks) {
-        Ok(dir) => Ok((abs, dir)),
-        Err(e @ crate::spec::grant_dir::GrantDirError::Symlink { .. }) => bail!("{flag} {}: {e} (--follow-symlinks allows it for every flag)", path.display()),
-        Err(e) => bail!("{flag} {}: {e}", path.display()),
+/// The flags as the config a `wasgi.toml` with one `[[group]]` and one
+/// `[[app]]` would give, checked as a file's values are (the plan then
+/// checks the paths, for both alike). The group is named after the script.
+pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let mut absolute = |path: &Path, flag: &str| absolute(path, flag).map_err(|p| problems.push(p)).ok();
+    let script = absolute(&args.script, "the script").unwrap_or_default();
+    let python_path = args.python_path.iter().filter_map(|dir| absolute(dir, "--python-path")).collect();
+    let venv = args.venv.as_ref().and_then(|venv| absolute(venv, "--venv"));
+    let home = args.home.as_ref().and_then(|home| absolute(home, "--home"));
+    let mut flag_grants = Vec::new();
+    for (dirs, write, flag) in [(&args.grant_read, false, "--grant-read"), (&args.grant_write, true, "--grant-write")] {
+        flag_grants.extend(dirs.iter().filter_map(|dir| absolute(dir, flag)).map(|path| FlagGrant { path, write, flag }));
     }
-}
-
-/// A grant from the flags, as policies name theirs (for the shared checks).
-fn flag_capability(g: &Grant, follow_symlinks: bool) -> Capability {
-    Capability { path: g.path.clone(), write: g.write, shared: false, origin: Origin::Flag(g.origin.clone()), dir: g.dir.clone(), follow_symlinks }
-}
-
-/// Turns the flags into what each instance is built from.
-pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
-    let script = crate::spec::grant_dir::normalize(&absolute(&args.script)?);
-    match std::fs::metadata(&script) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => bail!("{}: the script is not a file", args.script.display()),
-        Err(e) => bail!("{}: cannot read the script: {e}", args.script.display()),
-    }
-    let script_dir = script.parent().expect("an absolute file path has a parent").to_owned();
-
-    let follow = args.follow_symlinks;
-    let mut grants = Vec::new();
-    let (script_dir, script_handle) = existing_dir(&script_dir, "the script's directory", follow)?;
-    add_grant(&mut grants, script_dir.clone(), false, "the script's directory", script_handle);
-    let mut python_path = Vec::new();
-    for dir in &args.python_path {
-        let (dir, handle) = existing_dir(dir, "--python-path", follow)?;
-        add_grant(&mut grants, dir.clone(), false, "--python-path", handle);
-        python_path.push(dir);
-    }
-    if let Some(venv) = &args.venv {
-        let (venv, handle) = existing_dir(venv, "--venv", follow)?;
-        let site = crate::config::plan::venv_site_packages(&venv);
-        if site.is_empty() {
-            bail!("--venv {}: no lib/python3.*/site-packages in it: is it a virtualenv?", venv.display());
+    // --home must exist, as it always had to (the plan does not ask that of
+    // a file's `home`, and still does not).
+    if let Some(home) = &home {
+        if let Err(e) = GrantDir::open(home, args.follow_symlinks) {
+            let hint = if matches!(e, GrantDirError::Symlink { .. }) { " (--follow-symlinks allows it for every flag)" } else { "" };
+            problems.push(Problem::flag(format!("--home {}", home.display()), format!("{e}{hint}")));
         }
-        add_grant(&mut grants, venv, false, "--venv", handle);
-        python_path.extend(site);
     }
-    for dir in &args.grant_read {
-        let (dir, handle) = existing_dir(dir, "--grant-read", follow)?;
-        add_grant(&mut grants, dir, false, "--grant-read", handle);
+    let instances = args.instances.unwrap_or_else(config::default_instances);
+    if instances == 0 {
+        problems.push(Problem::flag("", "--instances must be at least 1"));
     }
-    for dir in &args.grant_write {
-        let (dir, handle) = existing_dir(dir, "--grant-write", follow)?;
-        add_grant(&mut grants, dir, true, "--grant-write", handle);
-    }
-
-    let flag_grants: Vec<Capability> = grants.iter().map(|g| flag_capability(g, follow)).collect();
-    let cache_real = cache_dir.canonicalize().unwrap_or_else(|_| cache_dir.to_owned());
-    if let Some(conflict) = policy::cache_conflict(&cache_real, &flag_grants).first() {
-        bail!("{conflict}");
-    }
-    let key = format!("run-{}", hex::encode(&Sha256::digest(script.as_os_str().as_encoded_bytes())[..8]));
-    let pycache = private_dirs(cache_dir, &key, &mut grants)?;
-
-    let home = match &args.home {
-        Some(home) => {
-            let (home, _) = existing_dir(home, "--home", follow)?;
-            if !grants.iter().any(|g| home.starts_with(&g.path)) {
-                bail!("--home {}: not inside any granted directory, so the app could not use it", home.display());
-            }
-            home
+    let mut trusted_proxies = TrustedProxies::default();
+    for entry in &args.trusted_proxy {
+        if let Err(e) = trusted_proxies.add(entry) {
+            problems.push(Problem::flag("", format!("--trusted-proxy {e}")));
         }
-        None => script_dir,
-    };
+    }
+    if !args.trusted_proxy_header.is_empty() {
+        match ProxyHeaders::from_names(args.trusted_proxy_header.iter().map(String::as_str)) {
+            Ok(headers) => trusted_proxies.headers = headers,
+            Err(e) => problems.push(Problem::flag("", format!("--trusted-proxy-header {e}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
 
     let name = script.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let capabilities: Vec<Capability> = grants.iter().map(|g| flag_capability(g, follow)).collect();
-    if let Some((read, write)) = policy::read_only_inside_write(&capabilities).first() {
-        bail!("{}", policy::nested_error(&name, read, write));
-    }
-    Ok(GuestSpec {
-        name: name.as_str().into(),
-        script,
-        callable: args.callable.clone(),
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let group = GroupConfig {
+        instances,
         python_path,
-        grants,
-        home: Some(home),
-        env: vec![("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned())],
-        group: name,
-        policies: vec![RUN_FLAGS_POLICY.into()],
-        memory_limit: args.memory_limit.saturating_mul(1 << 20),
-        limits: args.limits(),
+        venv,
+        home,
+        memory_limit: args.memory_limit,
+        max_queue: args.max_queue,
+        limits: Limits {
+            request_timeout: secs(args.request_timeout),
+            startup_timeout: secs(args.startup_timeout),
+            queue_timeout: secs(args.queue_timeout),
+            maximum_requests: (args.maximum_requests > 0).then_some(args.maximum_requests),
+            inactivity_timeout: secs(args.inactivity_timeout),
+            cpu_time_limit: secs(args.cpu_time_limit),
+        },
         reload: if args.reload_tree {
             Reload::Tree
         } else if args.reload {
@@ -294,103 +250,171 @@ pub fn guest_spec(args: &RunArgs, cache_dir: &Path) -> Result<GuestSpec> {
             Reload::Off
         },
         restrict_stdout: args.restrict_stdout,
-        snapshot: args.snapshot || args.isolation == "request",
-        isolation: if args.isolation == "request" { Isolation::Request } else { Isolation::Instance },
+        follow_symlinks: args.follow_symlinks,
+        snapshot: args.snapshot || args.isolation == Isolation::Request,
+        isolation: args.isolation,
         warmup: args.warmup.clone(),
-        interpreter: args.interpreter.interpreter(),
-        host_facts: crate::spec::guest::HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: crate::spec::guest::host_name() },
+        // No interpreter of its own: the process's default (--interpreter), as for a file's group.
+        flag_grants,
+        ..GroupConfig::named(name.clone())
+    };
+    let app = AppConfig {
+        hosts: vec!["*".into()],
+        mount: String::new(),
+        script: script.clone(),
+        callable: args.callable.clone(),
+        group: name,
+        access: Default::default(),
+        pass_authorization: args.pass_authorization,
+        static_dirs: Vec::new(),
+        line: 0,
+    };
+    Ok(Config {
+        input: Input::Flags,
+        file: script,
+        policies: PathBuf::new(),
+        listen: args.listen.iter().map(|addr| Listen { addr: addr.clone(), socket_mode: args.socket_mode }).collect(),
+        groups: vec![group],
+        apps: vec![app],
+        http: args.http.limits(),
+        graceful_timeout: Duration::from_secs(args.graceful_timeout),
+        trusted_proxies,
     })
 }
 
+/// `wasgi run`: the flags' config planned as a file's is, then supervised
+/// as `wasgi serve`'s (SIGHUP restarts the instances: there is no file to
+/// re-read).
 pub fn run(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let cache_dir = args.interpreter.cache_dir()?;
-    let spec = guest_spec(&args, &cache_dir)?;
-    let instances = args.instances.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    if instances == 0 {
-        bail!("--instances must be at least 1");
-    }
-    let mut trusted = crate::spec::proxies::TrustedProxies::default();
-    for entry in &args.trusted_proxy {
-        trusted.add(entry).map_err(|e| anyhow::anyhow!("--trusted-proxy {e}"))?;
-    }
-    if !args.trusted_proxy_header.is_empty() {
-        trusted.headers = crate::spec::proxies::ProxyHeaders::from_names(args.trusted_proxy_header.iter().map(String::as_str))
-            .map_err(|e| anyhow::anyhow!("--trusted-proxy-header {e}"))?;
-    }
-
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        // Before anything else: SIGHUP's default action would end the process.
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        // Bind first: an address in use is a flag error, reported at once.
-        let mut listeners = Vec::new();
-        for addr in &args.listen {
-            let listen = Listen { addr: addr.clone(), socket_mode: args.socket_mode };
-            listeners.push(Listener::bind(&listen, args.http.listen_backlog).await?);
-        }
-
-        // Kept alive while guests run: it ticks their epoch.
-        let mut interpreters = Interpreters::new(&args.interpreter)?;
-        let choice = spec.interpreter;
-        interpreters.prepare(choice).await?;
-
-        let name = spec.name.clone();
-        tracing::info!(target: LOG_TARGET, app = %name, "starting {instances} instance(s) of {} on {}", spec.script.display(), interpreters.describe(choice));
-        let group = Group::start(spec, interpreters.get(choice).clone(), instances, args.max_queue)
-            .await
-            .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))?;
-
-        let reloading = group.clone();
-        tokio::spawn(async move {
-            // SIGHUP restarts the instances on the code as it is now, without
-            // failing a request (there is no config file to re-read).
-            while hangup.recv().await.is_some() {
-                tracing::info!(target: LOG_TARGET, "SIGHUP: restarting the instances");
-                reloading.reload().await;
-            }
-        });
-        let server = Server::new(
-            Router::new(vec![Route {
-                host: "*".into(),
-                mount: String::new(),
-                group,
-                access: Default::default(),
-                pass_authorization: args.pass_authorization,
-            }], trusted),
-            args.http.limits(),
-        );
-        for listener in &listeners {
-            tracing::info!(
-                target: LOG_TARGET,
-                "serving {name} on {} ({instances} instance(s) ready in {:.2}s)",
-                listener.local_addr(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        server::serve(server, listeners, shutdown_signal(), Duration::from_secs(args.graceful_timeout)).await
-    })?;
-    // Guests parked on their stdin are dropped with the runtime.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    tracing::info!(target: LOG_TARGET, "stopped");
-    Ok(())
+    let config = config_from_flags(&args)?;
+    let graceful = config.graceful_timeout;
+    let plan = plan_config(config, &cache_dir, args.interpreter.interpreter())?;
+    supervise(plan, &args.interpreter, OnHangup::Restart, graceful, started)
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
-    let mut int = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
-    tokio::select! {
-        _ = term.recv() => tracing::info!(target: LOG_TARGET, "SIGTERM received"),
-        _ = int.recv() => tracing::info!(target: LOG_TARGET, "SIGINT received"),
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::plan::plan;
+    use crate::spec::guest::GuestSpec;
+    use crate::spec::interpreter::Choice;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
     }
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+
+    fn flags(args: &[&str]) -> RunArgs {
+        Cmd::try_parse_from(std::iter::once("wasgi-run").chain(args.iter().copied())).expect("the flags parse").run
+    }
+
+    /// A scratch directory with an app, a library directory and a data
+    /// directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("wasgi-run-{label}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            for sub in ["app", "lib", "data", "cache", "policies/users"] {
+                std::fs::create_dir_all(dir.join(sub)).unwrap();
+            }
+            std::fs::write(dir.join("app/app.wsgi"), "def application(e, s):\n    s('200 OK', [])\n    return [b'']\n").unwrap();
+            Scratch(dir)
         }
-        tracing::warn!(target: LOG_TARGET, "second signal: stopping now");
-        std::process::exit(1);
-    });
+
+        fn path(&self, sub: &str) -> String {
+            self.0.join(sub).display().to_string()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Every default `wasgi run` shows is the one a wasgi.toml gets when it
+    /// leaves the key out: there is one source for each.
+    #[test]
+    fn the_flags_defaults_are_the_files_defaults() {
+        let scratch = Scratch::new("defaults");
+        let from_flags = config_from_flags(&flags(&[&scratch.path("app/app.wsgi")])).unwrap();
+        let text = format!("[[group]]\nname = \"app.wsgi\"\n[[app]]\nscript = \"{}\"\ngroup = \"app.wsgi\"\n", scratch.path("app/app.wsgi"));
+        let from_file = crate::config::from_text(Path::new("/etc/wasgi/wasgi.toml"), &text).unwrap();
+        let (f, g) = (&from_flags.groups[0], &from_file.groups[0]);
+        assert_eq!(f.instances, g.instances);
+        assert_eq!(f.memory_limit, g.memory_limit);
+        assert_eq!(f.max_queue, g.max_queue);
+        assert_eq!(f.limits, g.limits);
+        assert_eq!((f.reload, f.isolation, f.snapshot, f.restrict_stdout, f.follow_symlinks), (g.reload, g.isolation, g.snapshot, g.restrict_stdout, g.follow_symlinks));
+        assert_eq!(f.interpreter, g.interpreter);
+        assert_eq!(from_flags.apps[0].callable, from_file.apps[0].callable);
+        assert_eq!(from_flags.apps[0].pass_authorization, from_file.apps[0].pass_authorization);
+        assert_eq!(from_flags.listen, from_file.listen);
+        assert_eq!(from_flags.graceful_timeout, from_file.graceful_timeout);
+        assert_eq!(format!("{:?}", from_flags.http), format!("{:?}", from_file.http));
+        assert_eq!(format!("{:?}", from_flags.trusted_proxies), format!("{:?}", from_file.trusted_proxies));
+    }
+
+    /// The same app from flags and from a file with a policy: the same
+    /// grants, sys.path and limits come out of the one plan; only the names
+    /// (of the app, its grants' origins, its private directories) differ.
+    #[test]
+    fn flags_and_a_file_plan_the_same_guest() {
+        let scratch = Scratch::new("same");
+        let (script, lib, data, cache) = (scratch.path("app/app.wsgi"), scratch.path("lib"), scratch.path("data"), scratch.0.join("cache"));
+        let args = flags(&[&script, "--python-path", &lib, "--grant-write", &data, "--grant-read", &lib, "--memory-limit", "256", "--maximum-requests", "5"]);
+        let from_flags = plan_config(config_from_flags(&args).unwrap(), &cache, Choice::Pinned).unwrap();
+        std::fs::write(scratch.0.join("policies/users/u.toml"), format!("[[grant]]\npath = \"{data}\"\naccess = \"write\"\n")).unwrap();
+        let text = format!(
+            "[[group]]\nname = \"g\"\nuser = \"u\"\npython_path = [\"{lib}\"]\nmemory_limit = 256\nmaximum_requests = 5\ninterpreter = \"cpython-3.12\"\n[[app]]\nscript = \"{script}\"\ngroup = \"g\"\n"
+        );
+        std::fs::write(scratch.0.join("wasgi.toml"), text).unwrap();
+        let from_file = plan(&scratch.0.join("wasgi.toml"), &cache, Choice::Cpython313).unwrap();
+        let (f, g) = (&from_flags.apps[0].spec, &from_file.apps[0].spec);
+        let dirs = |spec: &GuestSpec| {
+            let mut dirs: Vec<(PathBuf, PathBuf, bool)> =
+                spec.grants.iter().filter(|g| !g.path.starts_with(&cache)).map(|g| (g.path.clone(), g.guest_path.clone(), g.write)).collect();
+            dirs.sort();
+            dirs
+        };
+        assert_eq!(dirs(f), dirs(g));
+        assert_eq!(f.grants.len(), g.grants.len(), "the private bytecode cache and /tmp: {:?}", f.grants);
+        assert_eq!((&f.script, &f.callable, &f.python_path, &f.home), (&g.script, &g.callable, &g.python_path, &g.home));
+        assert_eq!((f.memory_limit, &f.limits, f.interpreter), (g.memory_limit, &g.limits, g.interpreter));
+        assert_eq!((&*f.name, f.host_facts.user.as_str()), ("app.wsgi", "wasgi"));
+        assert_eq!((&*g.name, g.host_facts.user.as_str()), ("g:app.wsgi", "u"));
+        let origin = |spec: &GuestSpec, path: &str| spec.grants.iter().find(|g| g.path == Path::new(path)).map(|g| g.origin.clone()).unwrap();
+        assert_eq!(origin(f, &lib), "--python-path", "the first grant of a path keeps its origin when the second adds nothing");
+        assert_eq!(origin(f, &data), "--grant-write");
+        assert_eq!(origin(f, &scratch.path("app")), "the script's directory");
+        assert_eq!(origin(g, &scratch.path("app")), "the app's script directory");
+    }
+
+    /// The same mistake, worded for each input: a flag and its value, or
+    /// the file, line and key.
+    #[test]
+    fn problems_name_the_flag_or_the_files_line() {
+        let scratch = Scratch::new("problems");
+        let cache = scratch.0.join("cache");
+        let missing = scratch.path("missing");
+        let args = flags(&[&scratch.path("app/app.wsgi"), "--python-path", &missing, "--grant-read", &missing]);
+        let problems = plan_config(config_from_flags(&args).unwrap(), &cache, Choice::Pinned).err().unwrap().to_string();
+        assert!(problems.lines().any(|l| l == format!("--python-path {missing}: {missing} is not a directory")), "{problems}");
+        assert!(problems.lines().any(|l| l.starts_with(&format!("--grant-read {missing}: {missing}: "))), "{problems}");
+        let text = format!("[[group]]\nname = \"g\"\npython_path = [\"{missing}\"]\n[[app]]\nscript = \"{}\"\ngroup = \"g\"\n", scratch.path("app/app.wsgi"));
+        std::fs::write(scratch.0.join("wasgi.toml"), text).unwrap();
+        let problems = plan(&scratch.0.join("wasgi.toml"), &cache, Choice::Pinned).err().unwrap().to_string();
+        assert_eq!(problems, format!("{}: group \"g\": python_path: {missing} is not a directory", scratch.0.join("wasgi.toml:2").display()));
+        let problems = config_from_flags(&flags(&[&scratch.path("app/app.wsgi"), "--instances", "0", "--trusted-proxy", "nowhere"])).err().unwrap().to_string();
+        assert!(problems.starts_with("--instances must be at least 1\n--trusted-proxy "), "{problems}");
+    }
 }

@@ -38,9 +38,21 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem with `wasgi run`'s flags: no file, the key names the flag
+    /// and its value (or is empty when the message says it all).
+    pub fn flag(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { file: PathBuf::new(), line: 0, key: key.into(), message: message.into() }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message)
+        match (self.file.as_os_str().is_empty(), self.key.is_empty()) {
+            (false, _) => write!(f, "{}:{}: {}: {}", self.file.display(), self.line, self.key, self.message),
+            (true, false) => write!(f, "{}: {}", self.key, self.message),
+            (true, true) => f.write_str(&self.message),
+        }
     }
 }
 
@@ -211,9 +223,22 @@ struct RawApp {
 
 // ---------------------------------------------------------------- validated
 
+/// Where a configuration came from. The plan is the same for both; only
+/// the words differ: a file's problems name its lines and keys, the flags'
+/// problems name the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// A `wasgi.toml` (`wasgi serve`, `wasgi check`).
+    File,
+    /// The flags of `wasgi run` (see `crate::cli::run`): one group, one app.
+    Flags,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub input: Input,
+    /// The wasgi.toml; for [`Input::Flags`], the script.
     pub file: PathBuf,
     pub policies: PathBuf,
     pub listen: Vec<Listen>,
@@ -251,6 +276,9 @@ pub struct GroupConfig {
     pub interpreter: Option<Choice>,
     /// What `socket.gethostname()` answers inside its guests; None: the server's name.
     pub hostname: Option<String>,
+    /// Directories granted by `wasgi run`'s `--grant-read`/`--grant-write`
+    /// (a file's groups take theirs from policies, so this is empty there).
+    pub flag_grants: Vec<FlagGrant>,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -277,10 +305,67 @@ pub struct AppConfig {
     pub line: usize,
 }
 
+impl GroupConfig {
+    /// A group with every setting at its default, as a `[[group]]` with only
+    /// its name gives it: `wasgi run` and `wasgi import-apache` start here and
+    /// set what they have, so a new key's default is written once.
+    pub fn named(name: String) -> GroupConfig {
+        GroupConfig {
+            name,
+            instances: default_instances(),
+            user: None,
+            group: None,
+            python_path: Vec::new(),
+            venv: None,
+            home: None,
+            env: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT_MIB,
+            max_queue: DEFAULT_MAX_QUEUE,
+            limits: Limits::default(),
+            reload: Reload::Off,
+            restrict_stdout: false,
+            follow_symlinks: false,
+            snapshot: false,
+            isolation: Isolation::default(),
+            warmup: Vec::new(),
+            interpreter: None,
+            hostname: None,
+            flag_grants: Vec::new(),
+            line: 0,
+            user_line: 0,
+            group_line: 0,
+        }
+    }
+}
+
+/// A directory one of `wasgi run`'s flags grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagGrant {
+    /// Absolute and normalised.
+    pub path: PathBuf,
+    pub write: bool,
+    /// `--grant-read` or `--grant-write`: the grant's origin in messages.
+    pub flag: &'static str,
+}
+
+// ---------------------------------------------------------------- defaults
+//
+// Each default lives once: here (or, for the lifecycle and HTTP limits, in
+// `Limits::default()` and `HttpLimits::default()` in `crate::spec::limits`).
+// The file's validation falls back to them and `wasgi run`'s flags show and
+// use them (clap's `default_value_t`).
+
+/// Where to listen when a file names no `[[listen]]`, and `--listen`'s default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// The WSGI callable a script defines (mod_wsgi's name).
+pub const DEFAULT_CALLABLE: &str = "application";
 pub const DEFAULT_MEMORY_LIMIT_MIB: usize = 1024;
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Seconds requests in flight may take to finish after SIGTERM/SIGINT.
+pub const DEFAULT_GRACEFUL_TIMEOUT_SECS: u64 = 30;
 
-fn default_instances() -> usize {
+/// Instances per group: one per core.
+pub fn default_instances() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
@@ -360,7 +445,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         }
     }
     if listen.is_empty() {
-        listen.push(Listen::new("127.0.0.1:8000".parse().expect("a valid default")));
+        listen.push(Listen::new(DEFAULT_LISTEN.parse().expect("a valid default")));
     }
 
     // A number of seconds, 0 allowed; a negative one is a problem and keeps the default.
@@ -375,7 +460,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         .graceful_timeout
         .as_ref()
         .and_then(|v| seconds(v, "graceful_timeout", &mut problems))
-        .unwrap_or(std::time::Duration::from_secs(30));
+        .unwrap_or(std::time::Duration::from_secs(DEFAULT_GRACEFUL_TIMEOUT_SECS));
     let mut trusted_proxies = TrustedProxies::default();
     for (i, entry) in raw.trusted_proxies.iter().enumerate() {
         if let Err(e) = trusted_proxies.add(entry.get_ref()) {
@@ -486,12 +571,12 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 Reload::Off
             }
         };
-        let isolation = match g.isolation.as_ref().map(|v| (v, v.get_ref().as_str())) {
-            None | Some((_, "instance")) => Isolation::Instance,
-            Some((_, "request")) => Isolation::Request,
-            Some((v, other)) => {
-                problems.push(source.problem(&v.span(), format!("group {name:?}: isolation"), format!("{other:?}: use \"instance\" or \"request\"")));
-                Isolation::Instance
+        let isolation = match g.isolation.as_ref().map(|v| (v, v.get_ref().parse::<Isolation>())) {
+            None => Isolation::default(),
+            Some((_, Ok(isolation))) => isolation,
+            Some((v, Err(why))) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: isolation"), why));
+                Isolation::default()
             }
         };
         let warmup = g.warmup.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
@@ -543,6 +628,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             warmup,
             interpreter,
             hostname,
+            flag_grants: Vec::new(),
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),
@@ -618,7 +704,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             hosts,
             mount,
             script,
-            callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "application".into()),
+            callable: a.callable.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| DEFAULT_CALLABLE.into()),
             group: a.group.get_ref().clone(),
             access,
             pass_authorization: a.pass_authorization.as_ref().is_some_and(|p| *p.get_ref()),
@@ -631,7 +717,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies })
+        Ok(Config { input: Input::File, file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies })
     } else {
         Err(Problems(problems))
     }

@@ -1,7 +1,8 @@
-//! From a validated `wasgi.toml` to what runs: each app's guest spec (its
-//! capability set: policies, script directory, python_path, venv, private
-//! caches), checked across tenants. `wasgi check` prints it, `wasgi serve`
-//! starts it.
+//! From a validated config (a `wasgi.toml`, or `wasgi run`'s flags) to what
+//! runs: each app's guest spec (its capability set: policies or granting
+//! flags, script directory, python_path, venv, private caches), checked
+//! across tenants. `wasgi check` prints it; `wasgi serve` and `wasgi run`
+//! start it.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,9 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::config::policy::{self, Capability, Origin};
-use crate::config::{self, AppConfig, Config, GroupConfig, Problem, Problems};
-use crate::spec::grant_dir::GrantDir;
-use crate::spec::guest::{Grant, GuestSpec};
+use crate::config::{self, AppConfig, Config, GroupConfig, Input, Problem, Problems};
+use crate::spec::grant_dir::{GrantDir, GrantDirError};
+use crate::spec::guest::{Grant, GuestSpec, RUN_FLAGS_POLICY};
 use crate::spec::interpreter::Choice;
 
 /// One app as it will run: its group's settings and its guest spec.
@@ -76,15 +77,6 @@ fn native_extensions(dir: &Path) -> Vec<(String, PathBuf)> {
     found
 }
 
-/// Adds a grant; the same path granted twice keeps the wider access.
-pub fn add_grant(grants: &mut Vec<Grant>, path: PathBuf, write: bool, origin: &str, dir: GrantDir) {
-    match grants.iter_mut().find(|g| g.path == path) {
-        Some(existing) if write && !existing.write => *existing = Grant::same_path(path, write, origin, dir),
-        Some(_) => {}
-        None => grants.push(Grant::same_path(path, write, origin, dir)),
-    }
-}
-
 /// The origins of the private directories, as grants name them.
 pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
 pub const PRIVATE_TMP: &str = "the group's private /tmp";
@@ -94,7 +86,7 @@ pub const PRIVATE_TMP: &str = "the group's private /tmp";
 /// start) and a temporary directory seen as `/tmp`. `key` names the group.
 /// They are the server's own (inside its cache directory), opened once like
 /// any grant.
-pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
+fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
     let pycache = cache_dir.join("pycache").join(key);
     let tmp = cache_dir.join("tmp").join(key);
     let open = |dir: &Path| -> Result<GrantDir> {
@@ -102,23 +94,36 @@ pub fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Res
         GrantDir::open(dir, true).with_context(|| format!("cannot open {}", dir.display()))
     };
     let (pycache_dir, tmp_dir) = (open(&pycache)?, open(&tmp)?);
-    add_grant(grants, pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir);
+    // Pushed, not merged: no other grant may lie in the cache (cache_conflict).
+    grants.push(Grant::same_path(pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir));
     grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: PRIVATE_TMP.into(), dir: tmp_dir });
     Ok(pycache)
 }
 
+/// A problem, located where its input can show it: a file's line, or (for
+/// `wasgi run`) no place, the key naming the flag.
 fn problem(config: &Config, line: usize, key: String, message: String) -> Problem {
-    Problem { file: config.file.clone(), line, key, message }
+    match config.input {
+        Input::File => Problem { file: config.file.clone(), line, key, message },
+        Input::Flags => Problem::flag(key, message),
+    }
 }
 
-/// Validates the config and its policies and works out every app's spec;
-/// a group that names no interpreter runs `default_interpreter`.
+/// Reads and validates a config file and its policies and works out every
+/// app's spec; a group that names no interpreter runs `default_interpreter`.
 pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -> Result<Plan, Problems> {
-    let config = config::load(config_file)?;
+    plan_config(config::load(config_file)?, cache_dir, default_interpreter)
+}
+
+/// Works out every app's spec from a validated config, whether a file's
+/// (`wasgi serve`, `wasgi check`) or `wasgi run`'s flags': the same grants,
+/// checks and private directories; only the words of the problems differ.
+pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice) -> Result<Plan, Problems> {
     let capabilities = policy::resolve(&config)?;
+    let flags = config.input == Input::Flags;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let config_key = hex::encode(&Sha256::digest(config.file.as_os_str().as_encoded_bytes())[..6]);
+    let config_key = hex::encode(&Sha256::digest(config.file.as_os_str().as_encoded_bytes())[..if flags { 8 } else { 6 }]);
     let cache_real = cache_dir.canonicalize().unwrap_or_else(|_| cache_dir.to_owned());
     let mut apps = Vec::new();
 
@@ -128,17 +133,21 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
         let mut caps: Vec<Capability> = policy_caps.clone();
         // Each implied grant opened once, like a policy's (see grant_dir).
         let follow = group.follow_symlinks;
-        let implied = |caps: &mut Vec<Capability>, problems: &mut Vec<Problem>, path: PathBuf, why: &'static str| {
+        let implied = |caps: &mut Vec<Capability>, problems: &mut Vec<Problem>, path: PathBuf, what: Implied| {
             let path = crate::spec::grant_dir::normalize(&path);
             match GrantDir::open(&path, follow) {
-                Ok(dir) => policy::add_capability(
-                    caps,
-                    Capability { path, write: false, shared: false, origin: Origin::Config(why), dir, follow_symlinks: follow },
-                ),
+                Ok(dir) => {
+                    let origin = if flags { Origin::Flag(what.flag().into()) } else { Origin::Config(what.key()) };
+                    policy::add_capability(caps, Capability { path, write: false, shared: false, origin, dir, follow_symlinks: follow })
+                }
+                Err(e) if flags => {
+                    let hint = if matches!(e, GrantDirError::Symlink { .. }) { " (--follow-symlinks allows it for every flag)" } else { "" };
+                    problems.push(Problem::flag(format!("{} {}", what.flag(), path.display()), format!("{e}{hint}")))
+                }
                 Err(e) => problems.push(problem(
                     &config,
                     group.line,
-                    format!("group {:?}: {why}", group.name),
+                    format!("group {:?}: {}", group.name, what.key()),
                     format!("{e}{}", if follow { "" } else { " (follow_symlinks = true in the [[group]] allows it for the script directory, python_path and venv)" }),
                 )),
             }
@@ -146,17 +155,21 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
 
         match std::fs::metadata(&app.script) {
             Ok(m) if m.is_file() => {}
+            Ok(_) if flags => problems.push(Problem::flag(app.script.display().to_string(), "the script is not a file")),
+            Err(e) if flags => problems.push(Problem::flag(app.script.display().to_string(), format!("cannot read the script: {e}"))),
             Ok(_) => problems.push(problem(&config, app.line, "app.script".into(), format!("{} is not a file", app.script.display()))),
             Err(e) => problems.push(problem(&config, app.line, "app.script".into(), format!("{}: {e}", app.script.display()))),
         }
         let script_dir = app.script.parent().map(Path::to_owned).unwrap_or_default();
-        implied(&mut caps, &mut problems, script_dir.clone(), "the app's script directory");
+        implied(&mut caps, &mut problems, script_dir.clone(), Implied::ScriptDir);
 
         let mut python_path = Vec::new();
         for dir in &group.python_path {
             if dir.is_dir() {
-                implied(&mut caps, &mut problems, dir.clone(), "python_path");
+                implied(&mut caps, &mut problems, dir.clone(), Implied::PythonPath);
                 python_path.push(dir.clone());
+            } else if flags {
+                problems.push(Problem::flag(format!("--python-path {}", dir.display()), format!("{} is not a directory", dir.display())));
             } else {
                 problems.push(problem(&config, group.line, format!("group {:?}: python_path", group.name), format!("{} is not a directory", dir.display())));
             }
@@ -164,15 +177,15 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
         if let Some(venv) = &group.venv {
             // The whole venv, read-only: the guide's `activate_this.py` recipe
             // reads bin/, and pyvenv.cfg sits at the top.
-            implied(&mut caps, &mut problems, venv.clone(), "venv");
+            implied(&mut caps, &mut problems, venv.clone(), Implied::Venv);
             let site = venv_site_packages(venv);
-            if site.is_empty() {
-                problems.push(problem(
-                    &config,
-                    group.line,
-                    format!("group {:?}: venv", group.name),
-                    format!("no lib/python3.*/site-packages under {}", venv.display()),
-                ));
+            // (A missing venv is one problem with the flags, as the flag names it already.)
+            if site.is_empty() && !(flags && !venv.is_dir()) {
+                problems.push(if flags {
+                    Problem::flag(format!("--venv {}", venv.display()), "no lib/python3.*/site-packages in it: is it a virtualenv?")
+                } else {
+                    problem(&config, group.line, format!("group {:?}: venv", group.name), format!("no lib/python3.*/site-packages under {}", venv.display()))
+                });
             }
             for dir in site {
                 for (package, so) in native_extensions(&dir) {
@@ -185,6 +198,19 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
                 python_path.push(dir);
             }
         }
+        // `wasgi run`'s --grant-read and --grant-write, after what they imply.
+        for grant in &group.flag_grants {
+            match GrantDir::open(&grant.path, follow) {
+                Ok(dir) => policy::add_capability(
+                    &mut caps,
+                    Capability { path: grant.path.clone(), write: grant.write, shared: false, origin: Origin::Flag(grant.flag.into()), dir, follow_symlinks: follow },
+                ),
+                Err(e) => {
+                    let hint = if matches!(e, GrantDirError::Symlink { .. }) { " (--follow-symlinks allows it for every flag)" } else { "" };
+                    problems.push(Problem::flag(format!("{} {}", grant.flag, grant.path.display()), format!("{e}{hint}")));
+                }
+            }
+        }
 
         // The guide's `.wsgi` puts its libraries on sys.path itself: an
         // ungranted one fails at import, so say it now.
@@ -193,9 +219,13 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             for found in crate::config::wsgi_script::scan(&script, &source) {
                 let Ok(dir) = found.path else { continue };
                 if Path::new(&dir).is_dir() && !caps.iter().any(|c| Path::new(&dir).starts_with(&c.path)) {
+                    let fix = if flags {
+                        format!("add `--python-path {dir}` (or `--grant-read {dir}`) to `wasgi run`")
+                    } else {
+                        format!("add \"{dir}\" to the group's python_path, or a read-only [[grant]] path = \"{dir}\" to its policy")
+                    };
                     warnings.push(format!(
-                        "group {:?}: {script}:{} puts {dir} on sys.path ({}), but no grant covers it, so the app cannot import from it: \
-                         add \"{dir}\" to the group's python_path, or a read-only [[grant]] path = \"{dir}\" to its policy",
+                        "group {:?}: {script}:{} puts {dir} on sys.path ({}), but no grant covers it, so the app cannot import from it: {fix}",
                         group.name,
                         found.line,
                         found.kind.describe()
@@ -205,9 +235,11 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
         }
 
         for conflict in policy::cache_conflict(&cache_real, &caps) {
-            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), conflict));
+            problems.push(if flags { Problem::flag("", conflict) } else { problem(&config, group.line, format!("group {:?}: grants", group.name), conflict) });
         }
-        let key = format!("{}-{config_key}", group.name);
+        // `wasgi run` keys its private directories by the script, a file's
+        // groups by their name and the file.
+        let key = if flags { format!("run-{config_key}") } else { format!("{}-{config_key}", group.name) };
         let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string(), c.dir.clone())).collect();
         let pycache = match private_dirs(cache_dir, &key, &mut grants) {
             Ok(p) => p,
@@ -223,20 +255,26 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
 
         let home = group.home.clone().unwrap_or(script_dir);
         if !caps.iter().any(|c| home.starts_with(&c.path)) {
-            problems.push(problem(
-                &config,
-                group.line,
-                format!("group {:?}: home", group.name),
-                format!("{} is not inside any directory the group may use", home.display()),
-            ));
+            problems.push(if flags {
+                Problem::flag(format!("--home {}", home.display()), "not inside any granted directory, so the app could not use it")
+            } else {
+                problem(&config, group.line, format!("group {:?}: home", group.name), format!("{} is not inside any directory the group may use", home.display()))
+            });
         }
         for (read, write) in policy::read_only_inside_write(&caps) {
-            problems.push(problem(&config, group.line, format!("group {:?}: grants", group.name), policy::nested_error(&group.name, read, write)));
+            let message = policy::nested_error(&group.name, read, write);
+            problems.push(if flags { Problem::flag("", message) } else { problem(&config, group.line, format!("group {:?}: grants", group.name), message) });
         }
         let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
         let mut env = group.env.clone();
         env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));
-        let name = format!("{}:{}", group.name, app.script.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+        // `wasgi run`'s one group is named after its script, and so is its app.
+        let name = match flags {
+            true => group.name.clone(),
+            false => format!("{}:{}", group.name, app.script.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
+        };
+        // A group without a `user` is its own user; `wasgi run`'s is "wasgi".
+        let own_user = if flags { RUN_USER.to_owned() } else { group.name.clone() };
         let spec = GuestSpec {
             name: name.into(),
             script: app.script.clone(),
@@ -254,16 +292,18 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
             warmup: group.warmup.clone(),
             interpreter: group.interpreter.unwrap_or(default_interpreter),
             host_facts: crate::spec::guest::HostFacts {
-                // A group without a `user` is its own user.
-                user: group.user.clone().unwrap_or_else(|| group.name.clone()),
-                group: group.group.clone().or_else(|| group.user.clone()).unwrap_or_else(|| group.name.clone()),
+                user: group.user.clone().unwrap_or_else(|| own_user.clone()),
+                group: group.group.clone().or_else(|| group.user.clone()).unwrap_or(own_user),
                 hostname: group.hostname.clone().unwrap_or_else(crate::spec::guest::host_name),
             },
             group: group.name.clone(),
-            policies: [("users", &group.user), ("groups", &group.group)]
-                .iter()
-                .filter_map(|(kind, name)| name.as_ref().map(|n| config.policies.join(kind).join(format!("{n}.toml")).display().to_string()))
-                .collect(),
+            policies: match flags {
+                true => vec![RUN_FLAGS_POLICY.into()],
+                false => [("users", &group.user), ("groups", &group.group)]
+                    .iter()
+                    .filter_map(|(kind, name)| name.as_ref().map(|n| config.policies.join(kind).join(format!("{n}.toml")).display().to_string()))
+                    .collect(),
+            },
         };
         apps.push(AppPlan { app: app.clone(), group: group.clone(), spec, capabilities: caps });
     }
@@ -285,3 +325,36 @@ pub fn plan(config_file: &Path, cache_dir: &Path, default_interpreter: Choice) -
         Err(Problems(problems))
     }
 }
+
+/// The user and group `wasgi run`'s guests are told they run as.
+const RUN_USER: &str = "wasgi";
+
+/// A directory a group is granted because the config names it for
+/// another purpose, and its name in each input.
+#[derive(Clone, Copy)]
+enum Implied {
+    ScriptDir,
+    PythonPath,
+    Venv,
+}
+
+impl Implied {
+    /// In a wasgi.toml (and `wasgi check`'s table).
+    fn key(self) -> &'static str {
+        match self {
+            Implied::ScriptDir => "the app's script directory",
+            Implied::PythonPath => "python_path",
+            Implied::Venv => "venv",
+        }
+    }
+
+    /// Among `wasgi run`'s flags.
+    fn flag(self) -> &'static str {
+        match self {
+            Implied::ScriptDir => "the script's directory",
+            Implied::PythonPath => "--python-path",
+            Implied::Venv => "--venv",
+        }
+    }
+}
+

@@ -163,6 +163,8 @@ fn read_policy(path: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
 }
 
 /// Adds `cap`, merging with an existing grant of the same path (write wins).
+/// The one merge of grants: policies, the grants a config implies, and
+/// `wasgi run`'s flags all go through it (see `crate::config::plan`).
 pub fn add_capability(set: &mut Vec<Capability>, cap: Capability) {
     match set.iter_mut().find(|c| c.path == cap.path) {
         Some(existing) => {

@@ -403,7 +403,7 @@ impl Worker {
     /// asks for a replacement.
     async fn serve_requests(&mut self, mut instance: Instance, generation: u64) -> End {
         let group = self.group.clone();
-        let recycle_after = group.spec.limits.maximum_requests.map(with_jitter);
+        let kind = Kind::of(&group.spec);
         let mut current = group.generation.subscribe();
         loop {
             if *current.borrow_and_update() != generation {
@@ -446,26 +446,60 @@ impl Worker {
                 return End::Replace;
             }
             group.lost_in_a_row.store(0, Ordering::Relaxed);
-            if group.spec.isolation == Isolation::Request {
-                // The next request gets an instance nothing has run in yet.
+            instance = match self.after_request(&kind, instance).await {
+                Ok(next) => next,
+                Err(end) => return end,
+            };
+        }
+    }
+
+    /// The instance for the next request, as the worker's kind decides, or
+    /// how the worker ends.
+    async fn after_request(&mut self, kind: &Kind, instance: Instance) -> Result<Instance, End> {
+        let group = &self.group;
+        match kind {
+            Kind::PerRequest => {
                 drop(instance);
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
                 match group.fresh_instance(id).await {
                     Ok(fresh) => {
-                        instance = fresh;
                         self.instance = id;
-                        continue;
+                        Ok(fresh)
                     }
                     Err(e) => {
                         tracing::error!(target: LOG_TARGET, group = %group.name, instance = id, "a fresh instance failed to start: {e}");
-                        return End::Replace;
+                        Err(End::Replace)
                     }
                 }
             }
-            if recycle_after.is_some_and(|limit| instance.served >= limit) {
-                tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
-                return End::Replace;
+            Kind::LongLived { recycle_after } => {
+                if recycle_after.is_some_and(|limit| instance.served >= limit) {
+                    tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
+                    return Err(End::Replace);
+                }
+                Ok(instance)
             }
+        }
+    }
+}
+
+/// The kinds of worker, one per isolation mode: what becomes of an instance
+/// once it has served a request. Everything else (the queue, reloads,
+/// inactivity, replacement) is the same for both.
+enum Kind {
+    /// `isolation = "instance"`, as under mod_wsgi: the instance serves
+    /// request after request, until about `maximum_requests` of them.
+    LongLived { recycle_after: Option<u64> },
+    /// `isolation = "request"`: the next request gets an instance nothing
+    /// has run in yet, started from the group's snapshot.
+    PerRequest,
+}
+
+impl Kind {
+    fn of(spec: &GuestSpec) -> Kind {
+        match spec.isolation {
+            Isolation::Instance => Kind::LongLived { recycle_after: spec.limits.maximum_requests.map(with_jitter) },
+            Isolation::Request => Kind::PerRequest,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! A process group's pool of instances, and one request's exchange with one
 //! of them.
 //!
-//! - [`group`]: the bounded queue, the workers that each own an instance,
-//!   their replacement (maximum_requests, crashes, reloads) with backoff,
-//!   inactivity stops and reload_on_change.
+//! - [`group`]: the bounded queue, the workers that each own an instance
+//!   (one kind per isolation mode), their replacement (maximum_requests,
+//!   crashes, reloads) with backoff, inactivity stops and reload_on_change.
 //! - [`exchange`]: a request's frames to the bridge and its response back,
 //!   the body streamed both ways, and the access log.
 //!

@@ -1,7 +1,7 @@
 //! What one app's guests are made from: the directories granted to them,
 //! their environment, limits, interpreter and the facts they are told about
-//! their host. Built by the plan (or `wasgi run`'s flags), read by the
-//! sandbox.
+//! their host. Built by the plan (from a file or `wasgi run`'s flags alike),
+//! read by the sandbox.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -29,6 +29,31 @@ pub enum Isolation {
     Request,
 }
 
+impl Isolation {
+    /// The names a config file and `--isolation` use, as `Display` prints them.
+    pub const NAMES: [&'static str; 2] = ["instance", "request"];
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Isolation, String> {
+        match s {
+            "instance" => Ok(Isolation::Instance),
+            "request" => Ok(Isolation::Request),
+            other => Err(format!("{other:?}: use \"instance\" or \"request\"")),
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::Instance => "instance",
+            Isolation::Request => "request",
+        })
+    }
+}
+
 /// mod_wsgi's WSGIScriptReloading, and more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reload {
@@ -55,6 +80,11 @@ pub struct Limits {
     pub inactivity_timeout: Option<Duration>,
     /// CPU time one request may use (wasm execution, not waiting).
     pub cpu_time_limit: Option<Duration>,
+}
+
+/// A limit as a flag shows it: seconds, 0 for none.
+pub fn secs_or_off(limit: Option<Duration>) -> u64 {
+    limit.map_or(0, |d| d.as_secs())
 }
 
 impl Default for Limits {

@@ -126,3 +126,25 @@ fn sighup_reloads_the_config_keeping_the_listener_and_refuses_a_broken_one() {
     server.log.wait_for("wasgi.toml:3: (unknown key)", Duration::from_secs(10));
     assert_eq!(get_host(&server, "gamma.example").1, "gamma-1");
 }
+
+/// `wasgi run` has no file to re-read: SIGHUP restarts its instances on the
+/// code as it is now (the supervisor's other kind of reload), and the
+/// process keeps serving on the same listener.
+#[test]
+fn sighup_restarts_the_instances_of_wasgi_run() {
+    let dir = TempDir::new("run-sighup");
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(&script, app("one")).unwrap();
+    let server = Wasgi::start(&[script.to_str().unwrap(), "--instances", "2"]);
+    assert_eq!(server.get("/").text(), "one");
+    // Without --reload an edit alone changes nothing.
+    std::fs::write(&script, app("two")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.get("/").text(), "one");
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for("SIGHUP: restarting the instances", Duration::from_secs(10));
+    server.log.wait_for("reloaded: 2 new instance(s)", Duration::from_secs(60));
+    for _ in 0..4 {
+        assert_eq!(server.get("/").text(), "two", "every instance runs the new code:\n{}", server.log.text());
+    }
+}

@@ -86,7 +86,7 @@ pub(super) fn map_apps(im: &mut Importer<'_>, groups: &mut Vec<Group>) -> Vec<Ap
             None => (true, "mod_wsgi's default".into()),
         };
         groups[group].reloading.push(reloading);
-        let callable = option("callable-object").or(settings.callable.as_ref().map(|v| v.value.clone())).filter(|c| c != "application");
+        let callable = option("callable-object").or(settings.callable.as_ref().map(|v| v.value.clone())).filter(|c| c != crate::config::DEFAULT_CALLABLE);
         // Off by default, in wasgi as in mod_wsgi: the app sees no credentials.
         let pass_authorization = match (option("pass-authorization"), &settings.pass_authorization) {
             (Some(v), _) => v.eq_ignore_ascii_case("on").then(|| format!("pass-authorization={v} ({})", a.directive.at())),

@@ -22,7 +22,7 @@ use super::{Imported, Item, Options};
 use crate::apache::conf::Directive;
 use crate::apache::snippet;
 use crate::config::{AppConfig, Config, GroupConfig};
-use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
+use crate::spec::limits::{HttpLimits, Limits};
 use crate::spec::listen::{Listen, ListenAddr};
 use crate::spec::proxies::TrustedProxies;
 
@@ -324,34 +324,19 @@ pub(super) fn in_memory_config(options: &Options, groups: &[Group], apps: &[App]
         http.listen_backlog = *n as u32;
     }
     Config {
+        input: crate::config::Input::File,
         file: options.out.join("wasgi.toml"),
         policies: options.out.join("policies"),
         listen: vec![Listen { addr: options.listen.clone(), socket_mode: None }],
         groups: groups
             .iter()
             .map(|g| GroupConfig {
-                name: g.name.clone(),
                 instances: 1,
                 user: Some(g.policy.clone()),
                 group: g.unix_group.clone(),
-                python_path: Vec::new(),
-                venv: None,
-                home: None,
-                env: Vec::new(),
-                memory_limit: crate::config::DEFAULT_MEMORY_LIMIT_MIB,
-                max_queue: crate::config::DEFAULT_MAX_QUEUE,
                 limits: Limits { request_timeout: g.request_timeout, ..Limits::default() },
-                reload: Reload::Off,
-                restrict_stdout: false,
-                follow_symlinks: false,
                 snapshot: true,
-                isolation: Isolation::Instance,
-                warmup: Vec::new(),
-                interpreter: None,
-                hostname: None,
-                line: 0,
-                user_line: 0,
-                group_line: 0,
+                ..GroupConfig::named(g.name.clone())
             })
             .collect(),
         apps: apps
@@ -360,7 +345,7 @@ pub(super) fn in_memory_config(options: &Options, groups: &[Group], apps: &[App]
                 hosts: a.hosts.clone(),
                 mount: a.mount.clone(),
                 script: PathBuf::from(&a.script),
-                callable: a.callable.clone().unwrap_or_else(|| "application".into()),
+                callable: a.callable.clone().unwrap_or_else(|| crate::config::DEFAULT_CALLABLE.into()),
                 group: groups[a.group].name.clone(),
                 static_dirs: a.statics.iter().map(|(u, d)| (u.clone(), PathBuf::from(d))).collect(),
                 pass_authorization: a.pass_authorization.is_some(),

@@ -1,0 +1,225 @@
+//! The one supervisor of `wasgi run` and `wasgi serve` (gunicorn's arbiter):
+//! given a plan, it binds the listeners, starts a group for each app, serves,
+//! and owns the signals. SIGTERM/SIGINT stop accepting and drain (a second
+//! one exits at once); SIGHUP reloads. What a reload is depends on the
+//! input ([`OnHangup`]): `wasgi serve` re-reads its file and starts, keeps
+//! or retires groups by the new plan; `wasgi run`, with no file to re-read,
+//! restarts its instances on the code as it is now. The groups themselves
+//! replace lost instances (`crate::pool::group`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::plan::{plan, AppPlan, Plan};
+use crate::config::Input;
+use crate::engine::args::InterpreterArgs;
+use crate::http::server::{self, Listener, Server};
+use crate::pool::group::Group;
+use crate::routing::router::{Route, Router};
+use crate::sandbox::interpreters::Interpreters;
+
+/// Logs under the target each command always had (`wasgi::run` for `wasgi
+/// run`, `wasgi::check` for `wasgi serve`), so `WASGI_LOG` filters still work.
+macro_rules! log_as {
+    ($level:ident, $input:expr, $($arg:tt)+) => {
+        match $input {
+            Input::Flags => tracing::$level!(target: "wasgi::run", $($arg)+),
+            Input::File => tracing::$level!(target: "wasgi::check", $($arg)+),
+        }
+    };
+}
+
+/// What SIGHUP does.
+pub enum OnHangup {
+    /// `wasgi serve`: re-read the file and its policies and apply the new
+    /// plan; a plan with problems is refused and the running one serves on.
+    Reread { file: PathBuf, cache_dir: PathBuf },
+    /// `wasgi run`: restart every instance on the code as it is now, without
+    /// failing a request.
+    Restart,
+}
+
+/// Serves `plan` until SIGTERM or SIGINT; `drain` caps how long requests in
+/// flight may take to finish then. `started` is when the command began, for
+/// the "ready in" line.
+pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup, drain: Duration, started: Instant) -> Result<()> {
+    let input = plan.config.input;
+    for w in &plan.warnings {
+        log_as!(warn, input, "{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Before anything else: SIGHUP's default action would end the process.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        // Bind first: an address in use is reported before any guest starts.
+        let mut listeners = Vec::new();
+        for addr in &plan.config.listen {
+            listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
+        }
+        // Kept while guests run: it ticks their epoch.
+        let mut interpreters = Interpreters::new(interpreter)?;
+        // `wasgi run`'s "serving" line names its app and counts its instances.
+        let instances: usize = plan.apps.iter().map(|a| a.group.instances).sum();
+        let name = plan.apps.first().map(|a| a.spec.name.clone()).unwrap_or_default();
+        let (routes, groups) = start_apps(input, plan.apps, &mut interpreters, &[]).await?;
+        let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
+        for listener in &listeners {
+            let ready = started.elapsed().as_secs_f64();
+            match input {
+                Input::Flags => log_as!(info, input, "serving {name} on {} ({instances} instance(s) ready in {ready:.2}s)", listener.local_addr()),
+                Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.local_addr()),
+            }
+        }
+        let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen };
+        let reloads = tokio::spawn(supervisor.on_hangups(hangup));
+        let result = server::serve(server, listeners, shutdown_signal(), drain).await;
+        reloads.abort();
+        result
+    })?;
+    // Guests parked on their stdin are dropped with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    log_as!(info, input, "stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+    let mut int = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
+    tokio::select! {
+        _ = term.recv() => tracing::info!(target: "wasgi::run", "SIGTERM received"),
+        _ = int.recv() => tracing::info!(target: "wasgi::run", "SIGINT received"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!(target: "wasgi::run", "second signal: stopping now");
+        std::process::exit(1);
+    });
+}
+
+/// Starts a group for each app, reusing a running group whose spec (its
+/// interpreter included), size and queue are unchanged. The interpreters the
+/// new groups run are prepared first, each once. If one fails, the groups
+/// started here are retired and the error returned.
+async fn start_apps(input: Input, apps: Vec<AppPlan>, interpreters: &mut Interpreters, running: &[Arc<Group>]) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
+    let mut kept = Vec::new();
+    let mut to_start = Vec::new();
+    for a in apps {
+        match running.iter().find(|g| g.runs(&a.spec, a.group.instances, a.group.max_queue)) {
+            Some(group) => kept.push((a.app, group.clone())),
+            None => to_start.push(a),
+        }
+    }
+    for a in &to_start {
+        interpreters
+            .prepare(a.spec.interpreter)
+            .await
+            .with_context(|| format!("group {:?} runs {}, which cannot be used", a.group.name, a.spec.interpreter))?;
+    }
+    let starts = to_start.into_iter().map(|a| {
+        let pre = interpreters.get(a.spec.interpreter).clone();
+        let on = interpreters.describe(a.spec.interpreter).to_owned();
+        async move {
+            let name = a.spec.name.clone();
+            log_as!(info, input, app = %name, "starting {} instance(s) of {} on {on}", a.group.instances, a.spec.script.display());
+            Group::start(a.spec, pre, a.group.instances, a.group.max_queue)
+                .await
+                .map(|group| (a.app, group))
+                .map_err(|e| anyhow::anyhow!("{name}: the app could not start:\n{e}"))
+        }
+    });
+    let mut started = Vec::new();
+    let mut failure = None;
+    for result in futures::future::join_all(starts).await {
+        match result {
+            Ok(pair) => started.push(pair),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        for (_, group) in &started {
+            group.retire();
+        }
+        return Err(e);
+    }
+    let mut routes = Vec::new();
+    let mut groups: Vec<Arc<Group>> = Vec::new();
+    for (app, group) in kept.into_iter().chain(started) {
+        for host in &app.hosts {
+            routes.push(Route { host: host.clone(), mount: app.mount.clone(), group: group.clone(), access: app.access.clone(), pass_authorization: app.pass_authorization });
+        }
+        if !groups.iter().any(|g| Arc::ptr_eq(g, &group)) {
+            groups.push(group);
+        }
+    }
+    Ok((routes, groups))
+}
+
+/// What runs between the start and the stop: the groups, the interpreters
+/// they run, and the server whose router a reload replaces. The listening
+/// sockets stay open throughout.
+struct Supervisor {
+    server: Arc<Server>,
+    input: Input,
+    on_hangup: OnHangup,
+    /// Linked once each and kept: a reload prepares only an interpreter no
+    /// running group has used yet.
+    interpreters: Interpreters,
+    groups: Vec<Arc<Group>>,
+    listen: Vec<crate::spec::listen::Listen>,
+}
+
+impl Supervisor {
+    async fn on_hangups(mut self, mut hangup: tokio::signal::unix::Signal) {
+        while hangup.recv().await.is_some() {
+            match &self.on_hangup {
+                OnHangup::Restart => {
+                    log_as!(info, self.input, "SIGHUP: restarting the instances");
+                    futures::future::join_all(self.groups.iter().map(|g| g.reload())).await;
+                }
+                OnHangup::Reread { file, .. } => {
+                    log_as!(info, self.input, "SIGHUP: reloading {}", file.display());
+                    if let Err(e) = self.reread().await {
+                        log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGHUP for `wasgi serve`: new groups start, changed ones are
+    /// replaced, removed ones finish their queued requests and stop.
+    async fn reread(&mut self) -> Result<()> {
+        let OnHangup::Reread { file, cache_dir } = &self.on_hangup else { return Ok(()) };
+        // Reading files (a policy on a slow mount, a grant's directories) is
+        // blocking work: done off the threads that serve requests.
+        let (file, cache, choice) = (file.clone(), cache_dir.clone(), self.interpreters.default_choice());
+        let plan = tokio::task::spawn_blocking(move || plan(&file, &cache, choice)).await??;
+        for w in &plan.warnings {
+            log_as!(warn, self.input, "{w}");
+        }
+        if plan.config.listen != self.listen {
+            log_as!(warn, self.input, "[[listen]] changed: listeners are kept open across reloads, so the change takes effect at the next restart");
+        }
+        let (routes, groups) = start_apps(self.input, plan.apps, &mut self.interpreters, &self.groups).await?;
+        self.server.replace_router(Router::new(routes, plan.config.trusted_proxies));
+        let mut retired = 0;
+        for old in &self.groups {
+            if !groups.iter().any(|g| Arc::ptr_eq(g, old)) {
+                old.retire();
+                retired += 1;
+            }
+        }
+        let kept = groups.iter().filter(|g| self.groups.iter().any(|o| Arc::ptr_eq(g, o))).count();
+        log_as!(info, self.input, "configuration reloaded: {kept} group(s) unchanged, {} started, {retired} retired", groups.len() - kept);
+        self.groups = groups;
+        Ok(())
+    }
+}
