@@ -47,8 +47,9 @@
 //!   and the compiled-code cache; the time-zone database.
 //! - [`protocol`]: the host ↔ bridge frames (a leaf).
 //! - [`spec`]: plain values every stage reads: limits, listen addresses,
-//!   trusted proxies, access lists, interpreter choice, the guest spec, and
-//!   each granted directory opened once (a leaf).
+//!   trusted proxies, access lists, interpreter choice, the guest spec,
+//!   each granted directory opened once, and the outbound connection grants
+//!   (issue 17, not yet wired) (a leaf).
 //!
 //! Log targets keep the module names of the flat layout (`wasgi::server`,
 //! `wasgi::group`, ...), so log lines and `WASGI_LOG` filters did not change
