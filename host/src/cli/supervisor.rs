@@ -53,36 +53,63 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // Before anything else: SIGHUP's default action would end the process.
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let (hangups, hangups_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                // A SIGHUP while one is being handled is folded into it.
+                let _ = hangups.try_send(());
+            }
+        });
         // Bind first: an address in use is reported before any guest starts.
         let mut listeners = Vec::new();
         for addr in &plan.config.listen {
             listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
         }
-        // Kept while guests run: it ticks their epoch.
-        let mut interpreters = Interpreters::new(interpreter)?;
-        // `wasgi run`'s "serving" line names its app and counts its instances.
-        let instances: usize = plan.apps.iter().map(|a| a.group.instances).sum();
-        let name = plan.apps.first().map(|a| a.spec.name.clone()).unwrap_or_default();
-        let (routes, groups) = start_apps(input, plan.apps, &mut interpreters, &[]).await?;
-        let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
-        for listener in &listeners {
-            let ready = started.elapsed().as_secs_f64();
-            match input {
-                Input::Flags => log_as!(info, input, "serving {name} on {} ({instances} instance(s) ready in {ready:.2}s)", listener.local_addr()),
-                Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.local_addr()),
-            }
-        }
-        let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen };
-        let reloads = tokio::spawn(supervisor.on_hangups(hangup));
-        let result = server::serve(server, listeners, shutdown_signal(), drain).await;
-        reloads.abort();
-        result
+        serve_plan(plan, interpreter, listeners, on_hangup, hangups_rx, shutdown_signal(), drain, started).await
     })?;
     // Guests parked on their stdin are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
     log_as!(info, input, "stopped");
     Ok(())
+}
+
+/// What [`supervise`] does once its listeners are bound, without the
+/// process's signals: starts the plan's groups, serves on `listeners` until
+/// `shutdown` resolves, and reloads (`on_hangup`) for each message on
+/// `hangups` (the plan's warnings are the caller's to log). The tests'
+/// in-process server calls it directly.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_plan(
+    plan: Plan,
+    interpreter: &InterpreterArgs,
+    listeners: Vec<Listener>,
+    on_hangup: OnHangup,
+    hangups: tokio::sync::mpsc::Receiver<()>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+    started: Instant,
+) -> Result<()> {
+    let input = plan.config.input;
+    // Kept while guests run: it ticks their epoch.
+    let mut interpreters = Interpreters::new(interpreter)?;
+    // `wasgi run`'s "serving" line names its app and counts its instances.
+    let instances: usize = plan.apps.iter().map(|a| a.group.instances).sum();
+    let name = plan.apps.first().map(|a| a.spec.name.clone()).unwrap_or_default();
+    let (routes, groups) = start_apps(input, plan.apps, &mut interpreters, &[]).await?;
+    let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
+    for listener in &listeners {
+        let ready = started.elapsed().as_secs_f64();
+        match input {
+            Input::Flags => log_as!(info, input, "serving {name} on {} ({instances} instance(s) ready in {ready:.2}s)", listener.local_addr()),
+            Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.local_addr()),
+        }
+    }
+    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen };
+    let reloads = tokio::spawn(supervisor.on_hangups(hangups));
+    let result = server::serve(server, listeners, shutdown, drain).await;
+    reloads.abort();
+    result
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
@@ -177,8 +204,8 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn on_hangups(mut self, mut hangup: tokio::signal::unix::Signal) {
-        while hangup.recv().await.is_some() {
+    async fn on_hangups(mut self, mut hangups: tokio::sync::mpsc::Receiver<()>) {
+        while hangups.recv().await.is_some() {
             match &self.on_hangup {
                 OnHangup::Restart => {
                     log_as!(info, self.input, "SIGHUP: restarting the instances");

@@ -19,7 +19,9 @@
 //! - the sandbox and tenants: [`escape`] (the escape table), [`tenants`],
 //!   [`access`] (allow/deny);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
-//!   (`wasgi import-apache` on the guide's configs).
+//!   (`wasgi import-apache` on the guide's configs);
+//! - [`inprocess`]: the in-process server harness, for tests that need no
+//!   separate process.
 
 mod access;
 mod apache;
@@ -33,6 +35,7 @@ mod escape;
 mod flask;
 mod hostfacts;
 mod http2;
+mod inprocess;
 mod interpreters;
 mod limits;
 mod malformed;

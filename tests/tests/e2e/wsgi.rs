@@ -6,12 +6,23 @@ use std::time::{Duration, Instant};
 
 use wasgi_tests::{apps, http, TempDir, Wasgi};
 
+use crate::inprocess::InProcess;
+
 fn features(extra: &[&str]) -> Wasgi {
     let script = apps().join("features.wsgi");
     let mut args = vec![script.to_str().unwrap().to_owned()];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Wasgi::start(&args)
+}
+
+/// The same app served in-process, for the tests that read neither the log
+/// nor the process.
+fn features_in_process(extra: &[&str]) -> InProcess {
+    let script = apps().join("features.wsgi");
+    let mut args = vec![script.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    InProcess::run(&args)
 }
 
 fn wait_for_file(path: &std::path::Path, timeout: Duration) -> Option<String> {
@@ -28,7 +39,7 @@ fn wait_for_file(path: &std::path::Path, timeout: Duration) -> Option<String> {
 
 #[test]
 fn list_responses_get_a_content_length_and_generators_are_chunked() {
-    let server = features(&["--instances", "1"]);
+    let server = features_in_process(&["--instances", "1"]);
     let r = server.get("/head");
     assert_eq!((r.status, r.text().as_str()), (200, "hello"));
     assert_eq!(r.header("content-length"), Some("5"));
@@ -49,7 +60,7 @@ fn list_responses_get_a_content_length_and_generators_are_chunked() {
 
 #[test]
 fn head_sends_headers_only_and_keeps_the_connection_usable() {
-    let server = features(&["--instances", "1"]);
+    let server = features_in_process(&["--instances", "1"]);
     let mut stream = server.connect();
     stream.write_all(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let r = http::read_response(&mut stream, true).unwrap();
@@ -63,7 +74,7 @@ fn head_sends_headers_only_and_keeps_the_connection_usable() {
 
 #[test]
 fn keep_alive_serves_many_requests_on_one_connection_and_module_state_persists() {
-    let server = features(&["--instances", "1"]);
+    let server = features_in_process(&["--instances", "1"]);
     let mut stream = server.connect();
     let mut tokens = Vec::new();
     for _ in 0..5 {
