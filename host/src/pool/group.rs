@@ -555,3 +555,116 @@ async fn watch_for_changes(group: std::sync::Weak<Group>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::{fingerprint, with_jitter, Kind};
+    use crate::spec::guest::{GuestSpec, HostFacts};
+    use crate::spec::interpreter::Choice;
+    use crate::spec::limits::{Isolation, Limits, Reload};
+
+    fn spec(script: &Path, reload: Reload, isolation: Isolation, maximum_requests: Option<u64>) -> GuestSpec {
+        GuestSpec {
+            name: Arc::from("app"),
+            script: script.to_owned(),
+            callable: "application".into(),
+            python_path: Vec::new(),
+            grants: Vec::new(),
+            home: None,
+            env: Vec::new(),
+            group: "app".into(),
+            policies: Vec::new(),
+            memory_limit: 256 << 20,
+            limits: Limits { maximum_requests, ..Limits::default() },
+            reload,
+            restrict_stdout: false,
+            snapshot: false,
+            isolation,
+            warmup: Vec::new(),
+            interpreter: Choice::Pinned,
+            host_facts: HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: "localhost".into() },
+        }
+    }
+
+    /// A scratch app directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("wasgi-group-{label}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("pkg/__pycache__")).unwrap();
+            std::fs::write(dir.join("app.wsgi"), "application = None\n").unwrap();
+            std::fs::write(dir.join("pkg/views.py"), "x = 1\n").unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Sets `path`'s modification time `secs` into the future, so that a
+    /// change is seen whatever the file system's time resolution.
+    fn touch(path: &Path, secs: u64) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(secs)).unwrap();
+    }
+
+    #[test]
+    fn recycling_is_spread_over_ten_per_cent_above_maximum_requests() {
+        for maximum in [1, 9, 10, 100, 1000] {
+            for _ in 0..200 {
+                let n = with_jitter(maximum);
+                assert!((maximum..=maximum + maximum / 10).contains(&n), "{maximum} -> {n}");
+            }
+        }
+        let seen: std::collections::HashSet<u64> = (0..200).map(|_| with_jitter(1000)).collect();
+        assert!(seen.len() > 10, "instances started together do not all recycle at once: {seen:?}");
+    }
+
+    #[test]
+    fn each_isolation_mode_is_its_kind_of_worker() {
+        let script = Path::new("/nonexistent/app.wsgi");
+        assert!(matches!(Kind::of(&spec(script, Reload::Off, Isolation::Request, Some(5))), Kind::PerRequest));
+        assert!(matches!(Kind::of(&spec(script, Reload::Off, Isolation::Instance, None)), Kind::LongLived { recycle_after: None }));
+        match Kind::of(&spec(script, Reload::Off, Isolation::Instance, Some(100))) {
+            Kind::LongLived { recycle_after: Some(n) } => assert!((100..=110).contains(&n), "{n}"),
+            _ => panic!("maximum_requests gives a long-lived worker that recycles"),
+        }
+    }
+
+    #[test]
+    fn reload_on_change_sees_the_script_or_the_tree_and_never_pycache() {
+        let scratch = Scratch::new("fingerprint");
+        let script = scratch.0.join("app.wsgi");
+        let (script_only, tree) = (spec(&script, Reload::Script, Isolation::Instance, None), spec(&script, Reload::Tree, Isolation::Instance, None));
+        let (a, b) = (fingerprint(&script_only).unwrap(), fingerprint(&tree).unwrap());
+
+        // A module under the script's directory: the tree sees it, the script alone does not.
+        touch(&scratch.0.join("pkg/views.py"), 10);
+        assert_eq!(fingerprint(&script_only), Some(a));
+        let b2 = fingerprint(&tree).unwrap();
+        assert_ne!(b2, b);
+
+        // Bytecode the guest writes is not a change of the app.
+        std::fs::write(scratch.0.join("pkg/__pycache__/views.cpython-313.pyc"), b"bytecode").unwrap();
+        touch(&scratch.0.join("pkg/__pycache__/views.cpython-313.pyc"), 20);
+        assert_eq!(fingerprint(&tree), Some(b2));
+
+        // The script itself: both see it, also a same-second edit that changes its size.
+        std::fs::write(&script, "application = None  # edited\n").unwrap();
+        touch(&script, 10);
+        assert_ne!(fingerprint(&script_only), Some(a));
+        assert_ne!(fingerprint(&tree), Some(b2));
+
+        // A script that is gone has no fingerprint (the watcher then waits).
+        assert_eq!(fingerprint(&spec(&scratch.0.join("gone.wsgi"), Reload::Script, Isolation::Instance, None)), None);
+    }
+}
