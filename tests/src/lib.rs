@@ -414,17 +414,11 @@ impl Wasgi {
     }
 
     pub fn get(&self, path: &str) -> http::Response {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        http::get(&self.addr, path)
     }
 
     pub fn post(&self, path: &str, body: &[u8]) -> http::Response {
-        let mut raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(body);
-        self.request(&raw)
+        http::post(&self.addr, path, body)
     }
 
     /// Resident set size of the server process, in bytes.
@@ -558,6 +552,19 @@ pub mod http {
         let mut stream = connect(addr);
         stream.write_all(raw).unwrap();
         read_response(&mut stream, raw.starts_with(b"HEAD ")).unwrap_or_else(|e| panic!("no response from {addr}: {e}"))
+    }
+
+    /// `GET path` on a fresh connection to `addr`.
+    pub fn get(addr: &str, path: &str) -> Response {
+        request(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    /// `POST path` with `body` on a fresh connection to `addr`.
+    pub fn post(addr: &str, path: &str, body: &[u8]) -> Response {
+        let mut raw =
+            format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        raw.extend_from_slice(body);
+        request(addr, &raw)
     }
 
     /// One request over a Unix socket.

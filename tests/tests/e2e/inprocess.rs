@@ -107,7 +107,7 @@ impl InProcess {
     }
 
     pub fn get(&self, path: &str) -> http::Response {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        http::get(&self.addr, path)
     }
 
     /// What SIGHUP does to `wasgi run`: the instances restart on the code as
