@@ -15,7 +15,7 @@ use wasgi::cli::run::{config_from_flags, RunArgs};
 use wasgi::cli::supervisor::{serve_plan, OnHangup};
 use wasgi::config::plan::plan_config;
 use wasgi::http::server::Listener;
-use wasgi::spec::listen::Listen;
+use wasgi::spec::listen::{Listen, ListenAddr};
 use wasgi_tests::{apps, cache_dir, http, setup};
 
 /// `wasgi run`'s flags, parsed as the binary parses them.
@@ -55,7 +55,8 @@ impl InProcess {
             let result = runtime.block_on(async move {
                 let listen = Listen { addr: "127.0.0.1:0".parse().unwrap(), socket_mode: None };
                 let listener = Listener::bind(&listen, 128).await?;
-                bound.send(listener.local_addr().to_string()).unwrap();
+                let ListenAddr::Tcp(addr) = listener.local_addr() else { unreachable!("a TCP listener was bound") };
+                bound.send(addr.to_string()).unwrap();
                 let stop = async move {
                     let _ = shutdown_rx.await;
                 };
@@ -65,7 +66,6 @@ impl InProcess {
             result
         });
         let addr = bound_rx.recv_timeout(Duration::from_secs(30)).expect("the in-process server binds its listener");
-        let addr = addr.trim_start_matches("http://").to_string();
         let mut server = InProcess { addr, shutdown: Some(shutdown), hangup, thread: Some(thread) };
         server.wait_ready();
         server
@@ -99,11 +99,6 @@ impl InProcess {
     /// A client connection to the server.
     pub fn connect(&self) -> TcpStream {
         http::connect(&self.addr)
-    }
-
-    /// One request on a fresh connection.
-    pub fn request(&self, raw: &[u8]) -> http::Response {
-        http::request(&self.addr, raw)
     }
 
     pub fn get(&self, path: &str) -> http::Response {
