@@ -5,28 +5,13 @@
 # configured user, work run in place) rather than an AttributeError.
 
 
-def _no_network(*args, **kwargs):
-    import errno
-
-    raise OSError(errno.ENETUNREACH, "the wasgi sandbox has no network")
-
-
-def _install_no_network():
-    """Name lookups fail with OSError, as on a host without network.
-
-    This WASI build has no getaddrinfo at all, so without this shim a client
-    library would die with AttributeError instead of its usual network error."""
-    import socket
-
-    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
-        try:
-            getattr(socket, name)(*(("localhost", 80) if name in ("getaddrinfo", "getnameinfo") else ("localhost",)))
-        except OSError:
-            continue
-        except Exception:
-            setattr(socket, name, _no_network)
-
-
+def _install_no_network(message=None):
+    """Sockets and name lookups fail with OSError (ENETUNREACH), saying how
+    to grant a connection: socket.socket is the bridge's (netsock.py) over a
+    backend that refuses every connection. This WASI build has no
+    getaddrinfo at all, and its sockets fail in obscure ways; a client
+    library gets its usual network error instead."""
+    _install_sockets(_NoNetwork(message or NO_NETWORK))
 
 
 def _install_host_facts(config):

@@ -31,15 +31,38 @@ def _user_frames(tb_frames, script):
 
 
 def _guard_sockets():
-    """Until the script is imported, opening a socket means it starts a server."""
-    import socket
+    """Until the script is imported, starting a server means `app.run()`.
 
-    saved = {name: getattr(socket, name) for name in ("socket", "getaddrinfo")}
+    With connect grants a client connection at import is legitimate (an app
+    may open its database then): only binding a port and listening are
+    refused. Without them, any socket or name lookup is the server."""
+    import socket
 
     def refuse(*args, **kwargs):
         import traceback
 
         raise ServerAtImport(traceback.extract_stack()[:-1])
+
+    if _network_installed:
+        saved = {name: _Socket.__dict__[name] for name in ("bind", "listen")}
+
+        def bind(self, address):
+            if _is_server_address(self._family, address):
+                refuse()
+            return saved["bind"](self, address)
+
+        def listen(self, backlog=0):
+            refuse()
+
+        _Socket.bind, _Socket.listen = bind, listen
+
+        def restore():
+            for name, value in saved.items():
+                setattr(_Socket, name, value)
+
+        return restore
+
+    saved = {name: getattr(socket, name) for name in ("socket", "getaddrinfo")}
 
     class NoServerAtImport(saved["socket"]):
         def __init__(self, *args, **kwargs):
@@ -53,8 +76,6 @@ def _guard_sockets():
             setattr(socket, name, value)
 
     return restore
-
-
 
 
 def _install_denial_explainer(config):

@@ -15,11 +15,29 @@ def init(config):
         os.chdir(config["home"])
     sys.stdout = sys.__stdout__ = RestrictedStdout("stdout") if config.get("restrict_stdout") else _stdout
     sys.stderr = sys.__stderr__ = _stderr
-    _install_no_network()
+    _install_network_or_not(config.get("network"))
     _install_host_facts(config)
     _install_one_thread()
     _install_denial_explainer(config)
     return load_application(config["script"], config["callable"])
+
+
+def _install_network_or_not(network):
+    """Outbound connections through the host when the group has connect
+    grants (config["network"]) and this interpreter has the host calls for
+    them; otherwise sockets that say why there is no network."""
+    if not network:
+        _install_no_network()
+        return
+    try:
+        import _wasgi
+    except ImportError:
+        _wasgi = None
+    if not hasattr(_wasgi, "net_connect"):
+        _install_no_network(NETWORK_NEEDS_313)
+        transport.log("warn", f"the group has [[connect]] grants, but {NETWORK_NEEDS_313}")
+        return
+    _install_network(network, _wasgi)
 
 
 def serve(app=None):

@@ -13,6 +13,7 @@ host/src/sandbox/bridge.rs lists them, into one module, `wasgi_bridge`:
   logstream.py  sys.stdout, sys.stderr and wsgi.errors, sent to the log
   guestenv.py   what the sandbox lacks, made to look as an app expects: no
                 network, one virtual user and host, one thread
+  netsock.py    outbound client sockets (socket, select, ssl) over host calls
   loader.py     loading the script, and explaining why it failed
   wsgi.py       one request: wsgi.input, start_response, the body frames
   snapshot.py   what a snapshot needs: files read at import, warm-up

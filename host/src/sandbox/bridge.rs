@@ -26,7 +26,7 @@ macro_rules! bridge {
 
 // Each file uses only what the ones before it define at import (the rest
 // at call time).
-bridge!("protocol.py", "transport.py", "logstream.py", "guestenv.py", "loader.py", "wsgi.py", "snapshot.py", "main.py");
+bridge!("protocol.py", "transport.py", "logstream.py", "guestenv.py", "netsock.py", "loader.py", "wsgi.py", "snapshot.py", "main.py");
 
 #[cfg(test)]
 mod tests {
