@@ -89,8 +89,15 @@ def _constants(sm):
         ("EAI_FAMILY", -6), ("EAI_SOCKTYPE", -7), ("EAI_SERVICE", -8), ("EAI_ADDRFAMILY", -9),
         ("INADDR_ANY", 0), ("INADDR_LOOPBACK", 0x7F000001),
     ):
-        if not hasattr(sm, name):
-            setattr(sm, name, value)
+        if hasattr(sm, name):
+            continue
+        # WASI's values are not Linux's (AF_INET is 1): a fallback must not
+        # equal another constant of its kind.
+        prefix = name.split("_")[0] + "_"
+        taken = {v for k, v in vars(sm).items() if k.startswith(prefix) and isinstance(v, int)}
+        while value in taken:
+            value += 1000 if value >= 0 else -1000
+        setattr(sm, name, value)
 
 
 def _ms(seconds):
@@ -561,7 +568,7 @@ _SERVICES = {
 }
 
 
-def _ip(text, family=None):
+def _ip(text):
     """(family, normalised text) when `text` is an IP literal, else None."""
     import ipaddress
 
@@ -660,7 +667,7 @@ def _resolve(host):
 
 
 def gethostbyname(hostname):
-    return getaddrinfo(hostname, None if _ip(hostname or "") else 0, _sm.AF_INET, _sm.SOCK_STREAM)[0][4][0]
+    return getaddrinfo(hostname, 0, _sm.AF_INET, _sm.SOCK_STREAM)[0][4][0]
 
 
 def gethostbyname_ex(hostname):
@@ -921,6 +928,11 @@ class _TLSSocket(_Socket):
     def _check_connected(self):
         if not self._connected:
             self.getpeername()
+            # Wrapped while a non-blocking connect was under way: done now.
+            if self._state() == 0:
+                self._connected = True
+                if self._sslobj is None:
+                    self._sslobj = self._wrap()
 
     # -- the pump: records between the BIOs and the host
 
