@@ -92,11 +92,32 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
                 let _ = writeln!(out, "  {:<width$}  {:<6}  (follow_symlinks: resolved once, to {})", "", "", c.real_path().display());
             }
         }
+        report_network(&mut out, &a.spec.network);
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
     }
     out
+}
+
+/// The group's connect grants, each with its origin, and their limits.
+fn report_network(out: &mut String, network: &crate::spec::connect::Network) {
+    if network.rules.is_empty() {
+        let _ = writeln!(out, "  connect  none: the app cannot open network connections (grant them with [[connect]] to = \"HOST:PORT\")");
+        return;
+    }
+    let width = network.rules.iter().map(|r| r.grant.to_string().len()).max().unwrap_or(0).max(7);
+    let _ = writeln!(out, "  {:<width$}  granted by", "connect");
+    for rule in &network.rules {
+        let _ = writeln!(out, "  {:<width$}  {}", rule.grant.to_string(), rule.origin);
+    }
+    let ca = network.ca_file.as_ref().map_or("none found on this host (ca_file names one)".to_owned(), |f| f.display().to_string());
+    let _ = writeln!(
+        out,
+        "  connections  at most {} open at once for the group, connect timeout {}s, CA certificates {ca}",
+        network.max_connections,
+        network.connect_timeout.as_secs()
+    );
 }
 
 fn describe_access(access: &crate::spec::access::Access) -> String {

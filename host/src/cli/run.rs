@@ -18,6 +18,7 @@ use crate::cli::supervisor::{supervise, OnHangup};
 use crate::config::plan::plan_config;
 use crate::config::{self, AppConfig, Config, FlagGrant, GroupConfig, Input, Problem, Problems};
 use crate::engine::args::InterpreterArgs;
+use crate::spec::connect::{ConnectGrant, ConnectRule};
 use crate::spec::grant_dir::{GrantDir, GrantDirError};
 use crate::spec::limits::{secs_or_off, HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
@@ -71,6 +72,20 @@ pub struct RunArgs {
     /// A directory the app may read and write (repeatable).
     #[arg(long = "grant-write", value_name = "DIR")]
     pub grant_write: Vec<PathBuf>,
+    /// Let the app connect to TO: HOST:PORT (HOST an IP address, a CIDR block, a DNS name or
+    /// *.domain; IPv6 in brackets; PORT a number or a range such as 5432-5433) or
+    /// unix:/path/to.sock (repeatable). Nothing is reachable without one.
+    #[arg(long = "connect", value_name = "TO", value_parser = parse_connect)]
+    pub connect: Vec<ConnectGrant>,
+    /// Open outbound connections the app's instances may hold at once, together.
+    #[arg(long = "max-outbound-connections", value_name = "N", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    pub max_outbound_connections: usize,
+    /// Seconds an outbound connect may take.
+    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = config::DEFAULT_CONNECT_TIMEOUT_SECS)]
+    pub connect_timeout: u64,
+    /// The CA certificates the app's `ssl` module trusts (default: the host's store).
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Let the granted paths (the script's directory, --python-path, --venv, --grant-*) contain
     /// symlinks, resolved once at start (default: a symlink in a grant's path is an error, so
     /// nobody can redirect a grant by swapping a directory for a link).
@@ -186,6 +201,11 @@ fn absolute(path: &Path, flag: &str) -> Result<PathBuf, Problem> {
 /// The flags as the config a `wasgi.toml` with one `[[group]]` and one
 /// `[[app]]` would give, checked as a file's values are (the plan then
 /// checks the paths, for both alike). The group is named after the script.
+/// `--connect`'s value, parsed as a policy's `to` is.
+fn parse_connect(text: &str) -> Result<ConnectGrant, String> {
+    text.parse::<ConnectGrant>().map_err(|e| e.to_string())
+}
+
 pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let mut absolute = |path: &Path, flag: &str| absolute(path, flag).map_err(|p| problems.push(p)).ok();
@@ -193,9 +213,13 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
     let python_path = args.python_path.iter().filter_map(|dir| absolute(dir, "--python-path")).collect();
     let venv = args.venv.as_ref().and_then(|venv| absolute(venv, "--venv"));
     let home = args.home.as_ref().and_then(|home| absolute(home, "--home"));
+    let ca_file = args.ca_file.as_ref().and_then(|file| absolute(file, "--ca-file"));
     let mut flag_grants = Vec::new();
     for (dirs, write, flag) in [(&args.grant_read, false, "--grant-read"), (&args.grant_write, true, "--grant-write")] {
         flag_grants.extend(dirs.iter().filter_map(|dir| absolute(dir, flag)).map(|path| FlagGrant { path, write, flag }));
+    }
+    if let Some(file) = ca_file.as_ref().filter(|f| !f.is_file()) {
+        problems.push(Problem::flag(format!("--ca-file {}", file.display()), "not a file"));
     }
     // --home must exist, as it always had to (the plan does not ask that of
     // a file's `home`, and still does not).
@@ -256,6 +280,10 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
         warmup: args.warmup.clone(),
         // No interpreter of its own: the process's default (--interpreter), as for a file's group.
         flag_grants,
+        flag_connect: args.connect.iter().map(|grant| ConnectRule { grant: grant.clone(), origin: format!("--connect {grant}") }).collect(),
+        max_connections: args.max_outbound_connections,
+        connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+        ca_file,
         ..GroupConfig::named(name.clone())
     };
     let app = AppConfig {

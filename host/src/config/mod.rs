@@ -24,6 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::spec::access::Access;
+use crate::spec::connect::ConnectRule;
 use crate::spec::interpreter::Choice;
 use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
@@ -196,6 +197,12 @@ struct RawGroup {
     interpreter: Option<Spanned<String>>,
     /// What `socket.gethostname()` answers inside the guests; absent: the server's name.
     hostname: Option<Spanned<String>>,
+    /// Open outbound connections the group's guests may hold at once.
+    max_connections: Option<Spanned<i64>>,
+    /// Seconds a connect may take (a guest's shorter socket timeout wins).
+    connect_timeout: Option<Spanned<i64>>,
+    /// The CA certificates the guests' `ssl` module trusts; absent: the host's store.
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +286,13 @@ pub struct GroupConfig {
     /// Directories granted by `wasgi run`'s `--grant-read`/`--grant-write`
     /// (a file's groups take theirs from policies, so this is empty there).
     pub flag_grants: Vec<FlagGrant>,
+    /// Connect grants of `wasgi run`'s `--connect` (likewise empty in a file).
+    pub flag_connect: Vec<ConnectRule>,
+    /// Open outbound connections at once, for the whole group.
+    pub max_connections: usize,
+    pub connect_timeout: std::time::Duration,
+    /// The CA bundle guests trust; None: the host's store, if it has one.
+    pub ca_file: Option<PathBuf>,
     /// Where the group was declared, for later messages.
     pub line: usize,
     /// The lines of its `user` and `group` keys.
@@ -331,6 +345,10 @@ impl GroupConfig {
             interpreter: None,
             hostname: None,
             flag_grants: Vec::new(),
+            flag_connect: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connect_timeout: std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+            ca_file: None,
             line: 0,
             user_line: 0,
             group_line: 0,
@@ -363,6 +381,13 @@ pub const DEFAULT_MEMORY_LIMIT_MIB: usize = 1024;
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
 /// Seconds requests in flight may take to finish after SIGTERM/SIGINT.
 pub const DEFAULT_GRACEFUL_TIMEOUT_SECS: u64 = 30;
+/// Open outbound connections per group (a policy's `[limits]` may lower it).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// Seconds an outbound connect may take.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// Where Debian, Ubuntu and Alpine keep the system's CA bundle: guests that
+/// may connect trust it unless `ca_file` names another.
+pub const HOST_CA_FILES: [&str; 3] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
 /// Instances per group: one per core.
 pub fn default_instances() -> usize {
@@ -608,6 +633,21 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 None
             }
         });
+        let max_connections = match &g.max_connections {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(v) if *v.get_ref() >= 0 => *v.get_ref() as usize,
+            Some(v) => {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: max_connections"), format!("must be 0 (no connections) or more, not {}", v.get_ref())));
+                DEFAULT_MAX_CONNECTIONS
+            }
+        };
+        let connect_timeout = std::time::Duration::from_secs(positive(&g.connect_timeout, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_SECS as usize, &mut problems) as u64);
+        let ca_file = g.ca_file.as_ref().and_then(|v| absolute(v, &format!("group {name:?}: ca_file"), &mut problems));
+        if let (Some(file), Some(v)) = (&ca_file, &g.ca_file) {
+            if !file.is_file() {
+                problems.push(source.problem(&v.span(), format!("group {name:?}: ca_file"), format!("{} is not a file", file.display())));
+            }
+        }
         groups.push(GroupConfig {
             name,
             instances,
@@ -629,6 +669,10 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
             interpreter,
             hostname,
             flag_grants: Vec::new(),
+            flag_connect: Vec::new(),
+            max_connections,
+            connect_timeout,
+            ca_file,
             line,
             user_line: g.user.as_ref().map_or(line, |u| source.line_of(&u.span())),
             group_line: g.group.as_ref().map_or(line, |u| source.line_of(&u.span())),

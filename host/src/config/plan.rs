@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::policy::{self, Capability, Origin};
 use crate::config::{self, AppConfig, Config, GroupConfig, Input, Problem, Problems};
+use crate::spec::connect::Network;
 use crate::spec::grant_dir::{GrantDir, GrantDirError};
 use crate::spec::guest::{Grant, GuestSpec, RUN_FLAGS_POLICY};
 use crate::spec::interpreter::Choice;
@@ -100,6 +101,28 @@ fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<
     Ok(pycache)
 }
 
+/// Where guests find the CA bundle: a directory of its own holding only it.
+pub const GUEST_CA_DIR: &str = "/.wasgi-ca";
+pub const CA_BUNDLE: &str = "the CA certificates guests trust (ca_file)";
+
+/// A copy of the CA bundle, in a directory of the server's cache named by its
+/// content and granted read-only at [`GUEST_CA_DIR`]: the guest reads the
+/// certificates and nothing else of the host's /etc. Returns the guest's path.
+fn ca_dir(cache_dir: &Path, ca_file: &Path, grants: &mut Vec<Grant>) -> Result<String> {
+    let pem = std::fs::read(ca_file).with_context(|| format!("cannot read {}", ca_file.display()))?;
+    let dir = cache_dir.join("ca").join(hex::encode(&Sha256::digest(&pem)[..8]));
+    let file = dir.join("ca.pem");
+    if std::fs::read(&file).ok().as_deref() != Some(&pem[..]) {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let partial = dir.join(format!(".ca.pem.{}", std::process::id()));
+        std::fs::write(&partial, &pem).with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::rename(&partial, &file).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    let opened = GrantDir::open(&dir, true).with_context(|| format!("cannot open {}", dir.display()))?;
+    grants.push(Grant { path: dir, guest_path: PathBuf::from(GUEST_CA_DIR), write: false, origin: CA_BUNDLE.into(), dir: opened });
+    Ok(format!("{GUEST_CA_DIR}/ca.pem"))
+}
+
 /// A problem, located where its input can show it: a file's line, or (for
 /// `wasgi run`) no place, the key naming the flag.
 fn problem(config: &Config, line: usize, key: String, message: String) -> Problem {
@@ -129,7 +152,8 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
 
     for app in &config.apps {
         let Some(group) = config.groups.iter().find(|g| g.name == app.group) else { continue };
-        let (policy_caps, policy_memory) = &capabilities[&group.name];
+        let granted = &capabilities[&group.name];
+        let (policy_caps, policy_memory) = (&granted.capabilities, &granted.memory_limit);
         let mut caps: Vec<Capability> = policy_caps.clone();
         // Each implied grant opened once, like a policy's (see grant_dir).
         let follow = group.follow_symlinks;
@@ -268,6 +292,15 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
         let mut env = group.env.clone();
         env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));
+        let network = network(group, granted);
+        if let Some(ca_file) = &network.ca_file {
+            match ca_dir(cache_dir, ca_file, &mut grants) {
+                // OpenSSL's default verify paths read it (ssl.create_default_context()).
+                Ok(guest_file) if !env.iter().any(|(k, _)| k == "SSL_CERT_FILE") => env.push(("SSL_CERT_FILE".into(), guest_file)),
+                Ok(_) => {}
+                Err(e) => problems.push(problem(&config, group.line, format!("group {:?}: ca_file", group.name), format!("{e:#}"))),
+            }
+        }
         // `wasgi run`'s one group is named after its script, and so is its app.
         let name = match flags {
             true => group.name.clone(),
@@ -296,6 +329,7 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
                 group: group.group.clone().or_else(|| group.user.clone()).unwrap_or(own_user),
                 hostname: group.hostname.clone().unwrap_or_else(crate::spec::guest::host_name),
             },
+            network,
             group: group.name.clone(),
             policies: match flags {
                 true => vec![RUN_FLAGS_POLICY.into()],
@@ -323,6 +357,28 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         Ok(Plan { config, apps, warnings })
     } else {
         Err(Problems(problems))
+    }
+}
+
+/// Where a group's guests may connect: its policies' `[[connect]]` lines and
+/// `wasgi run`'s `--connect` flags, under the lower of the group's and the
+/// policies' `max_connections`; the CA bundle its guests trust.
+fn network(group: &GroupConfig, granted: &policy::GroupPolicy) -> Network {
+    let mut rules = granted.connect.clone();
+    for rule in &group.flag_connect {
+        policy::add_connect(&mut rules, rule.clone());
+    }
+    let ca_file = match &group.ca_file {
+        Some(file) => Some(file.clone()),
+        None if rules.is_empty() => None,
+        None => config::HOST_CA_FILES.iter().map(PathBuf::from).find(|f| f.is_file()),
+    };
+    Network {
+        rules,
+        max_connections: granted.max_connections.map_or(group.max_connections, |p| p.min(group.max_connections)),
+        connect_timeout: group.connect_timeout,
+        ca_file,
+        counters: Default::default(),
     }
 }
 

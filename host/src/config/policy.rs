@@ -6,6 +6,8 @@
 //! directories (write wins over read on the same path). Nothing else exists
 //! inside the sandbox. A grant of a missing or relative path, or a write grant
 //! that overlaps another tenant's grant, is an error naming file and line.
+//! `[[connect]] to = "HOST:PORT"` lines grant outbound connections
+//! ([`crate::spec::connect`]); none is granted by default.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{Config, Problem, Problems, Source};
+use crate::spec::connect::{ConnectGrant, ConnectRule};
 use crate::spec::grant_dir::{self, GrantDir};
 
 #[derive(Deserialize)]
@@ -21,7 +24,16 @@ use crate::spec::grant_dir::{self, GrantDir};
 struct RawPolicy {
     #[serde(default)]
     grant: Vec<RawGrant>,
+    #[serde(default)]
+    connect: Vec<RawConnect>,
     limits: Option<RawLimits>,
+}
+
+/// `[[connect]] to = "HOST:PORT"` (see [`crate::spec::connect`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    to: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +55,8 @@ struct RawGrant {
 struct RawLimits {
     /// MiB of linear memory per instance; caps the group's own setting.
     memory_limit: Option<Spanned<i64>>,
+    /// Open outbound connections per group; caps the group's own setting.
+    max_connections: Option<Spanned<i64>>,
 }
 
 /// Where a grant came from, for `wasgi check` and for denials in the log.
@@ -92,7 +106,19 @@ impl Capability {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub grants: Vec<Capability>,
+    pub connect: Vec<ConnectRule>,
     pub memory_limit: Option<usize>,
+    pub max_connections: Option<usize>,
+}
+
+/// What a group's policies give it, united: directories, connect grants,
+/// and the lowest of their limits.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPolicy {
+    pub capabilities: Vec<Capability>,
+    pub connect: Vec<ConnectRule>,
+    pub memory_limit: Option<usize>,
+    pub max_connections: Option<usize>,
 }
 
 /// The policies a configuration names, each read once.
@@ -150,12 +176,28 @@ fn read_policy(path: &Path, problems: &mut Vec<Problem>) -> Option<Policy> {
             follow_symlinks: g.follow_symlinks,
         });
     }
+    for (i, c) in raw.connect.iter().enumerate() {
+        match c.to.get_ref().parse::<ConnectGrant>() {
+            Ok(grant) => {
+                let origin = Origin::Policy { file: source.path.clone(), line: source.line_of(&c.to.span()) };
+                add_connect(&mut policy.connect, ConnectRule { grant, origin: origin.to_string() });
+            }
+            Err(e) => problems.push(source.problem(&c.to.span(), format!("connect[{i}].to"), e.to_string())),
+        }
+    }
     if let Some(limits) = &raw.limits {
         if let Some(m) = &limits.memory_limit {
             if *m.get_ref() < 1 {
                 problems.push(source.problem(&m.span(), "limits.memory_limit", format!("must be at least 1 (MiB), not {}", m.get_ref())));
             } else {
                 policy.memory_limit = Some(*m.get_ref() as usize);
+            }
+        }
+        if let Some(m) = &limits.max_connections {
+            if *m.get_ref() < 0 {
+                problems.push(source.problem(&m.span(), "limits.max_connections", format!("must be 0 (no connections) or more, not {}", m.get_ref())));
+            } else {
+                policy.max_connections = Some(*m.get_ref() as usize);
             }
         }
     }
@@ -176,14 +218,21 @@ pub fn add_capability(set: &mut Vec<Capability>, cap: Capability) {
     }
 }
 
-/// The capability set of every group, from its user and group policies.
-pub fn resolve(config: &Config) -> Result<HashMap<String, (Vec<Capability>, Option<usize>)>, Problems> {
+/// Adds a connect grant unless the same grant is already there (the first
+/// origin is kept).
+pub fn add_connect(set: &mut Vec<ConnectRule>, rule: ConnectRule) {
+    if !set.iter().any(|r| r.grant == rule.grant) {
+        set.push(rule);
+    }
+}
+
+/// What every group's user and group policies give it.
+pub fn resolve(config: &Config) -> Result<HashMap<String, GroupPolicy>, Problems> {
     let mut problems = Vec::new();
     let mut loaded: HashMap<PathBuf, Option<Policy>> = HashMap::new();
     let mut result = HashMap::new();
     for group in &config.groups {
-        let mut caps = Vec::new();
-        let mut memory_limit: Option<usize> = None;
+        let mut united = GroupPolicy::default();
         for (kind, name, line) in [("users", &group.user, group.user_line), ("groups", &group.group, group.group_line)] {
             let Some(name) = name else { continue };
             let file = config.policies.join(kind).join(format!("{name}.toml"));
@@ -199,14 +248,20 @@ pub fn resolve(config: &Config) -> Result<HashMap<String, (Vec<Capability>, Opti
             let policy = loaded.entry(file.clone()).or_insert_with(|| read_policy(&file, &mut problems)).clone();
             if let Some(policy) = policy {
                 for cap in policy.grants {
-                    add_capability(&mut caps, cap);
+                    add_capability(&mut united.capabilities, cap);
                 }
-                if let Some(limit) = policy.memory_limit {
-                    memory_limit = Some(memory_limit.map_or(limit, |m| m.min(limit)));
+                for rule in policy.connect {
+                    add_connect(&mut united.connect, rule);
                 }
+                let lowest = |a: Option<usize>, b: Option<usize>| match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                united.memory_limit = lowest(united.memory_limit, policy.memory_limit);
+                united.max_connections = lowest(united.max_connections, policy.max_connections);
             }
         }
-        result.insert(group.name.clone(), (caps, memory_limit));
+        result.insert(group.name.clone(), united);
     }
 
     if problems.is_empty() {

@@ -587,6 +587,7 @@ mod tests {
             warmup: Vec::new(),
             interpreter: Choice::Pinned,
             host_facts: HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: "localhost".into() },
+            network: Default::default(),
         }
     }
 

@@ -25,7 +25,9 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use crate::engine::wasm_error::WasmContext;
 use crate::protocol::frames::{Decoder, Kind};
 use crate::sandbox::gone::{Channel, Gone};
-use crate::sandbox::hostcalls::{HostEnd, WASGI_SERVE};
+use crate::sandbox::abi::WASGI_SERVE;
+use crate::sandbox::hostcalls::HostEnd;
+use crate::sandbox::net::NetEnd;
 use crate::sandbox::prepared::{Entry, Prepared};
 use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch};
 use crate::sandbox::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
@@ -162,7 +164,9 @@ impl NewGuest {
             bytes: memory_bytes.clone(),
         };
         let cpu = Arc::new(CpuBudget::default());
-        let mut store = Store::new(engine, GuestState { wasi, hostcalls, limits, cpu: cpu.clone() });
+        // Also with frames on stdio (WASGI_FRAMES=stdio): the interpreter still imports the calls.
+        let net = Some(NetEnd::new(spec.network.clone(), spec.group.clone(), spec.policies.clone(), tag.clone()));
+        let mut store = Store::new(engine, GuestState { wasi, hostcalls, net, limits, cpu: cpu.clone() });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick (10 ms), so a busy guest neither holds a
         // worker thread other connections need nor escapes its deadline.
@@ -463,6 +467,10 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
         "snapshot": snapshot,
         "warmup": if snapshot { spec.warmup.clone() } else { Vec::new() },
         "warmup_rounds": WARMUP_ROUNDS,
+        // The socket module over the host's connections, when any are granted.
+        "network": (!spec.network.rules.is_empty()).then(|| serde_json::json!({
+            "ca_file": spec.env.iter().find(|(k, _)| k == "SSL_CERT_FILE").map(|(_, v)| v),
+        })),
         "host_facts": {
             "user": spec.host_facts.user,
             "group": spec.host_facts.group,

@@ -1,5 +1,7 @@
 //! One guest: a wasmtime store running python.wasm and the bridge.
 //!
+//! - [`abi`]: the host calls' and guest exports' names, types and
+//!   contracts, written once and checked against the C sources.
 //! - [`bridge`]: the bridge's Python source (guest/bridge/), joined at build time.
 //! - [`prepared`]: the interpreter linked once (WASI and the host calls), and
 //!   where its snapshots are kept.
@@ -10,6 +12,8 @@
 //! - [`gone`]: why a guest ended (exit, trap, deadline, CPU limit, broken
 //!   frames, a closed channel), as a value the exchange matches on.
 //! - [`hostcalls`]: frames through wasm imports (`_wasgi` in our own build).
+//! - [`net`]: outbound connections the host makes for a guest, checked
+//!   against its group's `[[connect]]` grants.
 //! - [`stdio`]: the guest's stdin/stdout channels (frames on the pinned
 //!   3.12) and its stderr → the log.
 //! - [`snapshot`]: a group's app imported once and snapshotted (wasmtime-wizer).
@@ -18,10 +22,12 @@
 //!
 //! May use: `engine`, `protocol`, `spec`. Knows nothing of groups or HTTP.
 
+pub mod abi;
 pub mod bridge;
 pub mod gone;
 pub mod hostcalls;
 pub mod instance;
+pub mod net;
 pub mod interpreters;
 pub mod prepared;
 pub mod snapshot;

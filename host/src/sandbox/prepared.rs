@@ -20,6 +20,7 @@ pub fn prepare(module: &Module, stdlib: Option<Stdlib>) -> Result<Prepared> {
     let mut linker: Linker<GuestState> = Linker::new(module.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
     hostcalls::add_to_linker(&mut linker)?;
+    crate::sandbox::net::add_to_linker(&mut linker)?;
     let pre = linker.instantiate_pre(module).wasm_context("cannot link python.wasm")?;
     let hostcalls = hostcalls::imported_by(module) && !hostcalls::stdio_requested()?;
     Ok(Prepared { pre, linker, stdlib: stdlib.map(Arc::new), zoneinfo: None, hostcalls, entry: Entry::Start, snapshots: None })

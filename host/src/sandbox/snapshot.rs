@@ -27,7 +27,7 @@ use wasmtime::Module;
 use crate::engine::wasm_error::WasmContext;
 use crate::protocol::frames::Kind;
 use crate::sandbox::gone::Gone;
-use crate::sandbox::hostcalls;
+use crate::sandbox::abi;
 use crate::sandbox::instance::{self, NewGuest, StartError};
 use crate::sandbox::prepared::{Loaded, Manifest, Prepared, Source};
 use crate::sandbox::state::GuestState;
@@ -136,7 +136,7 @@ pub fn warm(engine: &wasmtime::Engine, reactor: &Path, cache_dir: &Path) -> Resu
 
 fn instrumenter() -> wasmtime_wizer::Wizer {
     let mut wizer = wasmtime_wizer::Wizer::new();
-    wizer.init_func(hostcalls::WASGI_INIT.name);
+    wizer.init_func(abi::WASGI_INIT.name);
     wizer
 }
 
@@ -240,7 +240,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
         NewGuest::new(base, spec, 0, true).map_err(setup)?;
     let instance = base.linker.instantiate_async(&mut store, &module).await.wasm_context("cannot instantiate python-reactor.wasm").map_err(setup)?;
     let mut calls = Vec::new();
-    for name in ["_initialize", hostcalls::WASGI_INIT.name] {
+    for name in ["_initialize", abi::WASGI_INIT.name] {
         let f = instance.get_typed_func::<(), ()>(&mut store, name).with_wasm_context(|| format!("python-reactor.wasm has no {name}")).map_err(setup)?;
         calls.push(f);
     }

@@ -1,5 +1,6 @@
 //! A store's data ([`GuestState`]): the guest's WASI context, its memory
-//! limit and CPU budget, and the host-call ends when frames go that way.
+//! limit and CPU budget, the host-call ends when frames go that way, and
+//! its outbound connections.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,12 +9,15 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::sandbox::hostcalls::{HostCalls, HostEnd};
+use crate::sandbox::net::{NetCalls, NetEnd};
 
 /// A store's data: the guest's WASI view and its limits.
 pub struct GuestState {
     pub(crate) wasi: WasiP1Ctx,
     /// The channels' guest ends when the frames go through host calls.
     pub(crate) hostcalls: Option<HostEnd>,
+    /// The guest's outbound connections (with host calls only).
+    pub(crate) net: Option<NetEnd>,
     pub(crate) limits: MemoryWatch,
     pub(crate) cpu: Arc<CpuBudget>,
 }
@@ -83,6 +87,12 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 impl HostCalls for GuestState {
     fn host_end(&mut self) -> Option<&mut HostEnd> {
         self.hostcalls.as_mut()
+    }
+}
+
+impl NetCalls for GuestState {
+    fn net_end(&mut self) -> Option<&mut NetEnd> {
+        self.net.as_mut()
     }
 }
 

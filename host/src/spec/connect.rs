@@ -303,6 +303,73 @@ impl ConnectGrant {
     }
 }
 
+/// A grant with where it comes from (a policy's file and line, or
+/// `--connect`), for `wasgi check` and for the log's explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRule {
+    pub grant: ConnectGrant,
+    pub origin: String,
+}
+
+/// What a group's guests may reach, and the group's connections counted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Network {
+    /// Nothing is reachable without a rule.
+    pub rules: Vec<ConnectRule>,
+    /// Open connections the whole group may hold at once.
+    pub max_connections: usize,
+    /// How long a connect may take when the guest sets no shorter timeout.
+    pub connect_timeout: std::time::Duration,
+    /// A CA bundle the guest's `ssl` module trusts (granted read-only).
+    pub ca_file: Option<PathBuf>,
+    /// Shared by every instance of the group (not part of its identity).
+    pub counters: std::sync::Arc<NetCounters>,
+}
+
+impl Network {
+    /// The first rule that lets a guest connect to `addr`:`port` which it
+    /// asked for by address.
+    pub fn rule_for_addr(&self, addr: IpAddr, port: u16) -> Option<&ConnectRule> {
+        self.rules.iter().find(|r| r.grant.allows_addr(addr, port))
+    }
+
+    /// The first rule that lets a guest connect to `addr`:`port`, which
+    /// `name` resolved to.
+    pub fn rule_for_resolved(&self, name: &str, addr: IpAddr, port: u16) -> Option<&ConnectRule> {
+        self.rules.iter().find(|r| r.grant.allows_resolved(name, addr, port))
+    }
+
+    /// Whether any rule names `name` (on any port): only then is it looked up.
+    pub fn names(&self, name: &str) -> bool {
+        self.rules.iter().any(|r| matches!(&r.grant, ConnectGrant::Tcp { ports, .. } if r.grant.allows_name(name, *ports.start())))
+    }
+
+    pub fn rule_for_unix(&self, path: &std::path::Path) -> Option<&ConnectRule> {
+        self.rules.iter().find(|r| r.grant.allows_unix(path))
+    }
+}
+
+/// A group's connections, counted by every instance: the open ones (held
+/// under `max_connections`) and, for metrics, all made and the bytes moved.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    pub open: std::sync::atomic::AtomicUsize,
+    pub opened: std::sync::atomic::AtomicU64,
+    pub denied: std::sync::atomic::AtomicU64,
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    pub bytes_out: std::sync::atomic::AtomicU64,
+}
+
+/// Counters are a group's running state, not part of what its guests are
+/// made from: two specs that differ only in them are the same spec.
+impl PartialEq for NetCounters {
+    fn eq(&self, _: &NetCounters) -> bool {
+        true
+    }
+}
+
+impl Eq for NetCounters {}
+
 fn net_contains(net: &IpNet, addr: IpAddr) -> bool {
     match (net, addr) {
         (IpNet::V4(n), IpAddr::V4(a)) => n.contains(&a),

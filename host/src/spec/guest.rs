@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::spec::connect::Network;
 use crate::spec::grant_dir::GrantDir;
 use crate::spec::interpreter::Choice;
 use crate::spec::limits::{Isolation, Limits, Reload};
@@ -71,6 +72,8 @@ pub struct GuestSpec {
     pub interpreter: Choice,
     /// Who and where the app is told it runs.
     pub host_facts: HostFacts,
+    /// Where its guests may connect, and the group's connection counters.
+    pub network: Network,
 }
 
 /// What `os.getuid`, `pwd`, `grp`, `getpass.getuser` and

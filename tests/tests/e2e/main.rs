@@ -17,6 +17,7 @@
 //! - the pool and its lifecycle: [`limits`], [`reload`], [`snapshot`],
 //!   [`transport`] (host calls or stdio), [`cache`] (the cache directory);
 //! - the sandbox and tenants: [`escape`] (the escape table), [`tenants`],
+//!   [`network`] (outbound connections by grant),
 //!   [`access`] (allow/deny);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
@@ -40,6 +41,7 @@ mod interpreters;
 mod limits;
 mod malformed;
 mod modwsgi;
+mod network;
 mod regrtest;
 mod reload;
 mod snapshot;

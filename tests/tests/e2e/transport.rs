@@ -93,8 +93,8 @@ fn abi_of(wasm: &std::path::Path, module: &str) -> Abi {
 }
 
 /// The ABI table's types as wasmparser spells them.
-fn wasm_types(types: &[wasgi::sandbox::hostcalls::WasmType]) -> Vec<wasmparser::ValType> {
-    use wasgi::sandbox::hostcalls::WasmType;
+fn wasm_types(types: &[wasgi::sandbox::abi::WasmType]) -> Vec<wasmparser::ValType> {
+    use wasgi::sandbox::abi::WasmType;
     types.iter().map(|t| match t {
         WasmType::I32 => wasmparser::ValType::I32,
         WasmType::I64 => wasmparser::ValType::I64,
@@ -102,13 +102,13 @@ fn wasm_types(types: &[wasgi::sandbox::hostcalls::WasmType]) -> Vec<wasmparser::
 }
 
 /// The host-call ABI as built into the interpreters, against the one table
-/// the host links by (`sandbox::hostcalls`; its unit tests hold the C
+/// the host links by (`sandbox::abi`; its unit tests hold the C
 /// sources to the same table): our build imports exactly the host calls,
 /// with their types, and its reactor exports what the host calls in it; the
 /// pinned build imports none.
 #[test]
 fn the_built_interpreters_import_and_export_what_the_abi_table_says() {
-    use wasgi::sandbox::hostcalls::{GUEST_EXPORTS, HOST_CALLS, MODULE};
+    use wasgi::sandbox::abi::{all_imports, GUEST_EXPORTS, MODULE};
     let pinned = abi_of(&wasgi_tests::pinned_interpreter(), MODULE);
     assert!(pinned.imports.is_empty(), "the pinned 3.12 build imports {:?} from {MODULE}", pinned.imports);
     if !own_build() {
@@ -116,14 +116,14 @@ fn the_built_interpreters_import_and_export_what_the_abi_table_says() {
     }
     let python = wasgi_tests::own_interpreter();
     let ours = abi_of(&python, MODULE);
-    let mut expected: Vec<_> = HOST_CALLS.iter().map(|c| (c.name.to_owned(), wasm_types(c.params), wasm_types(c.results))).collect();
+    let mut expected: Vec<_> = all_imports().map(|c| (c.name.to_owned(), wasm_types(c.params), wasm_types(c.results))).collect();
     let mut imported = ours.imports;
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     imported.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(imported, expected, "{} imports from {MODULE}", python.display());
     let reactor = python.with_file_name("python-reactor.wasm");
     let reactor_abi = abi_of(&reactor, MODULE);
-    assert_eq!(reactor_abi.imports.len(), HOST_CALLS.len(), "{} imports the host calls too", reactor.display());
+    assert_eq!(reactor_abi.imports.len(), all_imports().count(), "{} imports the host calls too", reactor.display());
     for export in GUEST_EXPORTS {
         let found = reactor_abi.exports.iter().find(|(name, _, _)| name == export.name);
         let (_, params, results) = found.unwrap_or_else(|| panic!("{} does not export {}", reactor.display(), export.name));

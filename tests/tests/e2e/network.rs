@@ -1,0 +1,274 @@
+//! Outbound connections by capability (issue 17): a guest reaches what its
+//! group's `[[connect]]` grants (or `wasgi run --connect`) allow, through the
+//! ordinary `socket` module, and nothing else; every refusal is a
+//! PermissionError in the app and a log line that says which grant would
+//! allow it. These tests use peers the test itself runs on loopback; the
+//! real databases and drivers have their own tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasgi_tests::{check, own_interpreter, TempDir, Wasgi};
+
+/// Connects where the query says (`host`, `port`, or `unix`), sends one line
+/// and answers with the line it got back, or with the error's type and text
+/// (502).
+pub const CLIENT_APP: &str = r#"import socket
+from urllib.parse import parse_qs
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    try:
+        if "unix" in q:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(q["unix"])
+        else:
+            s = socket.create_connection((q.get("host", "127.0.0.1"), int(q["port"])), timeout=5)
+        with s:
+            s.sendall(b"hello\n")
+            line = s.makefile("rb").readline()
+        status, body = "200 OK", line
+    except Exception as e:
+        status, body = "502 Bad Gateway", f"{type(e).__name__}: {e}".encode()
+    start_response(status, [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+/// A line-echo server on loopback (`echo: LINE`), one thread per connection,
+/// stopped when dropped.
+pub struct EchoServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl EchoServer {
+    pub fn start() -> EchoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        std::thread::spawn(move || echo(stream));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        EchoServer { port, stop }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn echo(stream: TcpStream) {
+    stream.set_nonblocking(false).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        if writer.write_all(format!("echo: {line}\n").as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_app(dir: &Path, source: &str) -> String {
+    let script = dir.join("app.wsgi");
+    std::fs::write(&script, source).unwrap();
+    script.display().to_string()
+}
+
+/// A granted address is reached; the port next to it, and an address asked
+/// for through a name no grant names, are refused, and the log says what
+/// would allow each.
+#[test]
+fn a_granted_address_is_reached_and_every_other_is_refused_with_the_grant_that_would_allow_it() {
+    own_interpreter();
+    let (granted, other) = (EchoServer::start(), EchoServer::start());
+    let dir = TempDir::new("net-grant");
+    let script = write_app(dir.path(), CLIENT_APP);
+    let grant = format!("127.0.0.1:{}", granted.port);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &grant]);
+
+    let r = server.get(&format!("/?port={}", granted.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "echo: hello\n"), "{}", server.log.text());
+
+    let r = server.get(&format!("/?port={}", other.port));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().starts_with("PermissionError"), "{}", r.text());
+    let log = server.log.wait_for(&format!("denied: connecting to 127.0.0.1:{}", other.port), Duration::from_secs(10));
+    assert!(log.contains(&format!("wasgi run --connect 127.0.0.1:{}", other.port)), "{log}");
+    assert!(log.contains(&format!("connect grants: {grant} (--connect {grant})")), "{log}");
+
+    // A name is looked up only if a grant names it.
+    let r = server.get(&format!("/?host=localhost&port={}", granted.port));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().starts_with("PermissionError"), "{}", r.text());
+    server.log.wait_for("denied: looking up \"localhost\": no [[connect]] grant names it", Duration::from_secs(10));
+}
+
+/// A name grant lets the guest look the name up and connect to what it
+/// resolved to, on the granted port only.
+#[test]
+fn a_name_grant_reaches_the_addresses_the_name_resolves_to() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-name");
+    let script = write_app(dir.path(), CLIENT_APP);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &format!("localhost:{}", peer.port)]);
+    let r = server.get(&format!("/?host=localhost&port={}", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "echo: hello\n"), "{}", server.log.text());
+    // The same address, asked for directly, is not what the grant names... but
+    // this instance looked localhost up, so its answer is the name's.
+    let r = server.get(&format!("/?port={}", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "echo: hello\n"), "{}", server.log.text());
+    // Another port of the same name is not granted.
+    let other = EchoServer::start();
+    let r = server.get(&format!("/?host=localhost&port={}", other.port));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().starts_with("PermissionError"), "{}", r.text());
+    let log = server.log.wait_for(&format!("denied: connecting to 127.0.0.1:{} (the address of localhost)", other.port), Duration::from_secs(10));
+    assert!(log.contains(&format!("--connect localhost:{}", other.port)), "{log}");
+}
+
+/// Without a grant the guest has no network, and says how to grant it.
+#[test]
+fn without_a_grant_the_app_is_told_how_to_grant_a_connection() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-none");
+    let script = write_app(dir.path(), CLIENT_APP);
+    let server = Wasgi::start(&[&script, "--instances", "1"]);
+    let r = server.get(&format!("/?port={}", peer.port));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("[[connect]]"), "{}", r.text());
+}
+
+/// A group holds at most `max_connections` open at once; past it the guest
+/// gets EMFILE, and closing one makes room again.
+#[test]
+fn max_connections_holds_for_the_group() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-max");
+    let app = r#"import socket, errno
+from urllib.parse import parse_qs
+held = []
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    lines = []
+    for i in range(int(q["n"])):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", int(q["port"])), timeout=5))
+            lines.append("ok")
+        except OSError as e:
+            lines.append(errno.errorcode.get(e.errno, str(e.errno)))
+    if q.get("close"):
+        while held:
+            held.pop().close()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [" ".join(lines).encode()]
+"#;
+    let script = write_app(dir.path(), app);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &format!("127.0.0.1:{}", peer.port), "--max-outbound-connections", "2"]);
+    let r = server.get(&format!("/?port={}&n=3&close=1", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok ok EMFILE"), "{}", server.log.text());
+    server.log.wait_for("already holds 2 open connection(s), its max_connections", Duration::from_secs(10));
+    let r = server.get(&format!("/?port={}&n=2", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok ok"), "closed connections make room: {}", server.log.text());
+}
+
+/// The host descriptors a guest's connections use are closed when it closes
+/// them, and when its instance ends with them open (request isolation ends
+/// the instance with every request).
+#[test]
+fn no_host_descriptor_outlives_its_connection() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-fds");
+    let app = r#"import socket
+from urllib.parse import parse_qs
+leaked = []
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", int(q["port"])), timeout=5)
+        s.sendall(b"x\n")
+        s.makefile("rb").readline()
+        if q.get("leak"):
+            leaked.append(s)
+        else:
+            s.close()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+"#;
+    let script = write_app(dir.path(), app);
+    let fds = |server: &Wasgi| std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).unwrap().count();
+    let grant = format!("127.0.0.1:{}", peer.port);
+
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &grant]);
+    assert_eq!(server.get(&format!("/?port={}", peer.port)).status, 200);
+    let before = fds(&server);
+    for _ in 0..10 {
+        assert_eq!(server.get(&format!("/?port={}", peer.port)).text(), "done");
+    }
+    assert_eq!(fds(&server), before, "closed connections leave no descriptor behind");
+    drop(server);
+
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &grant, "--isolation", "request"]);
+    assert_eq!(server.get(&format!("/?port={}&leak=1", peer.port)).status, 200);
+    let before = fds(&server);
+    for _ in 0..10 {
+        assert_eq!(server.get(&format!("/?port={}&leak=1", peer.port)).text(), "done");
+    }
+    // The last request's instance may still be winding down.
+    let mut now = fds(&server);
+    for _ in 0..50 {
+        if now <= before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        now = fds(&server);
+    }
+    assert!(now <= before, "connections left open die with their instance: {before} descriptors before, {now} after");
+}
+
+/// `wasgi check` lists each group's connect grants with their origin, and a
+/// grant that does not parse is an error naming the file and line.
+#[test]
+fn check_lists_connect_grants_and_names_a_bad_one() {
+    let dir = TempDir::new("net-check");
+    std::fs::create_dir_all(dir.path().join("policies/users")).unwrap();
+    let script = write_app(dir.path(), CLIENT_APP);
+    let policy = dir.path().join("policies/users/alice.toml");
+    std::fs::write(&policy, "[[connect]]\nto = \"db.internal:5432\"\n\n[[connect]]\nto = \"10.0.0.0/8:6379-6380\"\n\n[limits]\nmax_connections = 7\n").unwrap();
+    let config = dir.path().join("wasgi.toml");
+    std::fs::write(&config, format!("[[group]]\nname = \"a\"\nuser = \"alice\"\ninstances = 1\n\n[[app]]\nscript = \"{script}\"\ngroup = \"a\"\n")).unwrap();
+    let (ok, out) = check(&config);
+    assert!(ok, "{out}");
+    let row = |grant: &str, line: usize| {
+        out.lines().any(|l| l.trim_start().starts_with(grant) && l.trim_end().ends_with(&format!("{}:{line}", policy.display())))
+    };
+    assert!(row("db.internal:5432", 2), "{out}");
+    assert!(row("10.0.0.0/8:6379-6380", 5), "{out}");
+    assert!(out.contains("at most 7 open at once"), "{out}");
+
+    std::fs::write(&policy, "[[connect]]\nto = \"db.internal:5432\"\n\n[[connect]]\nto = \"db.internal\"\n").unwrap();
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("{}:5", policy.display())) && out.contains("connect[1].to") && out.contains("no :PORT"), "{out}");
+}
