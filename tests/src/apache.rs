@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{http, FileLock, TempDir};
+use crate::{http, TempDir};
 
 pub const APACHE: &str = "/usr/sbin/apache2";
 pub const MODULES: &str = "/usr/lib/apache2/modules";
@@ -19,29 +19,7 @@ pub const MODULES: &str = "/usr/lib/apache2/modules";
 /// missing (once per machine, under a lock shared by the test processes).
 pub fn ensure_installed() {
     static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let _lock = FileLock::acquire(&crate::target_dir().join(".apache-install.lock"));
-        if installed() {
-            return;
-        }
-        let root = unsafe { libc::geteuid() } == 0;
-        let apt = |args: &[&str]| -> bool {
-            let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
-            if !root {
-                cmd.args(["-n", "apt-get"]);
-            }
-            // Install only: never start Debian's own apache2 service.
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive").env("RUNLEVEL", "1");
-            cmd.stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
-        };
-        let packages = ["install", "-y", "-q", "--no-install-recommends", "apache2", "libapache2-mod-wsgi-py3"];
-        if !apt(&packages) {
-            // A fresh machine may have empty package lists.
-            assert!(apt(&["update", "-q"]), "apt-get update failed: the Apache tests need root or passwordless sudo to install apache2");
-            assert!(apt(&packages), "apt-get install apache2 libapache2-mod-wsgi-py3 failed");
-        }
-        assert!(installed(), "apache2 and mod_wsgi are still missing after apt-get install");
-    });
+    READY.get_or_init(|| crate::servers::apt_install(&["apache2", "libapache2-mod-wsgi-py3"], installed));
 }
 
 fn installed() -> bool {

@@ -442,6 +442,7 @@ impl Drop for Wasgi {
 }
 
 pub mod apache;
+pub mod servers;
 
 pub mod http {
     //! A minimal HTTP/1.1 client reader: enough to see exactly what a server sent.
