@@ -59,6 +59,7 @@ pub fn apt_install(packages: &[&str], present: impl Fn() -> bool) {
     };
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend_from_slice(packages);
+    eprintln!("installing {packages:?} with apt-get (once per machine)");
     if !apt(&install).0 {
         let (updated, err) = apt(&["update", "-q"]);
         assert!(updated, "apt-get update failed: installing {packages:?} needs root or passwordless sudo:\n{err}");
@@ -242,6 +243,15 @@ fn run_ok(what: &str, mut command: Command) -> String {
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{what} failed ({}):\n{text}", output.status);
     text
+}
+
+/// Runs a client command to its end: its standard output; panics with
+/// both outputs on failure.
+fn output_of(what: &str, mut command: Command) -> String {
+    let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e} ({command:?})"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{what} failed ({}):\n{stdout}{}", output.status, String::from_utf8_lossy(&output.stderr));
+    stdout
 }
 
 // ---------------------------------------------------------------- TLS
@@ -434,6 +444,16 @@ impl Postgres {
         format!("postgresql://{}:{}@127.0.0.1:{}/{}", self.user, self.password, self.port, self.database)
     }
 
+    /// Runs `sql` as `wasgi` on database `wasgi` with psql over the socket:
+    /// its rows, unaligned (`|` between columns), one a line. For a test to
+    /// prepare tables and check what a guest wrote.
+    pub fn query(&self, sql: &str) -> String {
+        let mut psql = Command::new(self.bin_dir.join("psql"));
+        psql.arg("-h").arg(&self.socket_dir).args(["-p", &self.port.to_string(), "-U", &self.user, "-d", &self.database]);
+        psql.args(["-v", "ON_ERROR_STOP=1", "-tA", "-c", sql]).env("PGPASSWORD", &self.password);
+        output_of("psql", psql)
+    }
+
     /// The postmaster's pid (its process group's id too).
     pub fn pid(&self) -> u32 {
         self.process.pid()
@@ -488,6 +508,18 @@ impl Redis {
             Ok((process, port))
         });
         Redis { process, port, socket, password: password.map(str::to_owned), _sockets: sockets, dir }
+    }
+
+    /// Runs one command with redis-cli over the socket: its reply as
+    /// redis-cli prints it.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut cli = Command::new("redis-cli");
+        cli.arg("-s").arg(&self.socket);
+        if let Some(password) = &self.password {
+            cli.args(["--no-auth-warning", "-a", password]);
+        }
+        cli.args(args);
+        output_of("redis-cli", cli)
     }
 
     /// `redis://[:password@]127.0.0.1:port/0`
@@ -598,6 +630,15 @@ impl MariaDb {
             _sockets: sockets,
             dir,
         }
+    }
+
+    /// Runs `sql` as `wasgi` on database `wasgi` with the mariadb client
+    /// over the socket: its rows, tab-separated, one a line, no header.
+    pub fn query(&self, sql: &str) -> String {
+        let mut client = Command::new("mariadb");
+        client.arg("--no-defaults").arg(format!("--socket={}", self.socket.display()));
+        client.args(["-u", &self.user, &format!("-p{}", self.password), "-N", "-B", "-e", sql, &self.database]);
+        output_of("mariadb", client)
     }
 
     /// `mysql://wasgi:wasgi@127.0.0.1:port/wasgi`
@@ -791,6 +832,8 @@ mod tests {
             Command::new(&psql).args([url.as_str(), "-tAc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"]).env("PGPASSWORD", &pg.password),
         );
         assert_eq!(tls.trim(), "t");
+        pg.query("CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, 'one')");
+        assert_eq!(pg.query("SELECT id, body FROM notes").trim(), "1|one");
         let wrong = Command::new(&psql).arg(pg.url().replace(":wasgi@", ":nope@")).args(["-c", "SELECT 1"]).output().unwrap();
         assert!(!wrong.status.success(), "a wrong password was let in");
         drop(pg);
@@ -813,6 +856,8 @@ mod tests {
         assert!(refused.contains("NOAUTH"), "{refused}");
         let pong = run("redis-cli -a", Command::new("redis-cli").args(["--no-auth-warning", "-a", "sesame", "-p", &redis.port.to_string(), "PING"]));
         assert_eq!(pong.trim(), "PONG");
+        redis.command(&["SET", "greeting", "hi"]);
+        assert_eq!(redis.command(&["GET", "greeting"]).trim(), "hi");
     }
 
     #[test]
@@ -837,6 +882,8 @@ mod tests {
                 .args(["-e", "show status like 'Ssl_version'"]),
         );
         assert!(tls.contains("TLS"), "{tls}");
+        db.query("CREATE TABLE notes (id int, body text); INSERT INTO notes VALUES (1, 'one')");
+        assert_eq!(db.query("SELECT id, body FROM notes").trim(), "1\tone");
         drop(db);
         assert!(!group_alive(pid));
     }
