@@ -588,8 +588,16 @@ impl MariaDb {
         // As root, mariadbd and the install script switch to `mysql` themselves.
         let as_user = if account.is_some() { vec!["--user=mysql"] } else { vec![] };
 
+        // A temp dir of its own: with the shared /tmp, a bootstrap run beside
+        // another one was seen to lose its temporary tables (ERROR 1051).
+        let scratch = dir.path().join("tmp");
+        std::fs::create_dir(&scratch).unwrap();
+        if let Some(account) = account {
+            chown(&scratch, account);
+        }
+        let tmpdir = format!("--tmpdir={}", scratch.display());
         let mut install = Command::new("mariadb-install-db");
-        install.arg("--no-defaults").arg(format!("--datadir={}", data.display())).args(&as_user);
+        install.arg("--no-defaults").arg(format!("--datadir={}", data.display())).args(&as_user).arg(&tmpdir);
         install.args(["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]);
         run_ok("mariadb-install-db", install);
 
@@ -598,7 +606,7 @@ impl MariaDb {
         let log_path = dir.path().join("mariadb.log");
         let (process, port) = on_a_free_port("mariadbd", |port| {
             let mut mariadbd = Command::new(MARIADBD);
-            mariadbd.arg("--no-defaults").args(&as_user);
+            mariadbd.arg("--no-defaults").args(&as_user).arg(&tmpdir);
             mariadbd.arg(format!("--datadir={}", data.display()));
             mariadbd.arg(format!("--socket={}", socket.display()));
             mariadbd.arg(format!("--pid-file={}", data.join("mariadbd.pid").display()));
