@@ -393,7 +393,7 @@ impl Postgres {
         let tls = TestCa::new(&dir.path().join("tls"));
         let (cert, key) = tls.install_for(&data, account);
         let log_path = dir.path().join("postgres.log");
-        let process = on_a_free_port("postgres", |port| {
+        let (process, port) = on_a_free_port("postgres", |port| {
             let mut postgres = as_server("postgres");
             postgres.arg("-D").arg(&data);
             let settings = [
@@ -415,7 +415,6 @@ impl Postgres {
             process.wait_ready(|log| log.contains("database system is ready to accept connections"))?;
             Ok((process, port))
         });
-        let (process, port) = process;
         let mut create = Command::new(bin_dir.join("psql"));
         create.arg("-h").arg(sockets.path()).args(["-p", &port.to_string(), "-U", user, "-d", "postgres", "-v", "ON_ERROR_STOP=1"]);
         create.args(["-c", &format!("CREATE DATABASE {database}")]).env("PGPASSWORD", password);
@@ -816,6 +815,23 @@ mod tests {
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(output.status.success(), "{what} failed: {text}{}", String::from_utf8_lossy(&output.stderr));
         text
+    }
+
+    #[test]
+    fn a_server_that_lost_its_port_is_started_again_on_another() {
+        let mut ports = Vec::new();
+        let port = on_a_free_port("a server", |port| {
+            ports.push(port);
+            if ports.len() < PORT_ATTEMPTS {
+                Err("bind: Address already in use".to_owned())
+            } else {
+                Ok(port)
+            }
+        });
+        assert_eq!(ports.len(), PORT_ATTEMPTS);
+        assert_eq!(Some(&port), ports.last());
+        let failed = std::panic::catch_unwind(|| on_a_free_port("a server", |_| -> Result<(), String> { Err("bad config".into()) }));
+        assert!(failed.is_err(), "an exit for another reason is not retried");
     }
 
     #[test]
