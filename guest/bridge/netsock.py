@@ -646,7 +646,11 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
 
 
 def _resolve(host):
-    """The host's answer for a name: its addresses, as text."""
+    """The host's answer for a name: its addresses, as text. The guest's own
+    host name is answered here, as /etc/hosts answers it on a host:
+    smtplib and others look it up just to name themselves."""
+    if host.lower() == _sm.gethostname().lower() and host.lower() != "localhost":
+        return ["127.0.0.1"]
     try:
         name = host.encode("idna") if not host.isascii() else host.encode()
     except UnicodeError:

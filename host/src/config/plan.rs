@@ -296,8 +296,16 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         if let Some(ca_file) = &network.ca_file {
             match ca_dir(cache_dir, ca_file, &mut grants) {
                 // OpenSSL's default verify paths read it (ssl.create_default_context()).
-                Ok(guest_file) if !env.iter().any(|(k, _)| k == "SSL_CERT_FILE") => env.push(("SSL_CERT_FILE".into(), guest_file)),
-                Ok(_) => {}
+                Ok(guest_file) => {
+                    // requests trusts certifi's bundle, not OpenSSL's default,
+                    // unless told: a CA named on purpose is for it too.
+                    let vars = if group.ca_file.is_some() { &["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"][..] } else { &["SSL_CERT_FILE"][..] };
+                    for var in vars {
+                        if !env.iter().any(|(k, _)| k == var) {
+                            env.push((var.to_string(), guest_file.clone()));
+                        }
+                    }
+                }
                 Err(e) => problems.push(problem(&config, group.line, format!("group {:?}: ca_file", group.name), format!("{e:#}"))),
             }
         }

@@ -17,7 +17,8 @@
 //! - the pool and its lifecycle: [`limits`], [`reload`], [`snapshot`],
 //!   [`transport`] (host calls or stdio), [`cache`] (the cache directory);
 //! - the sandbox and tenants: [`escape`] (the escape table), [`tenants`],
-//!   [`network`] (outbound connections by grant),
+//!   [`network`] (outbound connections by grant), [`drivers`] (real servers
+//!   and PyPI drivers through those grants),
 //!   [`access`] (allow/deny);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
@@ -31,6 +32,7 @@ mod asyncio;
 mod bounds;
 mod cache;
 mod django;
+mod drivers;
 mod environ;
 mod escape;
 mod flask;
