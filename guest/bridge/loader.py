@@ -31,49 +31,32 @@ def _user_frames(tb_frames, script):
 
 
 def _guard_sockets():
-    """Until the script is imported, starting a server means `app.run()`.
-
-    With connect grants a client connection at import is legitimate (an app
-    may open its database then): only binding a port and listening are
-    refused. Without them, any socket or name lookup is the server."""
-    import socket
+    """Until the script is imported, starting a server means `app.run()`:
+    binding a port and listening are refused. A client connection at import
+    is legitimate (an app may open its database then): with connect grants
+    it is made, without them it fails with the sandbox's no-network error,
+    which says how to grant one."""
 
     def refuse(*args, **kwargs):
         import traceback
 
         raise ServerAtImport(traceback.extract_stack()[:-1])
 
-    if _network_installed:
-        saved = {name: _Socket.__dict__[name] for name in ("bind", "listen")}
+    saved = {name: _Socket.__dict__[name] for name in ("bind", "listen")}
 
-        def bind(self, address):
-            if _is_server_address(self._family, address):
-                refuse()
-            return saved["bind"](self, address)
-
-        def listen(self, backlog=0):
+    def bind(self, address):
+        if _is_server_address(self._family, address):
             refuse()
+        return saved["bind"](self, address)
 
-        _Socket.bind, _Socket.listen = bind, listen
+    def listen(self, backlog=0):
+        refuse()
 
-        def restore():
-            for name, value in saved.items():
-                setattr(_Socket, name, value)
-
-        return restore
-
-    saved = {name: getattr(socket, name) for name in ("socket", "getaddrinfo")}
-
-    class NoServerAtImport(saved["socket"]):
-        def __init__(self, *args, **kwargs):
-            refuse()
-
-    socket.socket = NoServerAtImport
-    socket.getaddrinfo = refuse
+    _Socket.bind, _Socket.listen = bind, listen
 
     def restore():
         for name, value in saved.items():
-            setattr(socket, name, value)
+            setattr(_Socket, name, value)
 
     return restore
 
@@ -274,7 +257,7 @@ def load_application(script, callable_name):
         _startup_failed(
             f"{place}: the app tries to start a server while it is imported"
             f" (`{(where.line or '').strip() if where else 'app.run()'}`)."
-            f" wasgi serves the app itself and the sandbox has no network: put that call"
+            f" wasgi serves the app itself and a guest cannot listen for connections: put that call"
             f" under `if __name__ == '__main__':` or move it to a separate run.py."
             + (f"\nCall chain:{chain}" if chain else "")
         )

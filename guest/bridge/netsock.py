@@ -65,7 +65,14 @@ class _NoNetwork:
     def _refuse(self, *args):
         raise OSError(errno.ENETUNREACH, self.message)
 
-    net_resolve = net_connect = net_send = net_recv_into = net_poll = net_close = net_name = _refuse
+    def net_resolve(self, name):
+        # Even a host without network knows its loopback name (/etc/hosts):
+        # `app.run(host="localhost")` then fails where it binds, as a server.
+        if name.lower() == b"localhost":
+            return b"127.0.0.1\n"
+        self._refuse()
+
+    net_connect = net_send = net_recv_into = net_poll = net_close = net_name = _refuse
 
 
 def _constants(sm):

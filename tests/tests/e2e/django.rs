@@ -44,7 +44,6 @@ TEMPLATES = [{
         "django.contrib.messages.context_processors.messages",
     ]},
 }]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": Path(DATA_DIR) / "db.sqlite3"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "static/"
 USE_TZ = True
@@ -71,6 +70,10 @@ urlpatterns = [path("admin/", admin.site.urls)]
 const SCRIPT: &str = r#"
 import os
 import sys
+
+if DATABASE.get("ENGINE") == "django.db.backends.mysql":
+    import pymysql
+    pymysql.install_as_MySQLdb()
 
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
@@ -121,50 +124,91 @@ fn post_login(server: &Wasgi, csrftoken: &str, token: &str, password: &str) -> R
     )
 }
 
-#[test]
-fn django_admin_login_works_on_the_own_build() {
+/// Writes a Django project in `dir`/project whose default database is
+/// `database` (a Python dict literal); its WSGI script.
+fn write_project(dir: &TempDir, database: &str) -> std::path::PathBuf {
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("mysite")).unwrap();
+    std::fs::write(project.join("mysite/__init__.py"), "").unwrap();
+    std::fs::write(project.join("mysite/settings.py"), format!("DATABASES = {{\"default\": {database}}}\n{SETTINGS}")).unwrap();
+    std::fs::write(project.join("mysite/urls.py"), URLS).unwrap();
+    let script = project.join("site.wsgi");
+    std::fs::write(&script, format!("PASSWORD = {PASSWORD:?}\nDATABASE = {database}\n{SCRIPT}")).unwrap();
+    script
+}
+
+/// `wasgi run` of the project with Django on its path and `args` added.
+fn project_command(script: &std::path::Path, args: &[&str]) -> Vec<String> {
     own_interpreter();
     // No tzdata (Django needs it only on Windows): zoneinfo (TIME_ZONE with
     // USE_TZ) reads the time-zone database wasgi maps into every guest.
     let django = pip_packages("django", &["django==5.2.*"]);
     assert!(!django.join("tzdata").exists(), "the app installs no tzdata");
-    let dir = TempDir::new("django");
-    let project = dir.path().join("project");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(project.join("mysite")).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(project.join("mysite/__init__.py"), "").unwrap();
-    std::fs::write(project.join("mysite/settings.py"), format!("DATA_DIR = {:?}\n{SETTINGS}", data.to_str().unwrap())).unwrap();
-    std::fs::write(project.join("mysite/urls.py"), URLS).unwrap();
-    let script = project.join("site.wsgi");
-    std::fs::write(&script, format!("PASSWORD = {PASSWORD:?}\n{SCRIPT}")).unwrap();
+    let mut all: Vec<String> = [script.to_str().unwrap(), "--interpreter", "cpython-3.13", "--python-path", django.to_str().unwrap()]
+        .iter()
+        .chain(&["--instances", "1", "--startup-timeout", "300"])
+        .map(|a| a.to_string())
+        .collect();
+    all.extend(args.iter().map(|a| a.to_string()));
+    all
+}
 
-    let server = Wasgi::start(&[
-        script.to_str().unwrap(),
-        "--interpreter",
-        "cpython-3.13",
-        "--python-path",
-        django.to_str().unwrap(),
-        "--grant-write",
-        data.to_str().unwrap(),
-        "--instances",
-        "1",
-        "--startup-timeout",
-        "300",
-    ]);
+fn serve_project(dir: &TempDir, database: &str, args: &[&str]) -> Wasgi {
+    let command = project_command(&write_project(dir, database), args);
+    Wasgi::start(&command.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn django_admin_login_works_on_the_own_build() {
+    let dir = TempDir::new("django");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let database = format!("{{\"ENGINE\": \"django.db.backends.sqlite3\", \"NAME\": {:?}}}", data.join("db.sqlite3").to_str().unwrap());
+    let server = serve_project(&dir, &database, &["--grant-write", data.to_str().unwrap()]);
     let db = std::fs::read(data.join("db.sqlite3")).expect("migrate wrote the database in the granted directory");
     assert!(
         db.windows(14).any(|w| w == b"pbkdf2_sha256$"),
         "the superuser's password is stored as a PBKDF2-SHA256 hash in {}",
         data.join("db.sqlite3").display()
     );
+    admin_login(&server);
+}
 
+/// The same project on MariaDB, through PyMySQL (`install_as_MySQLdb`),
+/// over the connection its grant allows: migrated at the first start and
+/// logged into. Without the grant the start fails, naming the refusal.
+#[test]
+fn django_admin_on_mariadb_through_pymysql() {
+    let db = wasgi_tests::servers::MariaDb::start();
+    let pymysql = pip_packages("pymysql", &["PyMySQL==1.1.*"]);
+    let dir = TempDir::new("django-mariadb");
+    let database = format!(
+        "{{\"ENGINE\": \"django.db.backends.mysql\", \"NAME\": {:?}, \"USER\": {:?}, \"PASSWORD\": {:?}, \"HOST\": \"127.0.0.1\", \"PORT\": \"{}\"}}",
+        db.database, db.user, db.password, db.port
+    );
+    let grant = format!("127.0.0.1:{}", db.port);
+    let server = serve_project(&dir, &database, &["--python-path", pymysql.to_str().unwrap(), "--connect", &grant]);
+    assert!(db.query("SELECT username FROM auth_user").contains("admin"), "migrate and createsuperuser wrote to MariaDB");
+    admin_login(&server);
+    drop(server);
+
+    let other = wasgi_tests::servers::MariaDb::start();
+    let database = database.replace(&format!("\"PORT\": \"{}\"", db.port), &format!("\"PORT\": \"{}\"", other.port));
+    let command = project_command(&write_project(&dir, &database), &["--python-path", pymysql.to_str().unwrap(), "--connect", &grant]);
+    let server = Wasgi::spawn(&command.iter().map(String::as_str).collect::<Vec<_>>());
+    let log = server.log.wait_for(&format!("wasgi run --connect 127.0.0.1:{}", other.port), std::time::Duration::from_secs(120));
+    assert!(log.contains(&format!("denied: connecting to 127.0.0.1:{}", other.port)), "{log}");
+}
+
+/// The admin's login page, a login, the index with the session, a wrong
+/// password, and the index without a session.
+fn admin_login(server: &Wasgi) {
     let page = server.get("/admin/login/");
     assert_eq!(page.status, 200, "{}\n{}", page.text(), server.log.text());
     let csrftoken = cookie(&page, "csrftoken").expect("a csrftoken cookie");
     let token = hidden_input(&page.text(), "csrfmiddlewaretoken");
 
-    let r = post_login(&server, &csrftoken, &token, PASSWORD);
+    let r = post_login(server, &csrftoken, &token, PASSWORD);
     assert_eq!(r.status, 302, "{}\n{}", r.text(), server.log.text());
     assert_eq!(r.header("location"), Some("/admin/"));
     let session = cookie(&r, "sessionid").expect("a sessionid cookie after logging in");
@@ -177,7 +221,7 @@ fn django_admin_login_works_on_the_own_build() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("Site administration"), "{}", r.text());
 
-    let r = post_login(&server, &csrftoken, &token, "wrong-password");
+    let r = post_login(server, &csrftoken, &token, "wrong-password");
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("Please enter the correct username and password for a staff account."), "{}", r.text());
     assert_eq!(cookie(&r, "sessionid"), None, "no session for a wrong password");
