@@ -208,6 +208,16 @@ impl NetEnd {
             .find_map(|(name, _)| self.network.rule_for_resolved(name, addr, port).map(|r| (r, Some(name.as_str()))))
     }
 
+    /// `name`'s latest answer: only these addresses are reached through it
+    /// from now on (an address it no longer resolves to is not).
+    fn remember(&mut self, name: &str, addrs: &[IpAddr]) {
+        if addrs.is_empty() {
+            self.resolved.remove(name);
+        } else {
+            self.resolved.insert(name.to_owned(), addrs.to_vec());
+        }
+    }
+
     /// The names this instance looked up that answered `addr`.
     fn names_of(&self, addr: IpAddr) -> Vec<&str> {
         let addr = canonical(addr);
@@ -567,20 +577,12 @@ async fn resolve(end: &mut NetEnd, name: &str) -> Result<Vec<IpAddr>, Errno> {
     let found = match tokio::time::timeout(end.network.connect_timeout, lookup).await {
         Err(_) => return Err(Errno::Again),
         Ok(Err(_)) => {
-            end.resolved.remove(name);
+            end.remember(name, &[]);
             return Err(Errno::NoEnt);
         }
         Ok(Ok(addrs)) => addrs,
     };
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    let mut guarded_addrs = Vec::new();
-    for addr in found.map(|a| canonical(a.ip())) {
-        if guarded(addr).is_some() {
-            guarded_addrs.push(addr);
-        } else if !addrs.contains(&addr) {
-            addrs.push(addr);
-        }
-    }
+    let (addrs, guarded_addrs) = usable_answer(found.map(|a| a.ip()));
     if !guarded_addrs.is_empty() {
         let list = guarded_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
         end.deny(
@@ -589,12 +591,24 @@ async fn resolve(end: &mut NetEnd, name: &str) -> Result<Vec<IpAddr>, Errno> {
             &format!("{}:PORT", guarded_addrs[0]),
         );
     }
+    end.remember(name, &addrs);
     if addrs.is_empty() {
-        end.resolved.remove(name);
         return Err(if guarded_addrs.is_empty() { Errno::NoEnt } else { Errno::Acces });
     }
-    end.resolved.insert(name.to_owned(), addrs.clone());
     Ok(addrs)
+}
+
+/// A DNS answer split into the addresses a name may lead to (each once, in
+/// order) and those it may never (link-local, metadata and the like).
+fn usable_answer(answer: impl Iterator<Item = IpAddr>) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let (mut usable, mut refused) = (Vec::new(), Vec::new());
+    for addr in answer.map(canonical) {
+        let list = if guarded(addr).is_some() { &mut refused } else { &mut usable };
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+    (usable, refused)
 }
 
 /// Checks and starts a connection; waits for it within `wait`.
@@ -674,6 +688,48 @@ mod tests {
     use super::*;
     use crate::sandbox::abi::{all_imports, WasmType};
     use crate::sandbox::hostcalls::{self, HostCalls, HostEnd};
+
+    fn end_with(grants: &[&str]) -> NetEnd {
+        let rules = grants.iter().map(|g| ConnectRule { grant: g.parse().unwrap(), origin: "test".into() }).collect();
+        let network = Network { rules, max_connections: 10, ..Network::default() };
+        NetEnd::new(network, "g".into(), Vec::new(), LogTag::new(Arc::from("app"), 1))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// A name's addresses are reachable through its grant only while they
+    /// are its latest answer: when its DNS answer changes, the old address
+    /// is refused and the new one allowed; an address grant is unaffected.
+    #[test]
+    fn a_changed_dns_answer_moves_what_the_name_reaches() {
+        let mut end = end_with(&["db.example:5432", "10.9.9.9:5432"]);
+        assert!(end.rule_for(ip("10.0.0.5"), 5432).is_none(), "nothing is reached through a name before it is looked up");
+        end.remember("db.example", &[ip("10.0.0.5")]);
+        let (rule, name) = end.rule_for(ip("10.0.0.5"), 5432).expect("the name's answer is reachable");
+        assert_eq!((rule.grant.to_string().as_str(), name), ("db.example:5432", Some("db.example")));
+        assert!(end.rule_for(ip("10.0.0.5"), 5433).is_none(), "only on the grant's ports");
+        end.remember("db.example", &[ip("10.0.0.6")]);
+        assert!(end.rule_for(ip("10.0.0.5"), 5432).is_none(), "the old answer is no longer the name's");
+        assert!(end.rule_for(ip("10.0.0.6"), 5432).is_some());
+        end.remember("db.example", &[]);
+        assert!(end.rule_for(ip("10.0.0.6"), 5432).is_none(), "a name that stopped resolving reaches nothing");
+        assert!(end.rule_for(ip("10.9.9.9"), 5432).is_some(), "an address grant needs no name");
+        // An IPv4-mapped form is the same address.
+        end.remember("db.example", &[ip("10.0.0.7")]);
+        assert!(end.rule_for(ip("::ffff:10.0.0.7"), 5432).is_some());
+    }
+
+    /// A DNS answer pointing a granted name at a metadata or link-local
+    /// address loses those addresses; the rest stay, once each.
+    #[test]
+    fn a_name_never_leads_to_a_guarded_address() {
+        let answer = ["10.0.0.5", "169.254.169.254", "10.0.0.5", "fd00:ec2::254", "::ffff:169.254.1.1", "2001:db8::1"].map(ip);
+        let (usable, refused) = usable_answer(answer.into_iter());
+        assert_eq!(usable, vec![ip("10.0.0.5"), ip("2001:db8::1")]);
+        assert_eq!(refused, vec![ip("169.254.169.254"), ip("fd00:ec2::254"), ip("169.254.1.1")]);
+    }
 
     #[test]
     fn errors_become_the_guest_s_errno() {

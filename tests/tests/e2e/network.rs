@@ -286,3 +286,98 @@ fn app_run_at_import_is_refused_with_grants_too() {
     let log = server.log.wait_for("if __name__ == '__main__':", Duration::from_secs(120));
     assert!(log.contains(&format!("{}:11", script.display())), "file:line of app.run(): {log}");
 }
+
+/// Fetches `url` with urllib (no client timeout unless `timeout` is given)
+/// and answers with the body, or the error's type and text (502).
+const FETCH_APP: &str = r#"import urllib.request
+from urllib.parse import parse_qs
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    try:
+        kw = {"timeout": float(q["timeout"])} if "timeout" in q else {}
+        status, body = "200 OK", urllib.request.urlopen(q["url"], **kw).read()
+    except Exception as e:
+        status, body = "502 Bad Gateway", f"{type(e).__name__}: {e}".encode()
+    start_response(status, [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+/// A peer that resets mid-response is an error in the app; one that stalls
+/// is cut by the request's own timeout (504, the limit named), and the group
+/// serves the next request; a granted name that does not resolve is the
+/// usual gaierror.
+#[test]
+fn resets_stalls_and_unresolvable_names_are_ordinary_errors() {
+    own_interpreter();
+    let peer = wasgi_tests::servers::HttpServer::start(None);
+    let dir = TempDir::new("net-faults");
+    let script = write_app(dir.path(), FETCH_APP);
+    let grant = format!("127.0.0.1:{}", peer.port);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &grant, "--connect", "no-such-host.invalid:80", "--request-timeout", "3"]);
+    let base = format!("http://127.0.0.1:{}", peer.port);
+
+    let r = server.get(&format!("/?url={base}/reset"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(["ConnectionResetError", "IncompleteRead", "RemoteDisconnected"].iter().any(|e| r.text().contains(e)), "{}", r.text());
+
+    let started = std::time::Instant::now();
+    let r = server.get(&format!("/?url={base}/slow?s=30"));
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(20), "the stall was cut by request_timeout, not by the peer");
+    server.log.wait_for("exceeded request_timeout (3s)", Duration::from_secs(10));
+
+    let r = server.get(&format!("/?url={base}/hello"));
+    assert_eq!((r.status, r.text().as_str()), (200, wasgi_tests::servers::HELLO_BODY), "the group serves on: {}", server.log.text());
+
+    let r = server.get("/?url=http://no-such-host.invalid/");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("Name or service not known"), "{}", r.text());
+}
+
+/// A guest that opens connections in a loop, keeping them, is stopped at the
+/// group's limit with EMFILE; the server's own descriptors stay bounded, and
+/// the next request (after the instance let them go) connects again.
+#[test]
+fn a_guest_hoarding_connections_hits_the_limit_and_the_host_is_unharmed() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-hoard");
+    let app = r#"import socket, errno
+from urllib.parse import parse_qs
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    held, failed = [], {}
+    for _ in range(int(q["n"])):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", int(q["port"])), timeout=5))
+        except OSError as e:
+            name = errno.errorcode.get(e.errno, str(e.errno))
+            failed[name] = failed.get(name, 0) + 1
+    for s in held:
+        s.close()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"held={len(held)} failed={sorted(failed.items())}".encode()]
+"#;
+    let script = write_app(dir.path(), app);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &format!("127.0.0.1:{}", peer.port)]);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).unwrap().count();
+    let before = fds();
+    let r = server.get(&format!("/?port={}&n=2000", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "held=100 failed=[('EMFILE', 1900)]"), "{}", server.log.text());
+    let after = fds();
+    assert!(after <= before + 5, "every connection was closed: {before} descriptors before, {after} after");
+    let r = server.get(&format!("/?port={}&n=3", peer.port));
+    assert_eq!((r.status, r.text().as_str()), (200, "held=3 failed=[]"), "{}", server.log.text());
+}
+
+/// A grant that does not parse is refused at start, naming the flag.
+#[test]
+fn a_connect_flag_that_does_not_parse_is_refused() {
+    let dir = TempDir::new("net-badflag");
+    let script = write_app(dir.path(), CLIENT_APP);
+    let (ok, out) = wasgi_tests::run_to_end(wasgi_tests::start_command(&[&script, "--connect", "db.internal"]));
+    assert!(!ok, "{out}");
+    assert!(out.contains("--connect") && out.contains("no :PORT"), "{out}");
+}
