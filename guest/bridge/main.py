@@ -89,6 +89,15 @@ def main():
     rounds = config.get("warmup_rounds", 1)
     for path in config.get("warmup", []):
         _warm_up(path, rounds)
+    dropped = _drop_connections_for_snapshot()
+    if dropped:
+        transport.log(
+            "warn",
+            f"{len(dropped)} connection(s) the app opened while it was imported ({', '.join(sorted(set(dropped)))})"
+            " were closed before the snapshot: instances start without them, and a driver that kept one"
+            " sees it reset at its first use (open connections per request or lazily; with SQLAlchemy,"
+            " pool_pre_ping=True reconnects)",
+        )
     report = json.dumps({"files": files, "open_fds": _open_files()}).encode()
     _settle_heap()
     transport.send((K_PREPARED, report))

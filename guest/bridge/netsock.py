@@ -52,6 +52,15 @@ _network_installed = False
 _next_fileno = _FILENO_BASE
 _by_fileno = None      # fileno -> socket (weak values): what select and poll look up
 _handle_refs = {}      # host handle -> how many socket objects share it (dup)
+# The handle of a connection the app opened while it was imported for a
+# snapshot: released before the snapshot (a connection cannot be copied into
+# every instance, and its number would name another connection there).
+_LOST = -2
+LOST_AT_SNAPSHOT = (
+    "wasgi: this connection was opened while the app was imported for the snapshot, and"
+    " connections do not survive it: every instance starts without them (open them per"
+    " request or lazily; with SQLAlchemy, pool_pre_ping=True reconnects)"
+)
 _detached = {}         # fileno -> (handle, connecting) given up by detach()
 
 
@@ -271,6 +280,8 @@ class _Socket:
     def _live(self):
         if self._fileno is None:
             raise OSError(errno.EBADF, "Bad file descriptor")
+        if self._handle == _LOST:
+            raise ConnectionResetError(errno.ECONNRESET, LOST_AT_SNAPSHOT)
         if self._handle is None:
             raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
         return self._handle
@@ -353,6 +364,8 @@ class _Socket:
         """0 once connected, EAGAIN while connecting, else the connection's error."""
         if self._handle is None:
             return 0
+        if self._handle == _LOST:
+            return errno.ECONNRESET
         try:
             _net.net_recv_into(self._handle, bytearray(0), 0, 0, 0)
         except OSError as e:
@@ -502,7 +515,7 @@ class _Socket:
 
     def _forget_handle(self):
         handle, self._handle = self._handle, None
-        if handle is None:
+        if handle is None or handle == _LOST:
             return
         refs = _handle_refs.pop(handle, 1) - 1
         if refs > 0:
@@ -725,7 +738,7 @@ def _poll_sockets(wanted, ms):
         sock = _by_fileno.get(fd)
         if sock is None:
             ready[fd] = _NET_NVAL if fd >= _FILENO_BASE else bits & (_NET_IN | _NET_OUT)
-        elif sock._handle is None:
+        elif sock._handle is None or sock._handle == _LOST:
             ready[fd] = _NET_HUP
         elif bits & _NET_IN and sock._readable_now():
             ready[fd] = _NET_IN
@@ -1227,6 +1240,30 @@ def _patch_ssl(ssl):
 
 
 # ---------------------------------------------------------------- install
+
+
+def _drop_connections_for_snapshot():
+    """Before the snapshot: releases every connection the import opened, so
+    that no instance inherits a handle the host does not hold for it. The
+    sockets stay, reset: a driver sees a connection the peer closed and
+    opens another. Returns their peers, for the log."""
+    dropped = []
+    for sock in list(_by_fileno.values()) if _by_fileno else []:
+        if sock._handle is None or sock._handle == _LOST:
+            continue
+        try:
+            dropped.append(_net.net_name(sock._handle, True).decode(errors="replace").replace(" ", ":"))
+        except OSError:
+            dropped.append("?")
+        sock._forget_handle()
+        sock._handle = _LOST
+    for handle, _ in _detached.values():
+        try:
+            _net.net_close(handle, _NET_CLOSE)
+        except OSError:
+            pass
+    _detached.clear()
+    return dropped
 
 
 def _install_sockets(net):

@@ -314,6 +314,7 @@ class Note(db.Model):
 app = Flask(__name__)
 with open(os.path.join(os.path.dirname(__file__), "database_url")) as f:
     app.config["SQLALCHEMY_DATABASE_URI"] = f.read().strip()
+app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
 db.init_app(app)
 # Connects while the script is imported, as many apps do.
 with app.app_context():
@@ -367,6 +368,20 @@ fn flask_sqlalchemy_on_postgresql_through_pg8000() {
     let r = server.get("/notes");
     assert_eq!((r.status, r.text().as_str()), (200, "[[1,\"first note\"],[2,\"updated\"]]\n"), "{}", server.log.text());
     assert_eq!(pg.query("SELECT body FROM note ORDER BY id").trim(), "first note\nupdated");
+    drop(server);
+
+    // From a snapshot: the connection the import opened is not in it (the
+    // log says so), and the pool's pre-ping opens another in each instance.
+    let server = Wasgi::start(&[&script, "--python-path", &packages, "--instances", "2", "--connect", &grant, "--snapshot"]);
+    let log = server.log.wait_for("were closed before the snapshot", Duration::from_secs(60));
+    assert!(log.contains(&format!("1 connection(s) the app opened while it was imported (127.0.0.1:{})", pg.port)), "{log}");
+    let r = server.post("/notes", b"from a snapshot");
+    assert_eq!((r.status, r.text().as_str()), (201, "{\"id\":3}\n"), "{}", server.log.text());
+    for _ in 0..4 {
+        let r = server.get("/notes");
+        assert_eq!(r.status, 200, "{}", server.log.text());
+        assert!(r.text().ends_with("[3,\"from a snapshot\"]]\n"), "{}", r.text());
+    }
     drop(server);
 
     // Without its grant the app cannot start, and the log says why.
