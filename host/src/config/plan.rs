@@ -316,6 +316,13 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         };
         // A group without a `user` is its own user; `wasgi run`'s is "wasgi".
         let own_user = if flags { RUN_USER.to_owned() } else { group.name.clone() };
+        let interpreter = group.interpreter.unwrap_or(default_interpreter);
+        if !network.rules.is_empty() && interpreter == Choice::Pinned {
+            warnings.push(format!(
+                "group {:?} has connect grants, but runs {interpreter}, which has no host calls for connections: its app has no network (connect grants need cpython-3.13)",
+                group.name
+            ));
+        }
         let spec = GuestSpec {
             name: name.into(),
             script: app.script.clone(),
@@ -331,7 +338,7 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
             snapshot: group.snapshot,
             isolation: group.isolation,
             warmup: group.warmup.clone(),
-            interpreter: group.interpreter.unwrap_or(default_interpreter),
+            interpreter,
             host_facts: crate::spec::guest::HostFacts {
                 user: group.user.clone().unwrap_or_else(|| own_user.clone()),
                 group: group.group.clone().or_else(|| group.user.clone()).unwrap_or(own_user),

@@ -292,9 +292,13 @@ impl ConnectGrant {
 
     /// Whether an address that a granted name resolved to may be connected
     /// to: any the name's grant covers, except the guarded ones (a name can
-    /// never lead to a link-local or metadata address).
+    /// never lead to a link-local or metadata address) and, through a
+    /// `*.domain` grant, the loopback addresses: whoever controls a name
+    /// under the domain could point it at the server's own local services
+    /// (a grant naming the host exactly, such as `localhost:5432`, may).
     pub fn allows_resolved(&self, name: &str, addr: IpAddr, port: u16) -> bool {
-        self.allows_name(name, port) && guarded(addr).is_none()
+        let wildcard = matches!(self, ConnectGrant::Tcp { host: HostPattern::Suffix(_), .. });
+        self.allows_name(name, port) && guarded(addr).is_none() && !(wildcard && canonical(addr).is_loopback())
     }
 
     /// Whether this grant lets a guest connect to the Unix socket `path`.
@@ -515,6 +519,12 @@ mod tests {
             assert!(!g.allows_resolved("api.example.com", ip(addr), 443), "{addr}");
         }
         assert!(!g.allows_resolved("other.example.com", ip("93.184.216.34"), 443));
+        assert!(grant("localhost:5432").allows_resolved("localhost", ip("127.0.0.1"), 5432), "a name granted exactly may be local");
+        let wildcard = grant("*.example.com:443");
+        assert!(wildcard.allows_resolved("a.example.com", ip("10.0.0.7"), 443));
+        for addr in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(!wildcard.allows_resolved("a.example.com", ip(addr), 443), "a wildcard never reaches the server's loopback: {addr}");
+        }
     }
 
     #[test]

@@ -381,3 +381,19 @@ fn a_connect_flag_that_does_not_parse_is_refused() {
     assert!(!ok, "{out}");
     assert!(out.contains("--connect") && out.contains("no :PORT"), "{out}");
 }
+
+/// The pinned 3.12 build has no host calls for connections: a group with
+/// grants is warned about at start, and its app gets the no-network error
+/// naming the interpreter it needs.
+#[test]
+fn the_pinned_interpreter_says_connect_grants_need_cpython_313() {
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-pinned");
+    let script = write_app(dir.path(), CLIENT_APP);
+    let grant = format!("127.0.0.1:{}", peer.port);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--interpreter", "cpython-3.12", "--connect", &grant]);
+    server.log.wait_for("has connect grants, but runs cpython-3.12", Duration::from_secs(10));
+    let r = server.get(&format!("/?port={}", peer.port));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("connect grants need the cpython-3.13"), "{}", r.text());
+}
