@@ -118,6 +118,10 @@ const NO_HANDLE: u16 = 16;
 const PEEK: u32 = 1;
 /// What one call moves at most (a guest asking for more gets less, as from a socket).
 const MAX_IO: usize = 256 * 1024;
+/// A read takes up to this much from the connection at once (the rest of
+/// what the guest did not ask for waits in `Conn::ahead`), so a small read
+/// or a peek costs one host call, not one per fragment.
+const READ_AHEAD: usize = 64 * 1024;
 /// Entries one `net_poll` may name.
 const MAX_POLL: usize = 4096;
 /// Refusals logged per instance; past them, counted only.
@@ -450,14 +454,23 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
                     return Ok(Vec::new());
                 }
                 let want = (len as usize).min(MAX_IO);
-                if conn.ahead.is_empty() && !conn.read_shut {
+                if conn.ahead.len() < want && !conn.read_shut {
+                    // Waits only when nothing is buffered; otherwise takes
+                    // what has arrived, as a socket's recv returns what it has.
+                    let wait = if conn.ahead.is_empty() { wait } else { Some(Duration::ZERO) };
+                    let mut buf = vec![0u8; want.max(READ_AHEAD) - conn.ahead.len()];
                     let stream = settle(conn, wait).await?;
-                    let mut buf = vec![0u8; want];
-                    let n = within(wait, stream.read(&mut buf)).await?.map_err(|e| Errno::of(&e))?;
-                    buf.truncate(n);
-                    conn.bytes_in += n as u64;
-                    counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    conn.ahead = buf;
+                    match within(wait, stream.read(&mut buf)).await {
+                        Ok(Ok(n)) => {
+                            conn.bytes_in += n as u64;
+                            counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                            conn.ahead.extend_from_slice(&buf[..n]);
+                        }
+                        Ok(Err(e)) if conn.ahead.is_empty() => return Err(Errno::of(&e)),
+                        Err(errno) if conn.ahead.is_empty() => return Err(errno),
+                        // What is buffered goes first; the error comes back at the next read.
+                        Ok(Err(_)) | Err(_) => {}
+                    }
                 }
                 let n = want.min(conn.ahead.len());
                 Ok::<_, Errno>(if flags & PEEK != 0 { conn.ahead[..n].to_vec() } else { conn.ahead.drain(..n).collect() })

@@ -397,3 +397,108 @@ fn the_pinned_interpreter_says_connect_grants_need_cpython_313() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("connect grants need the cpython-3.13"), "{}", r.text());
 }
+
+/// The socket API a client uses, in the real guest: non-blocking connect
+/// with selectors, SO_ERROR, select and poll, MSG_PEEK, names, options,
+/// shutdown, a receive timeout, asyncio streams, and the clear refusals
+/// (listening, UDP).
+const SOCKET_API_APP: &str = r#"import asyncio, errno, select, selectors, socket
+from urllib.parse import parse_qs
+
+def run(port):
+    out = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    out.append("connect_ex=" + errno.errorcode.get(s.connect_ex(("127.0.0.1", port)), "0"))
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_WRITE)
+    out.append(f"writable={bool(sel.select(timeout=5))}")
+    sel.unregister(s)
+    out.append(f"so_error={s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)}")
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    out.append(f"peer={s.getpeername() == ('127.0.0.1', port)} local={s.getsockname()[0]}")
+    s.sendall(b"one\n")
+    r, _, _ = select.select([s], [], [], 5)
+    out.append(f"select={len(r)}")
+    out.append("peek=" + s.recv(5, socket.MSG_PEEK).decode())
+    p = select.poll()
+    p.register(s, select.POLLIN)
+    out.append(f"poll={[bool(ev & select.POLLIN) for _, ev in p.poll(5000)]}")
+    out.append("recv=" + s.recv(100).decode().strip())
+    try:
+        s.recv(100)
+    except BlockingIOError:
+        out.append("nonblocking=BlockingIOError")
+    s.setblocking(True)
+    s.settimeout(0.3)
+    try:
+        s.recv(100)
+    except socket.timeout as e:
+        out.append(f"timeout={type(e).__name__}")
+    s.sendall(b"two\n")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(5)
+    data = b""
+    while chunk := s.recv(100):
+        data += chunk
+    out.append("after_shutdown=" + data.decode().strip() + "+EOF")
+    s.close()
+    out.append(f"closed_fileno={s.fileno()}")
+
+    async def streams():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"three\n")
+        await writer.drain()
+        line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        return line.decode().strip()
+    out.append("asyncio=" + asyncio.run(streams()))
+
+    for what, attempt in (("listen", lambda: socket.create_server(("127.0.0.1", 8080))),
+                          ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))):
+        try:
+            attempt()
+            out.append(f"{what}=allowed?!")
+        except OSError as e:
+            out.append(f"{what}={e.strerror}")
+    return "\n".join(out)
+
+def application(environ, start_response):
+    q = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [run(int(q["port"])).encode()]
+"#;
+
+#[test]
+fn the_socket_api_of_a_client_works_in_the_guest() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-api");
+    let script = write_app(dir.path(), SOCKET_API_APP);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &format!("127.0.0.1:{}", peer.port)]);
+    let r = server.get(&format!("/?port={}", peer.port));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log.text());
+    let expected = [
+        "connect_ex=EINPROGRESS",
+        "writable=True",
+        "so_error=0",
+        "peer=True local=127.0.0.1",
+        "select=1",
+        "peek=echo:",
+        "poll=[True]",
+        "recv=echo: one",
+        "nonblocking=BlockingIOError",
+        "timeout=TimeoutError",
+        "after_shutdown=echo: two+EOF",
+        "closed_fileno=-1",
+        "asyncio=echo: three",
+        // (create_server adds "(while attempting to bind on address ...)", as CPython's does.)
+        "listen=wasgi: servers cannot run in the sandbox: only outbound client connections are possible",
+        "udp=wasgi: UDP is not available in the sandbox",
+    ];
+    let text = r.text();
+    let got: Vec<&str> = text.lines().map(|l| l.split(" (while attempting").next().unwrap()).collect();
+    assert_eq!(got, expected, "{}", server.log.text());
+}
