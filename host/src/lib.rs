@@ -10,6 +10,7 @@
 //!        ──► the group's bounded queue ─► a free instance               pool/group
 //!        ──► request frames to the guest, the body on demand            pool/exchange, protocol/frames
 //!        ──► the guest's store, WASI context, channels                  sandbox/instance, hostcalls | stdio
+//!            (its outbound connections, made by the host on its grants: sandbox/net)
 //!        ──► the bridge calls `application` inside the sandbox          guest/bridge/
 //!        ──► status, headers, body frames from the guest                pool/exchange
 //!        ──► streamed back to the client                                http/server
@@ -41,7 +42,8 @@
 //! - [`pool`]: a group's instances (queue, workers, replacement, reloads) and
 //!   one request's exchange with an instance (and the access log).
 //! - [`sandbox`]: one guest: the linked interpreter, the store and its WASI
-//!   context built from the grants, host calls, stdio, snapshots, the
+//!   context built from the grants, host calls (their ABI in one table),
+//!   outbound connections, stdio, snapshots, the
 //!   interpreters a server runs and the epoch ticker.
 //! - [`engine`]: finding, verifying and building python.wasm; the engine
 //!   and the compiled-code cache; the time-zone database.
@@ -49,7 +51,7 @@
 //! - [`spec`]: plain values every stage reads: limits, listen addresses,
 //!   trusted proxies, access lists, interpreter choice, the guest spec,
 //!   each granted directory opened once, and the outbound connection grants
-//!   (issue 17, not yet wired) (a leaf).
+//!   (a leaf).
 //!
 //! Log targets keep the module names of the flat layout (`wasgi::server`,
 //! `wasgi::group`, ...), so log lines and `WASGI_LOG` filters did not change

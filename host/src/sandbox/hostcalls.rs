@@ -11,7 +11,7 @@
 //! and everything above it see no difference.
 //!
 //! The ABI is written once, in [`crate::sandbox::abi`]; [`add_to_linker`]
-//! defines the calls of its [`HOST_CALLS`] by their entries.
+//! defines the calls of its [`HOST_CALLS`](crate::sandbox::abi::HOST_CALLS) by their entries.
 //!
 //! `recv` and `send` are async: a guest waiting for a frame, or for room in a
 //! full channel, is a parked future. Misuse (a `read` with no frame pending or
@@ -75,7 +75,7 @@ pub trait HostCalls: Send + 'static {
     fn host_end(&mut self) -> Option<&mut HostEnd>;
 }
 
-/// Defines the host calls of [`HOST_CALLS`] in `linker`.
+/// Defines the host calls of [`HOST_CALLS`](crate::sandbox::abi::HOST_CALLS) in `linker`.
 pub fn add_to_linker<T: HostCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, RECV.name, |mut caller: Caller<'_, T>, (): ()| {
         Box::new(async move {

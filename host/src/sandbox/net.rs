@@ -384,7 +384,7 @@ fn readiness(conn: &mut Conn, events: u16, cx: &mut Context<'_>) -> u16 {
     }
 }
 
-/// Defines the calls of [`NET_CALLS`] in `linker`.
+/// Defines the calls of [`NET_CALLS`](crate::sandbox::abi::NET_CALLS) in `linker`.
 pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, NET_RESOLVE.name, |mut caller: Caller<'_, T>, (ptr, len, out, cap): (u32, u32, u32, u32)| {
         Box::new(async move {
