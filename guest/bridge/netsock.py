@@ -30,6 +30,8 @@ import errno
 _NET_IN, _NET_OUT, _NET_ERR, _NET_HUP, _NET_NVAL = 1, 2, 4, 8, 16
 # net_recv_into's flag for MSG_PEEK; net_close's `how` for a full close.
 _NET_PEEK, _NET_CLOSE = 1, 3
+# recv() reads into a buffer the socket keeps, up to this size.
+_SCRATCH = 64 * 1024
 # Sockets' fileno() values start here: above any WASI descriptor, so a
 # select() or poll() that mixes files and sockets can tell them apart.
 _FILENO_BASE = 1 << 20
@@ -178,6 +180,8 @@ class _Socket:
     host handle. Installed as `socket.socket` (named `socket`); CPython's
     semantics: blocking, non-blocking (BlockingIOError) or a timeout per
     operation (socket.timeout), makefile(), dup(), detach()."""
+
+    _scratch = None  # recv()'s buffer, made at the first recv
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         global _next_fileno
@@ -426,10 +430,18 @@ class _Socket:
     def recv(self, bufsize, flags=0):
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        buffer = bytearray(bufsize)
-        n = self.recv_into(buffer, bufsize, flags) if bufsize else 0
-        del buffer[n:]
-        return bytes(buffer)
+        if bufsize == 0:
+            return b""
+        # Drivers ask for 64 KiB and get a few bytes: a buffer kept by the
+        # socket saves zeroing 64 KiB at every call; only what came is copied.
+        scratch = self._scratch
+        if scratch is None or len(scratch) < min(bufsize, _SCRATCH):
+            scratch = self._scratch = bytearray(min(bufsize, _SCRATCH))
+        if bufsize > len(scratch):
+            buffer = bytearray(bufsize)
+            return bytes(buffer[:self.recv_into(buffer, bufsize, flags)])
+        with memoryview(scratch) as view:
+            return bytes(view[:self.recv_into(view, bufsize, flags)])
 
     def recvfrom(self, bufsize, flags=0):
         # As on Linux for a connected stream: no address.

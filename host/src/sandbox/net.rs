@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use wasmtime::{Caller, Linker};
@@ -147,8 +148,9 @@ struct Conn {
     state: State,
     /// What the guest asked for, for names and messages: `ip port` or `unix:/path`.
     peer: String,
-    /// Bytes read ahead by a peek, served before the stream's.
-    ahead: Vec<u8>,
+    /// Bytes read but not yet taken by the guest (a peek, or more than it
+    /// asked for), served before the stream's.
+    ahead: BytesMut,
     read_shut: bool,
     _counted: Counted,
     bytes_in: u64,
@@ -287,16 +289,16 @@ async fn within<F: Future>(wait: Option<Duration>, fut: F) -> Result<F::Output, 
     }
 }
 
-/// Waits until the connection is open (within `wait`).
-async fn settle(conn: &mut Conn, wait: Option<Duration>) -> Result<&mut Stream, Errno> {
-    if let State::Connecting(connecting) = &mut conn.state {
+/// Waits until the connection is open (within `wait`); its stream.
+async fn settle(state: &mut State, wait: Option<Duration>) -> Result<&mut Stream, Errno> {
+    if let State::Connecting(connecting) = state {
         let done = within(wait, connecting.as_mut()).await?;
-        conn.state = match done {
+        *state = match done {
             Ok(stream) => State::Open(stream),
             Err(e) => State::Failed(Errno::of(&e)),
         };
     }
-    match &mut conn.state {
+    match state {
         State::Open(stream) => Ok(stream),
         State::Failed(errno) => Err(*errno),
         State::Connecting(_) => unreachable!("settled above"),
@@ -304,10 +306,10 @@ async fn settle(conn: &mut Conn, wait: Option<Duration>) -> Result<&mut Stream, 
 }
 
 impl Stream {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.read(buf).await,
-            Stream::Unix(s) => s.read(buf).await,
+            Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
         }
     }
 
@@ -430,7 +432,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
             let sent = async {
                 let conn = end.conn(handle)?;
                 let wait = wait_of(timeout_ms);
-                let stream = settle(conn, wait).await?;
+                let stream = settle(&mut conn.state, wait).await?;
                 let n = within(wait, stream.write(&data)).await?.map_err(|e| Errno::of(&e))?;
                 conn.bytes_out += n as u64;
                 counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
@@ -450,21 +452,22 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
                 let conn = end.conn(handle)?;
                 let wait = wait_of(timeout_ms);
                 if len == 0 {
-                    settle(conn, wait).await?;
-                    return Ok(Vec::new());
+                    settle(&mut conn.state, wait).await?;
+                    return Ok(BytesMut::new());
                 }
                 let want = (len as usize).min(MAX_IO);
                 if conn.ahead.len() < want && !conn.read_shut {
                     // Waits only when nothing is buffered; otherwise takes
                     // what has arrived, as a socket's recv returns what it has.
                     let wait = if conn.ahead.is_empty() { wait } else { Some(Duration::ZERO) };
-                    let mut buf = vec![0u8; want.max(READ_AHEAD) - conn.ahead.len()];
-                    let stream = settle(conn, wait).await?;
-                    match within(wait, stream.read(&mut buf)).await {
+                    let Conn { state, ahead, .. } = &mut *conn;
+                    let stream = settle(state, wait).await?;
+                    // Into the buffer's spare room, never zeroed first.
+                    ahead.reserve(want.max(READ_AHEAD));
+                    match within(wait, stream.read_buf(ahead)).await {
                         Ok(Ok(n)) => {
                             conn.bytes_in += n as u64;
                             counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                            conn.ahead.extend_from_slice(&buf[..n]);
                         }
                         Ok(Err(e)) if conn.ahead.is_empty() => return Err(Errno::of(&e)),
                         Err(errno) if conn.ahead.is_empty() => return Err(errno),
@@ -473,7 +476,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
                     }
                 }
                 let n = want.min(conn.ahead.len());
-                Ok::<_, Errno>(if flags & PEEK != 0 { conn.ahead[..n].to_vec() } else { conn.ahead.drain(..n).collect() })
+                Ok::<_, Errno>(if flags & PEEK != 0 { BytesMut::from(&conn.ahead[..n]) } else { conn.ahead.split_to(n) })
             };
             match received.await {
                 Ok(data) => {
@@ -683,14 +686,14 @@ async fn connect(end: &mut NetEnd, addr: &str, port: u32, wait: Option<Duration>
     let connecting: Connecting = Box::pin(async move {
         tokio::time::timeout(limit, connecting).await.unwrap_or_else(|_| Err(io::Error::from(io::ErrorKind::TimedOut)))
     });
-    let mut conn = Conn { state: State::Connecting(connecting), peer, ahead: Vec::new(), read_shut: false, _counted: counted, bytes_in: 0, bytes_out: 0 };
+    let mut conn = Conn { state: State::Connecting(connecting), peer, ahead: BytesMut::new(), read_shut: false, _counted: counted, bytes_in: 0, bytes_out: 0 };
     match wait {
         Some(d) if d.is_zero() => {
             // Start it (the first poll issues the connect), and hand it over in progress.
-            let _ = settle(&mut conn, Some(Duration::ZERO)).await;
+            let _ = settle(&mut conn.state, Some(Duration::ZERO)).await;
         }
         wait => {
-            settle(&mut conn, wait).await?;
+            settle(&mut conn.state, wait).await?;
         }
     }
     Ok(end.insert(conn))

@@ -409,7 +409,9 @@ def run(port):
     out = []
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setblocking(False)
-    out.append("connect_ex=" + errno.errorcode.get(s.connect_ex(("127.0.0.1", port)), "0"))
+    # On loopback the connect may be done by the time it returns (0), as on Linux.
+    code = s.connect_ex(("127.0.0.1", port))
+    out.append("connect_ex=" + ("ok" if code in (0, errno.EINPROGRESS) else errno.errorcode.get(code, str(code))))
     sel = selectors.DefaultSelector()
     sel.register(s, selectors.EVENT_WRITE)
     out.append(f"writable={bool(sel.select(timeout=5))}")
@@ -481,7 +483,7 @@ fn the_socket_api_of_a_client_works_in_the_guest() {
     let r = server.get(&format!("/?port={}", peer.port));
     assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log.text());
     let expected = [
-        "connect_ex=EINPROGRESS",
+        "connect_ex=ok",
         "writable=True",
         "so_error=0",
         "peer=True local=127.0.0.1",
