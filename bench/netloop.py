@@ -15,7 +15,9 @@ KIND is one of
              for a connection's state (what the socket shim's _state() does)
 
 Prints one JSON line: the kind, N, the best and every round's microseconds
-per iteration, the interpreter's version and platform, the driver's version.
+per iteration, the interpreter's version and platform, the driver's version,
+and in the guest the socket shim's host calls per iteration (counted after
+the timed loops).
 bench/netloop.wsgi serves `measure` in the guest (GET /?kind=...&n=...).
 The answer of the first and of every round's last iteration is checked: a
 broken connection must not give a fast figure. The directories of the
@@ -177,6 +179,36 @@ def _hostcall(host, port):
     return once, ok, s.close, {}
 
 
+def count_host_calls(once, iters):
+    """In the guest: the socket shim's host calls (net_send, net_recv_into,
+    net_poll, ...) per iteration, counted over `iters` more iterations by
+    putting a counting proxy in front of the shim's `_net`; None natively."""
+    bridge = sys.modules.get("wasgi_bridge")
+    net = getattr(bridge, "_net", None)
+    if net is None:
+        return None
+    counts = {}
+
+    class Counting:
+        def __getattr__(self, name):
+            f = getattr(net, name)
+            if not name.startswith("net_"):
+                return f
+
+            def call(*args):
+                counts[name] = counts.get(name, 0) + 1
+                return f(*args)
+            return call
+
+    bridge._net = Counting()
+    try:
+        for _ in range(iters):
+            once()
+    finally:
+        bridge._net = net
+    return {k: v / iters for k, v in sorted(counts.items())}
+
+
 KINDS = {"redis": _redis, "redis-raw": _redis_raw, "pg": _pg, "pg-raw": _pg_raw, "hostcall": _hostcall}
 
 
@@ -199,6 +231,7 @@ def measure(kind, n, rounds, host, port):
             per_iter.append((time.perf_counter() - started) / n * 1e6)
             if not ok(answer):
                 raise RuntimeError(f"unexpected answer to a {kind} round trip: {answer!r}")
+        host_calls = count_host_calls(once, min(n, 200))
     finally:
         close()
     return {
@@ -209,6 +242,7 @@ def measure(kind, n, rounds, host, port):
         "python": sys.version.split()[0],
         "platform": sys.platform,
         "versions": versions,
+        "host_calls_per_iter": host_calls,
     }
 
 
