@@ -4,8 +4,10 @@
 
 KIND is one of
   redis      N x `r.get(key)` with redis-py (the key holds VALUE; bench/network sets it)
-  redis-raw  N x `PING` written to a plain socket and `+PONG` read back: the
-             same round trip without the driver (the transport alone)
+  redis-raw  N x `PING` written to a plain socket and `+PONG` read back
+             with recv(65536) as redis-py reads: the same round trip without
+             the driver (the transport alone)
+  redis-raw-small  the same, read with recv_into a 64-byte buffer
   pg         N x `con.run("SELECT 1")` with pg8000.native (user wasgi,
              database postgres, no password: the bench cluster trusts 127.0.0.1)
   pg-raw     N x a simple-query message `SELECT 1` on a plain socket, read
@@ -67,6 +69,25 @@ def _redis(host, port):
 
 
 def _redis_raw(host, port):
+    """PING and +PONG; read as redis-py reads, with recv(65536)."""
+    s = socket.create_connection((host, port), timeout=30)
+    _nodelay(s)
+
+    def once():
+        s.sendall(b"PING\r\n")
+        data = s.recv(65536)
+        while not data.endswith(b"\r\n"):  # never split in practice, but be correct
+            data += s.recv(65536)
+        return data
+
+    def ok(answer):
+        return answer == b"+PONG\r\n"
+
+    return once, ok, s.close, {}
+
+
+def _redis_raw_small(host, port):
+    """The same, read into a 64-byte buffer (recv_into): no large buffer made per read."""
     s = socket.create_connection((host, port), timeout=30)
     _nodelay(s)
     buf = bytearray(64)
@@ -74,7 +95,7 @@ def _redis_raw(host, port):
     def once():
         s.sendall(b"PING\r\n")
         n = s.recv_into(buf)
-        while not buf[:n].endswith(b"\r\n"):  # never split in practice, but be correct
+        while not buf[:n].endswith(b"\r\n"):
             n += s.recv_into(memoryview(buf)[n:])
         return bytes(buf[:n])
 
@@ -209,7 +230,7 @@ def count_host_calls(once, iters):
     return {k: v / iters for k, v in sorted(counts.items())}
 
 
-KINDS = {"redis": _redis, "redis-raw": _redis_raw, "pg": _pg, "pg-raw": _pg_raw, "hostcall": _hostcall}
+KINDS = {"redis": _redis, "redis-raw": _redis_raw, "redis-raw-small": _redis_raw_small, "pg": _pg, "pg-raw": _pg_raw, "hostcall": _hostcall}
 
 
 def measure(kind, n, rounds, host, port):
