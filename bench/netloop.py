@@ -8,6 +8,8 @@ KIND is one of
              with recv(65536) as redis-py reads: the same round trip without
              the driver (the transport alone)
   redis-raw-small  the same, read with recv_into a 64-byte buffer
+  redis-canread  N x redis-py's check before each command that no reply is
+             left unread (Connection.can_read: a recv that finds nothing)
   pg         N x `con.run("SELECT 1")` with pg8000.native (user wasgi,
              database postgres, no password: the bench cluster trusts 127.0.0.1)
   pg-raw     N x a simple-query message `SELECT 1` on a plain socket, read
@@ -66,6 +68,28 @@ def _redis(host, port):
         return answer == VALUE
 
     return once, ok, r.close, {"redis": _version("redis")}
+
+
+def _redis_can_read(host, port):
+    """What redis-py does before each command (ConnectionPool.get_connection):
+    a Connection's can_read(), a recv that finds nothing (EAGAIN) because
+    the socket's timeout is set to 0 for it."""
+    import redis
+
+    r = redis.Redis(host=host, port=port, db=0, socket_timeout=30)
+    conn = r.connection_pool.get_connection("GET")
+
+    def once():
+        return conn.can_read()
+
+    def ok(answer):
+        return answer is False
+
+    def close():
+        r.connection_pool.release(conn)
+        r.close()
+
+    return once, ok, close, {"redis": _version("redis")}
 
 
 def _redis_raw(host, port):
@@ -230,7 +254,8 @@ def count_host_calls(once, iters):
     return {k: v / iters for k, v in sorted(counts.items())}
 
 
-KINDS = {"redis": _redis, "redis-raw": _redis_raw, "redis-raw-small": _redis_raw_small, "pg": _pg, "pg-raw": _pg_raw, "hostcall": _hostcall}
+KINDS = {"redis": _redis, "redis-raw": _redis_raw, "redis-raw-small": _redis_raw_small,
+         "redis-canread": _redis_can_read, "pg": _pg, "pg-raw": _pg_raw, "hostcall": _hostcall}
 
 
 def measure(kind, n, rounds, host, port):

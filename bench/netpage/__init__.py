@@ -1,7 +1,8 @@
 """bench/network's Flask page that does one query: GET / reads 10 products
 from PostgreSQL with pg8000 (one `SELECT ... LIMIT 10` per request, no ORM)
-and renders them as a small HTML table (autoescaped: the names hold `&`, `<`
-and quotes).
+and renders them as a small HTML table with templates/products.html
+(autoescaped: the names hold `&`, `<` and quotes; Flask compiles the
+template once per process and keeps it).
 
 The database is named by the module `netpage_config` (DB: pg8000.native.
 Connection's keyword arguments), which bench/network writes into a
@@ -11,24 +12,13 @@ connection at its first request and keeps it, as a pool of one would.
 """
 
 import pg8000.native
-from flask import Flask, render_template_string
+from flask import Flask, render_template
 
 import netpage_config
 
 app = Flask(__name__)
 
 QUERY = "SELECT id, name, price FROM products ORDER BY id LIMIT 10"
-PAGE = """<!doctype html>
-<html><head><title>Products</title></head>
-<body>
-<h1>{{ rows|length }} products</h1>
-<table>
-{%- for id, name, price in rows %}
-<tr id="p{{ id }}"><td>{{ id }}</td><td>{{ name }}</td><td>{{ price }}</td></tr>
-{%- endfor %}
-</table>
-</body></html>
-"""
 
 _con = None
 
@@ -43,7 +33,7 @@ def connection():
 @app.get("/")
 def index():
     rows = connection().run(QUERY)
-    return render_template_string(PAGE, rows=rows)
+    return render_template("products.html", rows=rows)
 
 
 # Rows bench/network inserts, and what a right page holds.
