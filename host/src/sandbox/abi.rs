@@ -166,7 +166,7 @@ pub(crate) fn guest_bytes<'m>(memory: &'m [u8], ptr: u32, len: u32, call: &str) 
 /// [`NET_CALLS`] and [`GUEST_EXPORTS`] (the linker's definitions are checked
 /// in `sandbox::net`, which links both sets).
 #[cfg(test)]
-mod abi {
+mod c_sources {
     use super::*;
 
     /// A function a C source declares as a wasm import or export.
