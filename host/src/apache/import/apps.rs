@@ -133,7 +133,13 @@ fn hosts_of(a: &ScriptAlias<'_>, aliases: &[ScriptAlias<'_>], im: &mut Importer<
             let mut hosts = vec!["*".to_owned()];
             for v in &im.vhosts {
                 if !aliases.iter().any(|b| b.vhost.is_some() && std::ptr::eq(im.vhosts[b.vhost.unwrap()].directive, v.directive) && b.mount == a.mount) {
-                    hosts.extend(v.hosts.iter().filter(|h| *h != "*").cloned());
+                    // Two virtual hosts may share a name (one per port): the
+                    // app lists it once, or it would conflict with itself.
+                    for h in v.hosts.iter().filter(|h| *h != "*") {
+                        if !hosts.contains(h) {
+                            hosts.push(h.clone());
+                        }
+                    }
                 }
             }
             if hosts.len() > 1 {

@@ -309,6 +309,30 @@ mod tests {
         assert_eq!(grants, [r#"/srv/q"uote/back\slash/café ☕"#, libs, home], "{policy}");
     }
 
+    /// A WSGIScriptAlias outside any VirtualHost serves every virtual
+    /// host's names; two virtual hosts sharing a ServerName (HTTP and HTTPS)
+    /// give that name once, so the file passes wasgi's own checks instead of
+    /// routing the app against itself.
+    #[test]
+    fn a_server_wide_alias_lists_a_shared_server_name_once() {
+        let im = import_text(
+            "WSGIScriptAlias / /srv/app/app.wsgi
+             <VirtualHost *:80>
+ServerName shop.example
+ServerAlias www.shop.example
+</VirtualHost>
+             <VirtualHost *:443>
+ServerName shop.example
+</VirtualHost>
+",
+        );
+        let toml = file(&im, "wasgi.toml");
+        let parsed: toml::Table = toml::from_str(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let hosts: Vec<&str> = parsed["app"].as_array().unwrap()[0]["host"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        assert_eq!(hosts, ["*", "shop.example", "www.shop.example"], "{toml}");
+        crate::config::from_text(Path::new("/tmp/out/wasgi.toml"), toml).unwrap_or_else(|e| panic!("{e:?}\n{toml}"));
+    }
+
     /// WSGIPythonOptimize and lang=/locale= share the group's one `env`
     /// table (they were two `env` keys: a file `wasgi check` refused).
     #[test]
