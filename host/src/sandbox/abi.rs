@@ -148,11 +148,24 @@ pub const NET_NAME: AbiFunction = AbiFunction {
 /// and defined by [`crate::sandbox::net::add_to_linker`].
 pub const NET_CALLS: [AbiFunction; 7] = [NET_RESOLVE, NET_CONNECT, NET_SEND, NET_RECV, NET_POLL, NET_CLOSE, NET_NAME];
 
-pub(crate) fn memory<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
-    caller
+/// A store's data that keeps the guest's memory once a host call looked it
+/// up (the sandbox's `GuestState`): both sets of host calls use it.
+pub trait MemorySlot {
+    fn memory_slot(&mut self) -> &mut Option<Memory>;
+}
+
+/// The guest's linear memory, looked up by name at the store's first host
+/// call only (a lookup by name at every call showed in profiles).
+pub(crate) fn memory<T: MemorySlot>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
+    if let Some(memory) = *caller.data_mut().memory_slot() {
+        return Ok(memory);
+    }
+    let found = caller
         .get_export("memory")
         .and_then(|e| e.into_memory())
-        .ok_or_else(|| wasmtime::format_err!("python.wasm exports no memory"))
+        .ok_or_else(|| wasmtime::format_err!("python.wasm exports no memory"))?;
+    *caller.data_mut().memory_slot() = Some(found);
+    Ok(found)
 }
 
 pub(crate) fn guest_bytes<'m>(memory: &'m [u8], ptr: u32, len: u32, call: &str) -> wasmtime::Result<&'m [u8]> {

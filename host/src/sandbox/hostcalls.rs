@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use wasmtime::{Caller, Linker};
 
 use crate::protocol::frames::MAX_GUEST_FRAME;
-use crate::sandbox::abi::{guest_bytes, memory, LOG, MODULE, READ, RECV, SEND};
+use crate::sandbox::abi::{guest_bytes, memory, MemorySlot, LOG, MODULE, READ, RECV, SEND};
 use crate::sandbox::stdio::{LogTag, MAX_LOG_RECORD};
 
 /// The guest's ends of the instance's channels, used by the host calls.
@@ -71,7 +71,7 @@ pub fn stdio_requested() -> anyhow::Result<bool> {
 
 /// A store's data that can hold the guest's ends of the channels (the
 /// sandbox's `GuestState`).
-pub trait HostCalls: Send + 'static {
+pub trait HostCalls: MemorySlot + Send + 'static {
     fn host_end(&mut self) -> Option<&mut HostEnd>;
 }
 

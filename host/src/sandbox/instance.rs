@@ -166,7 +166,7 @@ impl NewGuest {
         let cpu = Arc::new(CpuBudget::default());
         // Also with frames on stdio (WASGI_FRAMES=stdio): the interpreter still imports the calls.
         let net = Some(NetEnd::new(spec.network.clone(), spec.group.clone(), spec.policies.clone(), tag.clone()));
-        let mut store = Store::new(engine, GuestState { wasi, hostcalls, net, limits, cpu: cpu.clone() });
+        let mut store = Store::new(engine, GuestState { wasi, hostcalls, net, memory: None, limits, cpu: cpu.clone() });
         store.limiter(|s| &mut s.limits);
         // Yield at every epoch tick (10 ms), so a busy guest neither holds a
         // worker thread other connections need nor escapes its deadline.

@@ -41,7 +41,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use wasmtime::{Caller, Linker};
 
-use crate::sandbox::abi::{guest_bytes, memory, MODULE, NET_CLOSE, NET_CONNECT, NET_NAME, NET_POLL, NET_RECV, NET_RESOLVE, NET_SEND};
+use crate::sandbox::abi::{guest_bytes, memory, MemorySlot, MODULE, NET_CLOSE, NET_CONNECT, NET_NAME, NET_POLL, NET_RECV, NET_RESOLVE, NET_SEND};
 use crate::sandbox::stdio::LogTag;
 use crate::spec::connect::{canonical, guarded, ConnectRule, NetCounters, Network};
 use crate::spec::guest::RUN_FLAGS_POLICY;
@@ -177,13 +177,11 @@ pub struct NetEnd {
     /// Each granted name looked up, and the addresses of its latest answer.
     resolved: HashMap<String, Vec<IpAddr>>,
     denials_logged: usize,
-    /// The guest's linear memory, once a call looked it up.
-    memory: Option<wasmtime::Memory>,
 }
 
 impl NetEnd {
     pub fn new(network: Network, group: String, policies: Vec<String>, tag: LogTag) -> NetEnd {
-        NetEnd { network, group, policies, tag, conns: Vec::new(), resolved: HashMap::new(), denials_logged: 0, memory: None }
+        NetEnd { network, group, policies, tag, conns: Vec::new(), resolved: HashMap::new(), denials_logged: 0 }
     }
 
     fn conn(&mut self, handle: i32) -> Result<&mut Conn, Errno> {
@@ -263,21 +261,8 @@ impl NetEnd {
 }
 
 /// A store's data that holds an instance's [`NetEnd`] (the sandbox's `GuestState`).
-pub trait NetCalls: Send + 'static {
+pub trait NetCalls: MemorySlot + Send + 'static {
     fn net_end(&mut self) -> Option<&mut NetEnd>;
-}
-
-/// The guest's memory, looked up by name once per instance (a lookup by
-/// name at every call showed in profiles).
-fn guest_memory<T: NetCalls>(caller: &mut Caller<'_, T>) -> wasmtime::Result<wasmtime::Memory> {
-    if let Some(memory) = caller.data_mut().net_end().and_then(|end| end.memory) {
-        return Ok(memory);
-    }
-    let found = memory(caller)?;
-    if let Some(end) = caller.data_mut().net_end() {
-        end.memory = Some(found);
-    }
-    Ok(found)
 }
 
 fn net_end<'a, T: NetCalls>(caller: &'a mut Caller<'_, T>) -> wasmtime::Result<&'a mut NetEnd> {
@@ -405,7 +390,7 @@ fn readiness(conn: &mut Conn, events: u16, cx: &mut Context<'_>) -> u16 {
 pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> {
     linker.func_wrap_async(MODULE, NET_RESOLVE.name, |mut caller: Caller<'_, T>, (ptr, len, out, cap): (u32, u32, u32, u32)| {
         Box::new(async move {
-            let memory = guest_memory(&mut caller)?;
+            let memory = memory(&mut caller)?;
             let name = String::from_utf8_lossy(guest_bytes(memory.data(&caller), ptr, len.min(1024), "net_resolve")?).to_ascii_lowercase();
             let name = name.trim_end_matches('.').to_owned();
             let answer = resolve(net_end(&mut caller)?, &name).await;
@@ -429,7 +414,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
     })?;
     linker.func_wrap_async(MODULE, NET_CONNECT.name, |mut caller: Caller<'_, T>, (ptr, len, port, timeout_ms): (u32, u32, u32, i32)| {
         Box::new(async move {
-            let memory = guest_memory(&mut caller)?;
+            let memory = memory(&mut caller)?;
             let addr = String::from_utf8_lossy(guest_bytes(memory.data(&caller), ptr, len.min(4096), "net_connect")?).into_owned();
             let end = net_end(&mut caller)?;
             Ok(match connect(end, &addr, port, wait_of(timeout_ms)).await {
@@ -440,7 +425,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
     })?;
     linker.func_wrap_async(MODULE, NET_SEND.name, |mut caller: Caller<'_, T>, (handle, ptr, len, timeout_ms): (i32, u32, u32, i32)| {
         Box::new(async move {
-            let memory = guest_memory(&mut caller)?;
+            let memory = memory(&mut caller)?;
             let data = guest_bytes(memory.data(&caller), ptr, len.min(MAX_IO as u32), "net_send")?.to_vec();
             let end = net_end(&mut caller)?;
             let counters = end.network.counters.clone();
@@ -458,7 +443,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
     })?;
     linker.func_wrap_async(MODULE, NET_RECV.name, |mut caller: Caller<'_, T>, (handle, ptr, len, flags, timeout_ms): (i32, u32, u32, u32, i32)| {
         Box::new(async move {
-            let memory = guest_memory(&mut caller)?;
+            let memory = memory(&mut caller)?;
             // The buffer is checked before anything is read into it.
             guest_bytes(memory.data(&caller), ptr, len, "net_recv")?;
             let end = net_end(&mut caller)?;
@@ -507,7 +492,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
             if count as usize > MAX_POLL {
                 return Ok(Errno::Inval.ret());
             }
-            let memory = guest_memory(&mut caller)?;
+            let memory = memory(&mut caller)?;
             let raw = guest_bytes(memory.data(&caller), ptr, count * 8, "net_poll")?;
             let mut entries: Vec<(i32, u16, u16)> = raw
                 .chunks_exact(8)
@@ -575,7 +560,7 @@ pub fn add_to_linker<T: NetCalls>(linker: &mut Linker<T>) -> anyhow::Result<()> 
         })
     })?;
     linker.func_wrap(MODULE, NET_NAME.name, |mut caller: Caller<'_, T>, handle: i32, peer: u32, out: u32, cap: u32| -> wasmtime::Result<i32> {
-        let memory = guest_memory(&mut caller)?;
+        let memory = memory(&mut caller)?;
         let end = net_end(&mut caller)?;
         let name = match end.conn(handle) {
             Err(errno) => return Ok(errno.ret()),
@@ -782,6 +767,12 @@ mod tests {
     impl NetCalls for Unconnected {
         fn net_end(&mut self) -> Option<&mut NetEnd> {
             None
+        }
+    }
+
+    impl MemorySlot for Unconnected {
+        fn memory_slot(&mut self) -> &mut Option<wasmtime::Memory> {
+            unreachable!("no call is made")
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::sandbox::abi::MemorySlot;
 use crate::sandbox::hostcalls::{HostCalls, HostEnd};
 use crate::sandbox::net::{NetCalls, NetEnd};
 
@@ -16,8 +17,10 @@ pub struct GuestState {
     pub(crate) wasi: WasiP1Ctx,
     /// The channels' guest ends when the frames go through host calls.
     pub(crate) hostcalls: Option<HostEnd>,
-    /// The guest's outbound connections (with host calls only).
+    /// The guest's outbound connections.
     pub(crate) net: Option<NetEnd>,
+    /// The guest's linear memory, once a host call looked it up.
+    pub(crate) memory: Option<wasmtime::Memory>,
     pub(crate) limits: MemoryWatch,
     pub(crate) cpu: Arc<CpuBudget>,
 }
@@ -87,6 +90,12 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 impl HostCalls for GuestState {
     fn host_end(&mut self) -> Option<&mut HostEnd> {
         self.hostcalls.as_mut()
+    }
+}
+
+impl MemorySlot for GuestState {
+    fn memory_slot(&mut self) -> &mut Option<wasmtime::Memory> {
+        &mut self.memory
     }
 }
 
