@@ -198,14 +198,14 @@ fn absolute(path: &Path, flag: &str) -> Result<PathBuf, Problem> {
         .map_err(|e| Problem::flag(format!("{flag} {}", path.display()), format!("cannot make it absolute: {e}")))
 }
 
-/// The flags as the config a `wasgi.toml` with one `[[group]]` and one
-/// `[[app]]` would give, checked as a file's values are (the plan then
-/// checks the paths, for both alike). The group is named after the script.
 /// `--connect`'s value, parsed as a policy's `to` is.
 fn parse_connect(text: &str) -> Result<ConnectGrant, String> {
     text.parse::<ConnectGrant>().map_err(|e| e.to_string())
 }
 
+/// The flags as the config a `wasgi.toml` with one `[[group]]` and one
+/// `[[app]]` would give, checked as a file's values are (the plan then
+/// checks the paths, for both alike). The group is named after the script.
 pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
     let mut problems = Vec::new();
     let mut absolute = |path: &Path, flag: &str| absolute(path, flag).map_err(|p| problems.push(p)).ok();
