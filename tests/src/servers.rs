@@ -91,6 +91,19 @@ fn service_account(name: &str) -> Option<(u32, u32)> {
     Some(system_user(name).unwrap_or_else(|| panic!("running as root, but there is no `{name}` user to run the server as")))
 }
 
+/// A database server's data directory (`label`) and socket directory
+/// (`socket_label`), owned by the account it runs as, if not the tests' own.
+fn server_dirs(label: &str, socket_label: &str, account: Option<(u32, u32)>) -> (TempDir, TempDir) {
+    let dir = TempDir::new(label);
+    let sockets = socket_dir(socket_label);
+    if let Some(account) = account {
+        make_traversable(dir.path());
+        chown(dir.path(), account);
+        chown(sockets.path(), account);
+    }
+    (dir, sockets)
+}
+
 fn chown(path: &Path, (uid, gid): (u32, u32)) {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -362,13 +375,7 @@ impl Postgres {
         apt_install(&["postgresql"], || postgres_bin_dir().is_some());
         let bin_dir = postgres_bin_dir().unwrap();
         let account = service_account("postgres");
-        let dir = TempDir::new("postgres");
-        let sockets = socket_dir("pg");
-        if let Some(account) = account {
-            make_traversable(dir.path());
-            chown(dir.path(), account);
-            chown(sockets.path(), account);
-        }
+        let (dir, sockets) = server_dirs("postgres", "pg", account);
         let as_server = |program: &str| {
             let mut cmd = Command::new(bin_dir.join(program));
             if let Some((uid, gid)) = account {
@@ -575,13 +582,7 @@ impl MariaDb {
     pub fn start() -> MariaDb {
         apt_install(&["mariadb-server"], || Path::new(MARIADBD).exists() && Path::new("/usr/bin/mariadb").exists());
         let account = service_account("mysql");
-        let dir = TempDir::new("mariadb");
-        let sockets = socket_dir("mariadb");
-        if let Some(account) = account {
-            make_traversable(dir.path());
-            chown(dir.path(), account);
-            chown(sockets.path(), account);
-        }
+        let (dir, sockets) = server_dirs("mariadb", "mariadb", account);
         let data = dir.path().join("data");
         let socket = sockets.path().join("mariadb.sock");
         // As root, mariadbd and the install script switch to `mysql` themselves.

@@ -5,8 +5,9 @@
 //! cover it. The servers are Debian's, installed and started by
 //! `wasgi_tests::servers` on loopback, with their own data directories.
 
-use std::path::Path;
 use std::time::Duration;
+
+use super::network::write_app;
 
 use wasgi_tests::servers::{HttpServer, MariaDb, Postgres, Redis, Smtp, TestCa, HELLO_BODY};
 use wasgi_tests::{own_interpreter, pip_packages, TempDir, Wasgi};
@@ -17,12 +18,6 @@ fn drivers() -> std::path::PathBuf {
         "net-drivers",
         &["redis==5.2.*", "pg8000==1.31.*", "PyMySQL==1.1.*", "requests==2.32.*", "urllib3==2.*", "httpx==0.28.*"],
     )
-}
-
-fn write_app(dir: &Path, source: &str) -> String {
-    let script = dir.join("app.wsgi");
-    std::fs::write(&script, source).unwrap();
-    script.display().to_string()
 }
 
 /// Serves `source` with the drivers on its path and `args` (grants).

@@ -84,7 +84,8 @@ fn echo(stream: TcpStream) {
     }
 }
 
-fn write_app(dir: &Path, source: &str) -> String {
+/// Writes `source` as `dir`/app.wsgi; its path.
+pub fn write_app(dir: &Path, source: &str) -> String {
     let script = dir.join("app.wsgi");
     std::fs::write(&script, source).unwrap();
     script.display().to_string()
