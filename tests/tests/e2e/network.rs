@@ -505,3 +505,46 @@ fn the_socket_api_of_a_client_works_in_the_guest() {
     let got: Vec<&str> = text.lines().map(|l| l.split(" (while attempting").next().unwrap()).collect();
     assert_eq!(got, expected, "{}", server.log.text());
 }
+
+/// The host calls taken directly, with what a hostile app could hand them:
+/// handles it does not hold, a garbage address, an oversized poll, a huge
+/// name. Each is an ordinary OSError; the instance serves on.
+#[test]
+fn the_host_calls_refuse_bad_arguments_without_harm() {
+    own_interpreter();
+    let peer = EchoServer::start();
+    let dir = TempDir::new("net-hostile");
+    let app = r#"import errno, _wasgi
+
+def attempt(call):
+    try:
+        call()
+        return "ok?!"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def application(environ, start_response):
+    out = [
+        "send=" + attempt(lambda: _wasgi.net_send(12345, b"x", 0)),
+        "recv=" + attempt(lambda: _wasgi.net_recv_into(-7, bytearray(10), 0, 0, 0)),
+        "close=" + attempt(lambda: _wasgi.net_close(99, 3)),
+        "name=" + attempt(lambda: _wasgi.net_name(4, True)),
+        "connect=" + attempt(lambda: _wasgi.net_connect(b"\xff not an address", 80, 1000)),
+        "poll=" + attempt(lambda: _wasgi.net_poll(bytearray(8 * 100_000), 0)),
+        "resolve=" + attempt(lambda: _wasgi.net_resolve(b"a" * 100_000)),
+    ]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [" ".join(out).encode()]
+"#;
+    let script = write_app(dir.path(), app);
+    let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &format!("127.0.0.1:{}", peer.port)]);
+    for _ in 0..2 {
+        let r = server.get("/");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "send=EBADF recv=EBADF close=EBADF name=EBADF connect=EINVAL poll=EINVAL resolve=EACCES"),
+            "{}",
+            server.log.text()
+        );
+    }
+}
