@@ -45,8 +45,9 @@
 //!   context built from the grants, host calls (their ABI in one table),
 //!   outbound connections, stdio, snapshots, the
 //!   interpreters a server runs and the epoch ticker.
-//! - [`engine`]: finding, verifying and building python.wasm; the engine
-//!   and the compiled-code cache; the time-zone database.
+//! - [`engine`]: finding, verifying and building python.wasm, and its
+//!   variants with an app's native extensions linked in; the engine and the
+//!   compiled-code cache; the time-zone database.
 //! - [`protocol`]: the host ↔ bridge frames (a leaf).
 //! - [`spec`]: plain values every stage reads: limits, listen addresses,
 //!   trusted proxies, access lists, interpreter choice, the guest spec,

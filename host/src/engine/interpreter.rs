@@ -125,7 +125,7 @@ pub struct Interpreter {
 
 /// The recipe of our own build, carried in the binary so an installed wasgi
 /// can build it too.
-const RECIPE: &[(&str, &str)] = &[
+pub(crate) const RECIPE: &[(&str, &str)] = &[
     ("build", include_str!("../../../python-wasm/build")),
     ("pins.toml", include_str!("../../../python-wasm/pins.toml")),
     ("wasirun.py", include_str!("../../../python-wasm/wasirun.py")),

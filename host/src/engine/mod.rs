@@ -1,5 +1,6 @@
 //! The interpreter and compiled code: finding, verifying or building
-//! python.wasm ([`interpreter`]), the wasmtime engine and its on-disk cache of
+//! python.wasm ([`interpreter`]) and its variants with an app's native
+//! extensions linked in ([`extensions`]), the wasmtime engine and its on-disk cache of
 //! compiled modules ([`artifacts`]), the time-zone database every guest
 //! reads ([`zoneinfo`]), the options that say where they come from
 //! ([`args`]), and the one conversion of wasmtime's errors into wasgi's
@@ -9,6 +10,7 @@
 
 pub mod args;
 pub mod artifacts;
+pub mod extensions;
 pub mod interpreter;
 pub mod wasm_error;
 pub mod zoneinfo;
