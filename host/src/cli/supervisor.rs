@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use crate::config::plan::{plan, AppPlan, Plan};
 use crate::config::Input;
 use crate::engine::args::InterpreterArgs;
+use crate::engine::extensions;
 use crate::http::server::{self, Listener, Server};
 use crate::pool::group::Group;
 use crate::routing::router::{Route, Router};
@@ -132,27 +133,46 @@ async fn shutdown_signal() {
 }
 
 /// Starts a group for each app, reusing a running group whose spec (its
-/// interpreter included), size and queue are unchanged. The interpreters the
-/// new groups run are prepared first, each once. If one fails, the groups
-/// started here are retired and the error returned.
-async fn start_apps(input: Input, apps: Vec<AppPlan>, interpreters: &mut Interpreters, running: &[Arc<Group>]) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
+/// interpreter and the native extensions its environment pins included),
+/// size and queue are unchanged. The interpreters the new groups run are
+/// prepared first, each once. If one fails, the groups started here are
+/// retired and the error returned.
+async fn start_apps(input: Input, mut apps: Vec<AppPlan>, interpreters: &mut Interpreters, running: &[Arc<Group>]) -> Result<(Vec<Route>, Vec<Arc<Group>>)> {
+    // What each environment holds now (the plan cannot say: which packages
+    // have a recipe is the engine's to know).
+    let paths: Vec<Vec<PathBuf>> = apps.iter().map(|a| a.spec.python_path.clone()).collect();
+    let environments = tokio::task::spawn_blocking(move || paths.iter().map(|p| extensions::scan(p)).collect::<Vec<_>>()).await?;
     let mut kept = Vec::new();
     let mut to_start = Vec::new();
-    for a in apps {
+    for (mut a, environment) in apps.drain(..).zip(environments) {
+        a.spec.extensions = environment.to_build;
         match running.iter().find(|g| g.runs(&a.spec, a.group.instances, a.group.max_queue)) {
             Some(group) => kept.push((a.app, group.clone())),
-            None => to_start.push(a),
+            None => {
+                for m in environment.modules.iter().filter(|m| !m.recipe) {
+                    log_as!(
+                        warn,
+                        input,
+                        app = %a.spec.name,
+                        "{} is a native extension built for the host ({}); wasgi has no recipe to build it, so it cannot load in the sandbox unless {} falls back to pure Python",
+                        m.module,
+                        m.file.display(),
+                        m.package.as_ref().map_or(m.module.split('.').next().unwrap_or_default(), |(name, _)| name.as_str())
+                    );
+                }
+                to_start.push(a)
+            }
         }
     }
     for a in &to_start {
         interpreters
-            .prepare(a.spec.interpreter)
+            .prepare(a.spec.interpreter, &a.spec.extensions)
             .await
             .with_context(|| format!("group {:?} runs {}, which cannot be used", a.group.name, a.spec.interpreter))?;
     }
     let starts = to_start.into_iter().map(|a| {
-        let pre = interpreters.get(a.spec.interpreter).clone();
-        let on = interpreters.describe(a.spec.interpreter).to_owned();
+        let pre = interpreters.get(a.spec.interpreter, &a.spec.extensions).clone();
+        let on = interpreters.describe(a.spec.interpreter, &a.spec.extensions).to_owned();
         async move {
             let name = a.spec.name.clone();
             log_as!(info, input, app = %name, "starting {} instance(s) of {} on {on}", a.group.instances, a.spec.script.display());

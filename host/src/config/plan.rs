@@ -47,37 +47,6 @@ pub(crate) fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Native extensions built for the host cannot load inside the sandbox:
-/// name each package that has one.
-fn native_extensions(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    let mut seen = 0usize;
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().filter_map(|e| e.ok()) {
-            seen += 1;
-            if seen > 50_000 {
-                return found;
-            }
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
-            if kind.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "so") {
-                let package = path
-                    .strip_prefix(dir)
-                    .ok()
-                    .and_then(|p| p.components().next())
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                found.push((package, path));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// The origins of the private directories, as grants name them.
 pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
 pub const PRIVATE_TMP: &str = "the group's private /tmp";
@@ -211,16 +180,9 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
                     problem(&config, group.line, format!("group {:?}: venv", group.name), format!("no lib/python3.*/site-packages under {}", venv.display()))
                 });
             }
-            for dir in site {
-                for (package, so) in native_extensions(&dir) {
-                    warnings.push(format!(
-                        "group {:?}: package {package:?} has a native extension ({}) built for the host; it cannot load inside the sandbox unless the package falls back to pure Python",
-                        group.name,
-                        so.display()
-                    ));
-                }
-                python_path.push(dir);
-            }
+            // (Its native extensions are the engine's to judge, which
+            // knows the recipes: `wasgi check` lists them, a start warns.)
+            python_path.extend(site);
         }
         // `wasgi run`'s --grant-read and --grant-write, after what they imply.
         for grant in &group.flag_grants {
@@ -339,6 +301,8 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
             isolation: group.isolation,
             warmup: group.warmup.clone(),
             interpreter,
+            // Filled when the group starts (see GuestSpec::extensions).
+            extensions: Vec::new(),
             host_facts: crate::spec::guest::HostFacts {
                 user: group.user.clone().unwrap_or_else(|| own_user.clone()),
                 group: group.group.clone().or_else(|| group.user.clone()).unwrap_or(own_user),

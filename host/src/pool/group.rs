@@ -586,6 +586,7 @@ mod tests {
             isolation,
             warmup: Vec::new(),
             interpreter: Choice::Pinned,
+            extensions: Vec::new(),
             host_facts: HostFacts { user: "wasgi".into(), group: "wasgi".into(), hostname: "localhost".into() },
             network: Default::default(),
         }

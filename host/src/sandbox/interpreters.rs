@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::engine::args::InterpreterArgs;
+use crate::engine::extensions::{self, Pin};
 use crate::engine::interpreter;
 use crate::spec::interpreter::Choice;
 
@@ -58,7 +59,11 @@ pub struct Interpreters {
     args: InterpreterArgs,
     cache_dir: PathBuf,
     engine: wasmtime::Engine,
-    linked: std::collections::HashMap<Choice, Linked>,
+    /// By interpreter and the packages whose extensions are linked into it
+    /// (groups whose environments pin the same set share a variant).
+    linked: std::collections::HashMap<(Choice, Vec<Pin>), Linked>,
+    /// The pinned interpreter's groups were told it links no extensions.
+    told_pinned: bool,
     _ticker: EpochTicker,
 }
 
@@ -79,6 +84,7 @@ impl Interpreters {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linked: Default::default(),
+            told_pinned: false,
         })
     }
 
@@ -87,16 +93,32 @@ impl Interpreters {
         self.args.interpreter()
     }
 
-    /// Locates, compiles and links `choice` unless that was done already.
-    pub async fn prepare(&mut self, choice: Choice) -> Result<()> {
-        if self.linked.contains_key(&choice) {
+    /// Locates, compiles and links `choice`, with the C extensions of the
+    /// packages `extensions` names when it can link them, unless that was
+    /// done already.
+    pub async fn prepare(&mut self, choice: Choice, extensions: &[Pin]) -> Result<()> {
+        let key = linked_key(choice, extensions);
+        if self.linked.contains_key(&key) {
             return Ok(());
         }
-        let python = {
-            let args = self.args.clone();
-            tokio::task::spawn_blocking(move || args.locate(choice)).await??
+        if key.1.len() != extensions.len() && !self.told_pinned {
+            self.told_pinned = true;
+            let names: Vec<String> = extensions.iter().map(|(n, v)| format!("{n} {v}")).collect();
+            tracing::warn!(
+                target: LOG_TARGET,
+                "native extensions are not built for {choice} (only cpython-3.13 links them in): {} run(s) without them, in pure Python where they can",
+                names.join(", ")
+            );
+        }
+        let (python, linked_in) = {
+            let (args, cache_dir, set) = (self.args.clone(), self.cache_dir.clone(), key.1.clone());
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let base = args.locate(choice)?;
+                Ok(with_variant(&cache_dir, choice, base, &set))
+            })
+            .await??
         };
-        let description = format!("{choice} (CPython {})", python.version);
+        let description = format!("{choice} (CPython {}){linked_in}", python.version);
         tracing::info!(target: LOG_TARGET, "interpreter {description} from {}", python.path.display());
         let stdlib = python.stdlib.clone();
         let snapshots = python.reactor.as_ref().map(|reactor| {
@@ -110,19 +132,58 @@ impl Interpreters {
         prepared.snapshots = snapshots;
         let cache_dir = self.cache_dir.clone();
         prepared.zoneinfo = tokio::task::spawn_blocking(move || crate::engine::zoneinfo::locate(&cache_dir)).await?.map(Arc::from);
-        self.linked.insert(choice, Linked { prepared, description });
+        self.linked.insert(key, Linked { prepared, description });
         Ok(())
     }
 
     /// The linked interpreter; [`Interpreters::prepare`] must have made it.
-    pub fn get(&self, choice: Choice) -> &crate::sandbox::prepared::Prepared {
-        &self.linked.get(&choice).expect("the interpreter was prepared before its groups start").prepared
+    pub fn get(&self, choice: Choice, extensions: &[Pin]) -> &crate::sandbox::prepared::Prepared {
+        &self.linked.get(&linked_key(choice, extensions)).expect("the interpreter was prepared before its groups start").prepared
     }
 
     /// How the log names a prepared interpreter.
-    pub fn describe(&self, choice: Choice) -> &str {
-        self.linked.get(&choice).map_or(choice.name(), |l| l.description.as_str())
+    pub fn describe(&self, choice: Choice, extensions: &[Pin]) -> &str {
+        self.linked.get(&linked_key(choice, extensions)).map_or(choice.name(), |l| l.description.as_str())
     }
+}
+
+/// What an interpreter is linked under: only our own build links
+/// extensions in, so the pinned one is one interpreter whatever they are.
+fn linked_key(choice: Choice, extensions: &[Pin]) -> (Choice, Vec<Pin>) {
+    match choice {
+        Choice::Cpython313 => (choice, extensions.to_vec()),
+        Choice::Pinned => (choice, Vec::new()),
+    }
+}
+
+/// `base` with `set`'s extension modules linked in (built on first use), and
+/// what the log adds to its name (" with markupsafe._speedups (MarkupSafe
+/// 3.0.2)"). When they cannot be built, says why and returns `base`: the
+/// packages then run in pure Python where they can, and the guest explains
+/// an import that fails.
+fn with_variant(cache_dir: &Path, choice: Choice, base: interpreter::Interpreter, set: &[Pin]) -> (interpreter::Interpreter, String) {
+    let names = || set.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", ");
+    let variant = match extensions::locate_variant(cache_dir, &base, set) {
+        Ok(Some(variant)) => variant,
+        Ok(None) => return (base, String::new()),
+        Err(e) => {
+            tracing::warn!(target: LOG_TARGET, "cannot link the native extensions of {} into {choice}: {e:#}; its groups run without them", names());
+            return (base, String::new());
+        }
+    };
+    for failed in &variant.failed {
+        tracing::warn!(
+            target: LOG_TARGET,
+            "{} {}: its native extensions failed to build ({}), see {}; it runs without them",
+            failed.name,
+            failed.version,
+            failed.error,
+            failed.log
+        );
+    }
+    let modules: Vec<String> = variant.packages.iter().flat_map(|p| p.modules.iter().map(move |m| format!("{m} ({} {})", p.name, p.version))).collect();
+    let with = if modules.is_empty() { String::new() } else { format!(" with {}", modules.join(", ")) };
+    (variant.interpreter(&base), with)
 }
 
 /// What a reactor's snapshots are keyed by: its interpreter's hash and the

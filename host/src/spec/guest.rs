@@ -70,6 +70,12 @@ pub struct GuestSpec {
     /// Which interpreter it runs: part of the spec, so a reload that changes
     /// it restarts the group.
     pub interpreter: Choice,
+    /// The packages of its environment whose C extensions are linked into
+    /// its interpreter (normalized name, version; sorted): part of the spec,
+    /// so a reload after a version changed restarts the group on another
+    /// variant. Read from the python path when the groups start
+    /// (`cli::supervisor`): which packages have a recipe is the engine's to say.
+    pub extensions: Vec<(String, String)>,
     /// Who and where the app is told it runs.
     pub host_facts: HostFacts,
     /// Where its guests may connect, and the group's connection counters.
