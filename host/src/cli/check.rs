@@ -1,5 +1,5 @@
 //! `wasgi check`: the plan's interpreters located, and the report of each
-//! group's capabilities and each app's routes.
+//! group's capabilities, native extensions and each app's routes.
 
 use std::fmt::Write as _;
 
@@ -7,6 +7,7 @@ use anyhow::Result;
 
 use crate::config::plan::Plan;
 use crate::engine::args::InterpreterArgs;
+use crate::engine::extensions;
 use crate::engine::interpreter::Interpreter;
 use crate::spec::interpreter::Choice;
 
@@ -28,8 +29,8 @@ pub fn locate_interpreters(plan: &Plan, args: &InterpreterArgs) -> Result<Vec<(C
     Ok(found)
 }
 
-/// The `wasgi check` report: each group's interpreter and capability table
-/// and each app's route.
+/// The `wasgi check` report: each group's interpreter, native extensions and
+/// capability table and each app's route. It builds nothing.
 pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", plan.config.file.display());
@@ -67,6 +68,7 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
             if python.reactor.is_some() && g.snapshot && !g.warmup.is_empty() {
                 let _ = writeln!(out, "  warmup  GET {} before the snapshot ({} times each)", g.warmup.join(", "), crate::spec::limits::WARMUP_ROUNDS);
             }
+            report_extensions(&mut out, &a.spec.python_path, *choice, python);
         }
         if g.isolation == crate::spec::limits::Isolation::Request {
             let _ = writeln!(out, "  isolation  request: a fresh instance for every request");
@@ -98,6 +100,59 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
         let _ = writeln!(out, "\nwarning: {w}");
     }
     out
+}
+
+/// The native extension modules of the group's environment, each with what
+/// becomes of it: built into the interpreter (or to be, on the first
+/// start), failed to build, or without a recipe and so unusable.
+fn report_extensions(out: &mut String, python_path: &[std::path::PathBuf], choice: Choice, python: &Interpreter) {
+    let environment = extensions::scan(python_path);
+    let variant = match (choice, environment.to_build.is_empty()) {
+        (Choice::Cpython313, false) => Some(extensions::built_variant(python, &environment.to_build)),
+        _ => None,
+    };
+    for m in &environment.modules {
+        let package_name = m.package.as_ref().map_or(m.module.split('.').next().unwrap_or_default(), |(name, _)| name.as_str());
+        // A recipe's package as PyPI spells it; else as it is installed.
+        let owner = match &m.package {
+            Some((name, version)) => format!(" ({} {version})", extensions::recipe(name).filter(|_| m.recipe).map_or(name.as_str(), |r| r.package.as_str())),
+            None => String::new(),
+        };
+        let status = match (m.recipe, &variant) {
+            (false, _) => format!(
+                "no recipe — cannot load in the sandbox; unless {package_name} falls back to pure Python, use a pure-Python alternative, \
+                 or ask for a recipe (wasgi builds: {})",
+                extensions::recipe_packages().iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+            ),
+            (true, None) => format!("not built for {choice} (only cpython-3.13 links native extensions in): {package_name} runs in pure Python if it can"),
+            (true, Some(Err(e))) => format!("its interpreter variant is unreadable: {e:#}"),
+            (true, Some(Ok(None))) => "will be built on first start".to_owned(),
+            (true, Some(Ok(Some(v)))) if v.has(&m.module) => "built in".to_owned(),
+            (true, Some(Ok(Some(v)))) => match v.failure(package_name) {
+                Some(failed) => format!("failed to build: {}, see {}", failed.error, failed.log),
+                None => format!("not in the interpreter variant built for this environment ({})", v.dir.display()),
+            },
+        };
+        let _ = writeln!(out, "  extension  {}{owner}: {status}", m.module);
+    }
+    // What the variant links in beyond the host's files (a package installed
+    // without its compiled modules still gets them).
+    match &variant {
+        Some(Ok(Some(v))) => {
+            for p in &v.packages {
+                for module in p.modules.iter().filter(|module| !environment.modules.iter().any(|m| m.module == **module)) {
+                    let _ = writeln!(out, "  extension  {module} ({} {}): built in", p.name, p.version);
+                }
+            }
+        }
+        Some(Ok(None)) => {
+            for (name, version) in environment.to_build.iter().filter(|(name, _)| !environment.modules.iter().any(|m| m.recipe && m.package.as_ref().is_some_and(|(p, _)| extensions::normalize(p) == *name))) {
+                let package = extensions::recipe(name).map_or(name.as_str(), |r| r.package.as_str());
+                let _ = writeln!(out, "  extension  {package} {version}: its recipe's modules will be built on first start");
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The group's connect grants, each with its origin, and their limits.

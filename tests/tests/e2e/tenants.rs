@@ -284,11 +284,42 @@ fn a_virtualenv_of_another_python_minor_version_serves_its_pure_python_packages(
     let (ok, out) = check(&config);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{}  read    venv", venv.display())), "the whole venv is granted read-only: {out}");
-    assert!(out.contains("package \"markupsafe\" has a native extension"), "check lists native extensions: {out}");
+    assert!(out.contains("  extension  markupsafe._speedups (MarkupSafe 3.0."), "check lists native extensions: {out}");
     let server = Wasgi::serve(&config);
     let (status, body) = get(&server, "x", "/");
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("v.") && body.ends_with("&lt;b&gt;"), "{body}");
+}
+
+/// `wasgi check` lists each native extension module of a group's
+/// environment: one wasgi has a recipe for with what becomes of it, one it
+/// has none for as unusable, saying what to do; it builds nothing.
+#[test]
+fn check_lists_native_extensions_and_says_which_cannot_load() {
+    let dir = TempDir::new("native-check");
+    let site = dir.path().join("site");
+    for d in ["MarkupSafe-3.0.2.dist-info", "markupsafe", "lxml-5.3.0.dist-info", "lxml"] {
+        std::fs::create_dir_all(site.join(d)).unwrap();
+    }
+    std::fs::write(site.join("markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so"), b"\x7fELF").unwrap();
+    std::fs::write(site.join("lxml/etree.cpython-311-x86_64-linux-gnu.so"), b"\x7fELF").unwrap();
+    std::fs::write(dir.path().join("app.wsgi"), "application = None\n").unwrap();
+    let config = dir.path().join("wasgi.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[group]]\nname = \"n\"\npython_path = [\"{}\"]\n\n[[app]]\nscript = \"{}\"\ngroup = \"n\"\n",
+            site.display(),
+            dir.path().join("app.wsgi").display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = check(&config);
+    assert!(ok, "{out}");
+    assert!(out.contains("  extension  lxml.etree (lxml 5.3.0): no recipe — cannot load in the sandbox;"), "{out}");
+    assert!(out.contains("ask for a recipe (wasgi builds: MarkupSafe,"), "{out}");
+    // Built in, to be built, or not for cpython-3.12: whichever the suite's interpreter says.
+    assert!(out.contains("  extension  markupsafe._speedups (MarkupSafe 3.0.2): "), "{out}");
 }
 
 /// A read-only directory inside a write grant of the same group could be
