@@ -198,9 +198,16 @@ def _ungranted(paths):
 _UNGRANTED_MARK = "\n\x1ewasgi-ungranted-sys-path "
 
 
+# The packages whose C extensions wasgi builds into the interpreter, each
+# with its modules ({"MarkupSafe": ["markupsafe._speedups"]}): the host's
+# config["native_recipes"].
+_native_recipes = {}
+
+
 def _native_extension_hint(module_name):
     """If `module_name` exists only as a native extension built for the host,
-    say so: such files cannot load inside the sandbox."""
+    say so: such files cannot load inside the sandbox, and only the packages
+    wasgi has a recipe for are built into its interpreter instead."""
     import glob
 
     parts = module_name.split(".")
@@ -211,11 +218,24 @@ def _native_extension_hint(module_name):
         found = glob.glob(pattern)
         if found:
             top = parts[0]
+            built = [package for package, modules in _native_recipes.items() if module_name in modules]
+            if built:
+                why = (
+                    f" wasgi builds it into cpython-3.13 from its recipe for {built[0]}, but this"
+                    f" group's interpreter does not have it: the server log says why (the build"
+                    f" failed, or the group runs cpython-3.12)."
+                )
+            else:
+                known = ", ".join(sorted(_native_recipes)) or "none yet"
+                why = (
+                    f" wasgi builds the native extensions of the packages it has a recipe for"
+                    f" ({known}) into its interpreter, and has none for {top!r}, which has no"
+                    f" pure-Python fallback for it. Use a pure-Python alternative or a version"
+                    f" of {top!r} that does not need it, or ask for a recipe."
+                )
             return (
                 f"\nHint: {module_name!r} is a native extension built for the host ({found[0]})."
-                f" Native code cannot load inside the WebAssembly sandbox, and package {top!r}"
-                f" has no pure-Python fallback for it. Use a pure-Python alternative or a version"
-                f" of {top!r} that does not need it."
+                f" Native code built for the host cannot load inside the WebAssembly sandbox." + why
             )
     return ""
 

@@ -19,6 +19,7 @@ def init(config):
     _install_host_facts(config)
     _install_one_thread()
     _install_denial_explainer(config)
+    _native_recipes.update(config.get("native_recipes") or {})
     return load_application(config["script"], config["callable"])
 
 

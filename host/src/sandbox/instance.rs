@@ -467,6 +467,8 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
         "snapshot": snapshot,
         "warmup": if snapshot { spec.warmup.clone() } else { Vec::new() },
         "warmup_rounds": WARMUP_ROUNDS,
+        // What wasgi can link in, for the hint on a native extension it cannot.
+        "native_recipes": crate::engine::extensions::recipe_packages().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         // The socket module over the host's connections, when any are granted.
         "network": (!spec.network.rules.is_empty()).then(|| serde_json::json!({
             "ca_file": spec.env.iter().find(|(k, _)| k == "SSL_CERT_FILE").map(|(_, v)| v),

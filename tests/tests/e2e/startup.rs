@@ -159,6 +159,8 @@ fn a_package_that_needs_a_native_extension_is_named_with_its_so_file() {
     std::fs::write(&script, "import fastthing\napplication = None\n").unwrap();
     let log = failed_start(&[script.to_str().unwrap(), "--python-path", dir.path().to_str().unwrap(), "--instances", "1"]);
     assert!(log.contains("'fastthing._core' is a native extension built for the host"), "{log}");
+    assert!(log.contains("has a recipe for (MarkupSafe,"), "the hint names the packages wasgi builds: {log}");
+    assert!(log.contains("has none for 'fastthing'"), "{log}");
     assert!(log.contains("_core.cpython-311-x86_64-linux-gnu.so"), "{log}");
 }
 
