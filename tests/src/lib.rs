@@ -371,8 +371,14 @@ impl Wasgi {
     }
 
     /// The address from the "serving … on http://ADDR" line, once it appears.
-    pub fn wait_ready(mut self) -> Wasgi {
-        let text = self.log.wait_for("serving ", Duration::from_secs(120));
+    pub fn wait_ready(self) -> Wasgi {
+        self.wait_ready_within(Duration::from_secs(120))
+    }
+
+    /// [`Wasgi::wait_ready`] for a start that builds first (an interpreter
+    /// variant with an app's C extensions).
+    pub fn wait_ready_within(mut self, timeout: Duration) -> Wasgi {
+        let text = self.log.wait_for("serving ", timeout);
         let line = text.lines().find(|l| l.contains("serving ")).expect("a serving line");
         let on = line.split(" on ").nth(1).unwrap();
         let addr = on.split_whitespace().next().unwrap();

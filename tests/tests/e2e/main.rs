@@ -35,6 +35,7 @@ mod django;
 mod drivers;
 mod environ;
 mod escape;
+mod extensions;
 mod flask;
 mod hostfacts;
 mod http2;

@@ -1,0 +1,97 @@
+//! Issue 18: the C extensions of an app's pip-installed environment are
+//! built from their sdists and linked into the group's interpreter, so the
+//! app imports them as built-in modules; a changed version gets a new
+//! variant; a package without a recipe gets a clear error.
+
+use std::time::Duration;
+
+use wasgi_tests::{apps, own_interpreter, pip_packages, TempDir, Wasgi};
+
+/// A variant's first build (sdists fetched, compiled, relinked, compiled by
+/// Cranelift) takes a minute or more; a later start finds it in the cache.
+const FIRST_BUILD: Duration = Duration::from_secs(600);
+
+fn json(r: &wasgi_tests::http::Response) -> serde_json::Value {
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+/// Starts `args` and waits through a first build of the variant.
+fn start_building(args: &[&str]) -> Wasgi {
+    Wasgi::spawn(args).wait_ready_within(FIRST_BUILD)
+}
+
+#[test]
+fn flask_app_runs_markupsafe_pyyaml_msgpack_and_sqlalchemy_through_their_c_extensions() {
+    own_interpreter();
+    let packages = pip_packages(
+        "extensions-app",
+        &["flask==3.1.*", "MarkupSafe==3.0.4", "PyYAML==6.0.4", "msgpack==1.2.4", "SQLAlchemy==2.1.9"],
+    );
+    let script = apps().join("extensions_app.wsgi");
+    let server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
+
+    let r = json(&server.get("/markupsafe"));
+    assert_eq!(r["page"], "<p>&lt;a href=&#39;x&#39;&gt;&amp;</p>");
+    assert_eq!(r["origin"], "built-in", "markupsafe._speedups is the built-in module: {r}");
+
+    let r = json(&server.get("/yaml"));
+    assert_eq!(r["doc"], serde_json::json!({"name": "wasgi", "items": [1, 2.5, "three"], "nested": {"a": true}}));
+    assert_eq!(r["dumped"], "b:\n- 1\n- 2\n");
+    assert_eq!((r["with_libyaml"].as_bool(), r["origin"].as_str()), (Some(true), Some("built-in")), "{r}");
+
+    let r = json(&server.get("/msgpack"));
+    assert_eq!((r["same"].as_bool(), r["packer"].as_str(), r["origin"].as_str()), (Some(true), Some("msgpack._cmsgpack"), Some("built-in")), "{r}");
+
+    let r = json(&server.get("/sqlalchemy"));
+    assert_eq!(r["rows"], serde_json::json!([[46, "item 45"], [47, "item 46"], [48, "item 47"], [49, "item 48"], [50, "item 49"]]));
+    assert_eq!((r["cython"].as_bool(), r["origin"].as_str()), (Some(true), Some("built-in")), "{r}");
+
+    let log = server.log.text();
+    assert!(log.contains("markupsafe._speedups"), "the log names the built-in extension modules:\n{log}");
+}
+
+/// MarkupSafe 2.1.5 and then 3.0.4 in the group's environment: each start
+/// runs a variant with that version's speedups built in.
+#[test]
+fn a_changed_version_in_the_environment_gets_its_own_variant() {
+    own_interpreter();
+    let old = pip_packages("markupsafe-2.1.5", &["MarkupSafe==2.1.5"]);
+    let new = pip_packages("markupsafe-3.0.4", &["MarkupSafe==3.0.4"]);
+    let dir = TempDir::new("ext-version");
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(
+        &script,
+        "import sys, markupsafe\n\
+         from importlib.metadata import version\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [f\"{version('markupsafe')} {sys.modules['markupsafe._speedups'].__spec__.origin} {markupsafe.escape('<&>')}\".encode()]\n",
+    )
+    .unwrap();
+    let mut answers = Vec::new();
+    for packages in [&old, &new] {
+        let mut server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
+        answers.push(server.get("/").text());
+        server.terminate();
+    }
+    assert_eq!(answers, ["2.1.5 built-in &lt;&amp;&gt;", "3.0.4 built-in &lt;&amp;&gt;"]);
+}
+
+/// ujson is C only (no pure-Python fallback) and has no recipe: the app's
+/// import fails with a message naming the package and its host-built file.
+#[test]
+fn a_c_extension_without_a_recipe_fails_with_a_clear_error() {
+    own_interpreter();
+    let packages = pip_packages("ujson", &["ujson==5.10.0"]);
+    let dir = TempDir::new("ext-norecipe");
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(&script, "import ujson\napplication = None\n").unwrap();
+    let mut server = Wasgi::spawn(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
+    let status = server.wait(Duration::from_secs(120));
+    assert!(!status.success());
+    let log = server.log.text();
+    assert!(log.contains("ujson"), "{log}");
+    assert!(log.contains(".so"), "the host-built file is named:\n{log}");
+    assert!(log.contains("no recipe"), "the message says wasgi has no recipe for it:\n{log}");
+}
