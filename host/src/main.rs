@@ -68,6 +68,10 @@ enum Command {
     Python {
         #[command(flatten)]
         interpreter: wasgi::engine::args::InterpreterArgs,
+        /// An app's python path (repeatable): also build the interpreter variant
+        /// with the C extensions installed there, and print where that is.
+        #[arg(long = "python-path", value_name = "DIR")]
+        python_path: Vec<PathBuf>,
     },
 }
 
@@ -145,7 +149,7 @@ fn main() -> ExitCode {
             }
         }
         Command::ImportApache { file, out, listen, server_root, vhost_address } => import_apache(&file, &out, listen, server_root, vhost_address),
-        Command::Python { interpreter } => wasgi::cli::python::prepare_interpreter(&interpreter).map(|path| {
+        Command::Python { interpreter, python_path } => wasgi::cli::python::prepare_interpreter(&interpreter, &python_path).map(|path| {
             println!("{}", path.display());
         }),
     };

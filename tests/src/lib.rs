@@ -123,9 +123,32 @@ pub fn own_interpreter() -> PathBuf {
 }
 
 /// Flask and its dependencies, installed for the guest from PyPI (pure-Python
-/// wheels work inside the sandbox; markupsafe falls back to its Python code).
+/// wheels work inside the sandbox; MarkupSafe's speedups are built into the
+/// group's interpreter variant, made here before any server waits for it).
 pub fn flask_packages() -> PathBuf {
-    pip_packages("flask", &["flask==3.1.*"])
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| prepare_variant(&pip_packages("flask", &["flask==3.1.*"]))).clone()
+}
+
+/// `wasgi python --python-path DIR` on the shared cache when the suite runs
+/// our own CPython (the default): the interpreter variant with the C
+/// extensions installed in `packages` built and compiled once, so a test's
+/// server does not spend its startup wait building it. Returns `packages`.
+pub fn prepare_variant(packages: &Path) -> PathBuf {
+    if std::env::var("WASGI_INTERPRETER").is_ok_and(|i| i.starts_with("cpython-3.12") || i == "pinned") {
+        return packages.to_owned();
+    }
+    own_interpreter();
+    let output = Command::new(wasgi_bin())
+        .args(["python", "--interpreter", "cpython-3.13", "--cache-dir"])
+        .arg(cache_dir())
+        .arg("--python-path")
+        .arg(packages)
+        .env_remove("WASGI_PYTHON_WASM")
+        .output()
+        .expect("run wasgi python");
+    assert!(output.status.success(), "wasgi python --python-path {} failed:\n{}", packages.display(), String::from_utf8_lossy(&output.stderr));
+    packages.to_owned()
 }
 
 /// Runs `install` into target/test-packages/NAME once per set of
