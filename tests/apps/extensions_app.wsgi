@@ -1,5 +1,5 @@
-# A Flask app using the C extensions of MarkupSafe, PyYAML, msgpack and
-# SQLAlchemy, each from a pip-installed environment: every route says which
+# A Flask app using the C extensions of MarkupSafe, PyYAML, msgpack,
+# SQLAlchemy and lxml, each from a pip-installed environment: every route says which
 # module did the work and where it was loaded from ("built-in" inside wasgi).
 import sys
 
@@ -7,6 +7,7 @@ import markupsafe
 import msgpack
 import sqlalchemy
 import yaml
+from lxml import etree
 from flask import Flask, jsonify, render_template_string
 
 app = Flask(__name__)
@@ -52,6 +53,16 @@ def query():
         rows = c.execute(sqlalchemy.select(items).where(items.c.id > 45).order_by(items.c.id)).all()
     return jsonify(rows=[list(r) for r in rows], cython=HAS_CYEXTENSION,
                    origin=origin("sqlalchemy.engine._row_cy"))
+
+
+@app.route("/lxml")
+def xml():
+    doc = etree.fromstring(b"<catalog><book id='1'><title>Dune</title><price>9.5</price></book>"
+                           b"<book id='2'><title>Emma &amp; Co</title><price>4</price></book></catalog>")
+    cheap = doc.xpath("//book[price < 5]/title/text()")
+    total = doc.xpath("sum(//price)")
+    html = etree.tostring(etree.HTML("<p>unclosed <b>bold"), method="html").decode()
+    return jsonify(cheap=cheap, total=total, html=html, origin=origin("lxml.etree"))
 
 
 application = app

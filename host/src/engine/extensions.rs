@@ -26,6 +26,7 @@ const SCRIPT: &str = include_str!("../../../python-wasm/extensions");
 
 /// python-wasm/recipes/*.toml, by file name: which packages wasgi can link in.
 const RECIPES: &[(&str, &str)] = &[
+    ("lxml.toml", include_str!("../../../python-wasm/recipes/lxml.toml")),
     ("markupsafe.toml", include_str!("../../../python-wasm/recipes/markupsafe.toml")),
     ("msgpack.toml", include_str!("../../../python-wasm/recipes/msgpack.toml")),
     ("pyyaml.toml", include_str!("../../../python-wasm/recipes/pyyaml.toml")),
@@ -560,8 +561,8 @@ mod tests {
         s.dir("site/MarkupSafe-3.0.2.dist-info");
         let speedups = s.file("site/markupsafe/_speedups.cpython-311-x86_64-linux-gnu.so");
         s.file("site/markupsafe/__init__.py");
-        s.dir("site/lxml-5.3.0.dist-info");
-        let etree = s.file("site/lxml/etree.cpython-311-x86_64-linux-gnu.so");
+        s.dir("site/ujson-5.10.0.dist-info");
+        let ujson = s.file("site/ujson.cpython-311-x86_64-linux-gnu.so");
         // An egg-info with its Python version, and a stable-ABI module.
         s.file("site/PyYAML-6.0.1-py3.11.egg-info/PKG-INFO");
         let cyaml = s.file("site/yaml/_yaml.abi3.so");
@@ -580,8 +581,8 @@ mod tests {
             env.modules,
             vec![
                 NativeModule { module: "fakedate._fast".into(), file: fast, package: pin("python_dateutil_fake", "1.0"), recipe: false },
-                NativeModule { module: "lxml.etree".into(), file: etree, package: pin("lxml", "5.3.0"), recipe: false },
                 NativeModule { module: "markupsafe._speedups".into(), file: speedups, package: pin("MarkupSafe", "3.0.2"), recipe: true },
+                NativeModule { module: "ujson".into(), file: ujson, package: pin("ujson", "5.10.0"), recipe: false },
                 NativeModule { module: "yaml._yaml".into(), file: cyaml, package: pin("PyYAML", "6.0.1"), recipe: true },
             ]
         );

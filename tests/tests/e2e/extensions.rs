@@ -22,11 +22,11 @@ fn start_building(args: &[&str]) -> Wasgi {
 }
 
 #[test]
-fn flask_app_runs_markupsafe_pyyaml_msgpack_and_sqlalchemy_through_their_c_extensions() {
+fn flask_app_runs_markupsafe_pyyaml_msgpack_sqlalchemy_and_lxml_through_their_c_extensions() {
     own_interpreter();
     let packages = pip_packages(
         "extensions-app",
-        &["flask==3.1.*", "MarkupSafe==3.0.4", "PyYAML==6.0.4", "msgpack==1.2.4", "SQLAlchemy==2.1.9"],
+        &["flask==3.1.*", "MarkupSafe==3.0.4", "PyYAML==6.0.4", "msgpack==1.2.4", "SQLAlchemy==2.1.9", "lxml==6.2.1"],
     );
     let script = apps().join("extensions_app.wsgi");
     let server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
@@ -46,6 +46,12 @@ fn flask_app_runs_markupsafe_pyyaml_msgpack_and_sqlalchemy_through_their_c_exten
     let r = json(&server.get("/sqlalchemy"));
     assert_eq!(r["rows"], serde_json::json!([[46, "item 45"], [47, "item 46"], [48, "item 47"], [49, "item 48"], [50, "item 49"]]));
     assert_eq!((r["cython"].as_bool(), r["origin"].as_str()), (Some(true), Some("built-in")), "{r}");
+
+    let r = json(&server.get("/lxml"));
+    assert_eq!(r["cheap"], serde_json::json!(["Emma & Co"]));
+    assert_eq!(r["total"], 13.5);
+    assert_eq!(r["html"], "<html><body><p>unclosed <b>bold</b></p></body></html>");
+    assert_eq!(r["origin"], "built-in", "{r}");
 
     let log = server.log.text();
     assert!(log.contains("markupsafe._speedups"), "the log names the built-in extension modules:\n{log}");
