@@ -29,6 +29,7 @@ const RECIPES: &[(&str, &str)] = &[
     ("lxml.toml", include_str!("../../../python-wasm/recipes/lxml.toml")),
     ("markupsafe.toml", include_str!("../../../python-wasm/recipes/markupsafe.toml")),
     ("msgpack.toml", include_str!("../../../python-wasm/recipes/msgpack.toml")),
+    ("pillow.toml", include_str!("../../../python-wasm/recipes/pillow.toml")),
     ("pyyaml.toml", include_str!("../../../python-wasm/recipes/pyyaml.toml")),
     ("sqlalchemy.toml", include_str!("../../../python-wasm/recipes/sqlalchemy.toml")),
 ];

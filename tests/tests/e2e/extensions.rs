@@ -101,3 +101,59 @@ fn a_c_extension_without_a_recipe_fails_with_a_clear_error() {
     assert!(log.contains(".so"), "the host-built file is named:\n{log}");
     assert!(log.contains("no recipe"), "the message says wasgi has no recipe for it:\n{log}");
 }
+
+/// The (width, height) a JPEG's start-of-frame says.
+fn jpeg_size(data: &[u8]) -> (u32, u32) {
+    assert_eq!(&data[..2], b"\xff\xd8", "not a JPEG");
+    let mut i = 2;
+    while i + 9 < data.len() {
+        let (marker, len) = (data[i + 1], u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize);
+        if (0xc0..=0xc3).contains(&marker) {
+            let h = u16::from_be_bytes([data[i + 5], data[i + 6]]) as u32;
+            let w = u16::from_be_bytes([data[i + 7], data[i + 8]]) as u32;
+            return (w, h);
+        }
+        i += 2 + len;
+    }
+    panic!("no start-of-frame in the JPEG");
+}
+
+/// A Flask app making thumbnails with Pillow from its pip-installed
+/// environment: a JPEG made natively by the same Pillow goes in, a JPEG and
+/// a PNG of the asked size come out.
+#[test]
+fn flask_app_makes_thumbnails_with_pillow_built_in() {
+    own_interpreter();
+    let packages = pip_packages("imaging-app", &["flask==3.1.*", "Pillow==13.0.0"]);
+    let dir = TempDir::new("ext-imaging");
+    let photo = dir.path().join("photo.jpg");
+    let made = std::process::Command::new("python3")
+        .env("PYTHONPATH", &packages)
+        .args([
+            "-c",
+            "import sys; from PIL import Image, ImageDraw\n\
+             im = Image.new('RGB', (640, 480), (30, 90, 200)); ImageDraw.Draw(im).ellipse((100, 100, 540, 380), fill=(250, 200, 0))\n\
+             im.save(sys.argv[1], 'JPEG', quality=92)",
+        ])
+        .arg(&photo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let script = apps().join("imaging_app.wsgi");
+    let server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
+
+    let r = json(&server.get("/draw"));
+    assert_eq!((r["size"].clone(), r["corner"].clone()), (serde_json::json!([200, 100]), serde_json::json!([255, 0, 0])));
+    assert_eq!(r["origin"], "built-in", "{r}");
+
+    let jpeg = std::fs::read(&photo).unwrap();
+    let r = server.post("/thumbnail?size=128", &jpeg);
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/jpeg")), "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(jpeg_size(&r.body), (128, 96), "the thumbnail keeps the aspect ratio");
+
+    let r = server.post("/thumbnail?size=64&format=PNG", &jpeg);
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/png")));
+    assert_eq!(&r.body[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (u32::from_be_bytes(r.body[16..20].try_into().unwrap()), u32::from_be_bytes(r.body[20..24].try_into().unwrap()));
+    assert_eq!((w, h), (64, 48));
+}
