@@ -30,6 +30,7 @@ const RECIPES: &[(&str, &str)] = &[
     ("markupsafe.toml", include_str!("../../../python-wasm/recipes/markupsafe.toml")),
     ("msgpack.toml", include_str!("../../../python-wasm/recipes/msgpack.toml")),
     ("pillow.toml", include_str!("../../../python-wasm/recipes/pillow.toml")),
+    ("psycopg2.toml", include_str!("../../../python-wasm/recipes/psycopg2.toml")),
     ("pyyaml.toml", include_str!("../../../python-wasm/recipes/pyyaml.toml")),
     ("sqlalchemy.toml", include_str!("../../../python-wasm/recipes/sqlalchemy.toml")),
 ];
