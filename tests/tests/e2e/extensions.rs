@@ -157,3 +157,56 @@ fn flask_app_makes_thumbnails_with_pillow_built_in() {
     let (w, h) = (u32::from_be_bytes(r.body[16..20].try_into().unwrap()), u32::from_be_bytes(r.body[20..24].try_into().unwrap()));
     assert_eq!((w, h), (64, 48));
 }
+
+/// psycopg2 (its C extension over libpq, built in) on a real PostgreSQL:
+/// libpq's sockets are wasgi's host connections, so with a grant it
+/// connects by name (TLS, as libpq's sslmode=prefer asks) and over the Unix
+/// socket, creates a table, inserts and selects; without one the
+/// connection fails with an OperationalError and the log says why.
+#[test]
+fn psycopg2_connects_to_postgresql_through_the_hosts_grants() {
+    own_interpreter();
+    let pg = wasgi_tests::servers::Postgres::start();
+    let packages = pip_packages("psycopg2-app", &["psycopg2==2.9.13"]);
+    let script = apps().join("psycopg2_app.wsgi");
+    let (script, packages) = (script.to_str().unwrap(), packages.to_str().unwrap());
+    let tcp = format!("localhost:{}", pg.port);
+    let unix = format!("unix:{}", pg.socket_path().display());
+    let creds = format!("port={}&user={}&password={}&db={}", pg.port, pg.user, pg.password, pg.database);
+    let server = start_building(&[script, "--python-path", packages, "--instances", "1", "--connect", &tcp, "--connect", &unix]);
+
+    let r = server.get(&format!("/notes?host=localhost&{creds}&notes=first,second"));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log.text());
+    let r = json(&r);
+    assert_eq!(r["rows"], serde_json::json!([[1, "first"], [2, "second"]]), "{r}");
+    assert_eq!((r["ssl"].as_bool(), r["origin"].as_str()), (Some(true), Some("built-in")), "{r}");
+    assert!(r["server_version"].as_i64().unwrap() >= 100000, "{r}");
+    let r = server.get(&format!("/notes?host={}&{creds}&notes=third", pg.socket_dir.display()));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log.text());
+    let r = json(&r);
+    assert_eq!(r["rows"], serde_json::json!([[1, "first"], [2, "second"], [3, "third"]]), "{r}");
+    assert_eq!(r["ssl"], false, "{r}");
+    assert_eq!(pg.query("SELECT string_agg(body, ',' ORDER BY id) FROM psycopg2_notes").trim(), "first,second,third");
+    drop(server);
+
+    // Without a grant: refused by the host, an OperationalError in the app.
+    let server = Wasgi::start(&[script, "--python-path", packages, "--instances", "1"]);
+    let r = server.get(&format!("/notes?host=127.0.0.1&{creds}&notes=x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"], "OperationalError", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Permission denied"), "{body}");
+    let log = server.log.wait_for(&format!("denied: connecting to 127.0.0.1:{}", pg.port), Duration::from_secs(10));
+    assert!(log.contains(&format!("--connect 127.0.0.1:{}", pg.port)), "{log}");
+    // A name no grant names is not even looked up.
+    let r = server.get(&format!("/notes?host=localhost&{creds}&notes=x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(body["message"].as_str().unwrap().contains("no [[connect]] grant"), "{body}");
+    server.log.wait_for("denied: looking up \"localhost\"", Duration::from_secs(10));
+    // Nor is the socket reached.
+    let r = server.get(&format!("/notes?host={}&{creds}&notes=x", pg.socket_dir.display()));
+    assert_eq!(r.status, 502, "{}", r.text());
+    server.log.wait_for(&format!("denied: connecting to unix:{}", pg.socket_path().display()), Duration::from_secs(10));
+    assert_eq!(pg.query("SELECT count(*) FROM psycopg2_notes").trim(), "3");
+}
