@@ -204,6 +204,61 @@ _UNGRANTED_MARK = "\n\x1ewasgi-ungranted-sys-path "
 _native_recipes = {}
 
 
+class _BuiltInExtensionGuard:
+    """Before the BuiltinImporter on sys.meta_path: a built-in extension
+    module is used only while its package in the environment is the
+    version it was built from. The environment can change under a running
+    interpreter (`pip install -U` and a reload that keeps the interpreter):
+    the new Python code over the old C module could misbehave, so the
+    import fails instead, the package falls back to pure Python where it
+    can, and the log says why and what to do."""
+
+    def __init__(self, built):
+        # module → (package, version it was built from)
+        self.built = {m: (package, info["version"]) for package, info in built.items() for m in info["modules"]}
+        self.checked = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        expected = self.built.get(fullname)
+        if expected is None:
+            return None
+        package, version = expected
+        if package not in self.checked:
+            import importlib.metadata
+
+            try:
+                self.checked[package] = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                self.checked[package] = None
+            if self.checked[package] is not None and not _same_version(self.checked[package], version):
+                transport.log(
+                    "warn",
+                    f"{package} in the environment is now {self.checked[package]}, but this interpreter's"
+                    f" built-in {fullname} was built from {version}: it is not used (the package runs in"
+                    f" pure Python if it can). Restart the group's server (or SIGHUP `wasgi serve`) to"
+                    f" build and run {package} {self.checked[package]}'s extensions.",
+                )
+        found = self.checked[package]
+        if found is not None and _same_version(found, version) is False:
+            raise ImportError(
+                f"{fullname} is built into this interpreter from {package} {version}, but the environment"
+                f" now has {package} {found}; restart the server to build the new version's extensions",
+                name=fullname,
+            )
+        return None
+
+
+def _same_version(installed, built):
+    """Whether two spellings name one release ("1.0_post1" in a directory
+    name is "1.0-post1" in METADATA)."""
+    return installed.replace("_", "-").lower() == built.replace("_", "-").lower()
+
+
+def _guard_built_in_extensions(built):
+    if built:
+        sys.meta_path.insert(0, _BuiltInExtensionGuard(built))
+
+
 def _native_extension_hint(module_name):
     """If `module_name` exists only as a native extension built for the host,
     say so: such files cannot load inside the sandbox, and only the packages

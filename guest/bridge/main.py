@@ -20,6 +20,7 @@ def init(config):
     _install_one_thread()
     _install_denial_explainer(config)
     _native_recipes.update(config.get("native_recipes") or {})
+    _guard_built_in_extensions(config.get("native_built") or {})
     return load_application(config["script"], config["callable"])
 
 

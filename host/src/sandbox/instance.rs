@@ -469,6 +469,12 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
         "warmup_rounds": WARMUP_ROUNDS,
         // What wasgi can link in, for the hint on a native extension it cannot.
         "native_recipes": crate::engine::extensions::recipe_packages().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        // The versions the interpreter's built-in extension modules were
+        // built from: the guest refuses one whose package has changed since.
+        "native_built": spec.extensions.iter().filter_map(|(name, version)| {
+            let recipe = crate::engine::extensions::recipe(name)?;
+            Some((recipe.package.clone(), serde_json::json!({"version": version, "modules": recipe.modules().collect::<Vec<_>>()})))
+        }).collect::<std::collections::BTreeMap<_, _>>(),
         // The socket module over the host's connections, when any are granted.
         "network": (!spec.network.rules.is_empty()).then(|| serde_json::json!({
             "ca_file": spec.env.iter().find(|(k, _)| k == "SSL_CERT_FILE").map(|(_, v)| v),

@@ -210,3 +210,54 @@ fn psycopg2_connects_to_postgresql_through_the_hosts_grants() {
     server.log.wait_for(&format!("denied: connecting to unix:{}", pg.socket_path().display()), Duration::from_secs(10));
     assert_eq!(pg.query("SELECT count(*) FROM psycopg2_notes").trim(), "3");
 }
+
+/// `wasgi run` keeps its interpreter across SIGHUP: after the environment's
+/// MarkupSafe changes from 3.0.2 to 3.0.4 under it, the built-in 3.0.2
+/// speedups (which 3.0.4 would import) are refused, the log says why and
+/// what to do, and MarkupSafe 3.0.4 runs in pure Python, escaping as before.
+#[test]
+fn a_built_in_extension_is_refused_once_its_package_changed_under_the_running_server() {
+    own_interpreter();
+    let old = pip_packages("markupsafe-3.0.2", &["MarkupSafe==3.0.2"]);
+    let new = pip_packages("markupsafe-3.0.4", &["MarkupSafe==3.0.4"]);
+    let dir = TempDir::new("ext-swapped");
+    let env = dir.path().join("env");
+    // The directory stays (the group's grant holds it open); what is in it changes.
+    let copy = |from: &std::path::Path| {
+        std::fs::create_dir_all(&env).unwrap();
+        for entry in std::fs::read_dir(&env).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { std::fs::remove_dir_all(&path).unwrap() } else { std::fs::remove_file(&path).unwrap() }
+        }
+        let status = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(&env).status().unwrap();
+        assert!(status.success());
+    };
+    copy(&old);
+    let script = dir.path().join("app.wsgi");
+    std::fs::write(
+        &script,
+        "import sys, markupsafe\n\
+         from importlib.metadata import version\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   m = sys.modules.get('markupsafe._speedups')\n\
+         \x20   return [f\"{version('markupsafe')} {m.__spec__.origin if m else 'pure'} {markupsafe.escape('<&>')}\".encode()]\n",
+    )
+    .unwrap();
+    let server = start_building(&[script.to_str().unwrap(), "--python-path", env.to_str().unwrap(), "--instances", "1"]);
+    assert_eq!(server.get("/").text(), "3.0.2 built-in &lt;&amp;&gt;");
+
+    copy(&new);
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    server.log.wait_for("SIGHUP: restarting the instances", Duration::from_secs(10));
+    let log = server.log.wait_for("was built from 3.0.2: it is not used", Duration::from_secs(60));
+    assert!(log.contains("MarkupSafe in the environment is now 3.0.4"), "{log}");
+    // The old instance answers until its replacement is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut answer = server.get("/").text();
+    while answer != "3.0.4 pure &lt;&amp;&gt;" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        answer = server.get("/").text();
+    }
+    assert_eq!(answer, "3.0.4 pure &lt;&amp;&gt;", "the new instance runs 3.0.4 in pure Python");
+}
