@@ -57,6 +57,24 @@ fn flask_app_runs_markupsafe_pyyaml_msgpack_sqlalchemy_and_lxml_through_their_c_
     assert!(log.contains("markupsafe._speedups"), "the log names the built-in extension modules:\n{log}");
 }
 
+/// Writes `dir`/app.wsgi, which answers MarkupSafe's installed version,
+/// where `markupsafe._speedups` came from ("built-in", or "pure" when it was
+/// not imported) and an escaped string; the script's path.
+fn write_markupsafe_app(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("app.wsgi");
+    std::fs::write(
+        &script,
+        "import sys, markupsafe\n\
+         from importlib.metadata import version\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   m = sys.modules.get('markupsafe._speedups')\n\
+         \x20   return [f\"{version('markupsafe')} {m.__spec__.origin if m else 'pure'} {markupsafe.escape('<&>')}\".encode()]\n",
+    )
+    .unwrap();
+    script
+}
+
 /// MarkupSafe 2.1.5 and then 3.0.4 in the group's environment: each start
 /// runs a variant with that version's speedups built in.
 #[test]
@@ -65,16 +83,7 @@ fn a_changed_version_in_the_environment_gets_its_own_variant() {
     let old = pip_packages("markupsafe-2.1.5", &["MarkupSafe==2.1.5"]);
     let new = pip_packages("markupsafe-3.0.4", &["MarkupSafe==3.0.4"]);
     let dir = TempDir::new("ext-version");
-    let script = dir.path().join("app.wsgi");
-    std::fs::write(
-        &script,
-        "import sys, markupsafe\n\
-         from importlib.metadata import version\n\
-         def application(environ, start_response):\n\
-         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
-         \x20   return [f\"{version('markupsafe')} {sys.modules['markupsafe._speedups'].__spec__.origin} {markupsafe.escape('<&>')}\".encode()]\n",
-    )
-    .unwrap();
+    let script = write_markupsafe_app(dir.path());
     let mut answers = Vec::new();
     for packages in [&old, &new] {
         let mut server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
@@ -233,17 +242,7 @@ fn a_built_in_extension_is_refused_once_its_package_changed_under_the_running_se
         assert!(status.success());
     };
     copy(&old);
-    let script = dir.path().join("app.wsgi");
-    std::fs::write(
-        &script,
-        "import sys, markupsafe\n\
-         from importlib.metadata import version\n\
-         def application(environ, start_response):\n\
-         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
-         \x20   m = sys.modules.get('markupsafe._speedups')\n\
-         \x20   return [f\"{version('markupsafe')} {m.__spec__.origin if m else 'pure'} {markupsafe.escape('<&>')}\".encode()]\n",
-    )
-    .unwrap();
+    let script = write_markupsafe_app(dir.path());
     let server = start_building(&[script.to_str().unwrap(), "--python-path", env.to_str().unwrap(), "--instances", "1"]);
     assert_eq!(server.get("/").text(), "3.0.2 built-in &lt;&amp;&gt;");
 
