@@ -437,18 +437,11 @@ fn write_script(cache_dir: &Path) -> Result<PathBuf> {
         digest.update(b"\0");
     }
     let dir = cache_dir.join("cpython").join(format!("extensions-{}", &hex::encode(digest.finalize())[..16]));
-    let script = dir.join("extensions");
-    if script.is_file() {
-        return Ok(script);
-    }
     // The script last: its presence says the rest is there.
-    for (name, text) in files.iter().filter(|(n, _)| n != "extensions").chain(files.iter().filter(|(n, _)| n == "extensions")) {
-        let file = dir.join(name);
-        std::fs::create_dir_all(file.parent().expect("a recipe file has a directory")).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    if crate::engine::interpreter::write_out(&dir, files.iter().map(|(name, text)| (name.as_str(), *text)), "extensions")? {
+        tracing::debug!(target: LOG_TARGET, "wrote python-wasm/extensions and its recipes to {}", dir.display());
     }
-    tracing::debug!(target: LOG_TARGET, "wrote python-wasm/extensions and its recipes to {}", dir.display());
-    Ok(script)
+    Ok(dir.join("extensions"))
 }
 
 #[cfg(test)]

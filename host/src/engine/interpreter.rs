@@ -167,14 +167,7 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
     }
     let digest = hex::encode(&Sha256::digest(RECIPE.iter().map(|(_, text)| *text).collect::<String>().as_bytes())[..8]);
     let recipe = cache_dir.join("cpython").join(format!("recipe-{digest}"));
-    if !recipe.join("build").exists() {
-        for (name, text) in RECIPE {
-            let file = recipe.join(name);
-            std::fs::create_dir_all(file.parent().expect("a recipe file has a directory"))
-                .with_context(|| format!("cannot create {}", recipe.display()))?;
-            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-        }
-    }
+    write_out(&recipe, RECIPE.iter().map(|(name, text)| (*name, *text)), "build")?;
     let python = std::env::var_os("WASGI_HOST_PYTHON").unwrap_or_else(|| "python3".into());
     let output = std::process::Command::new(&python)
         .arg(recipe.join("build"))
@@ -189,6 +182,23 @@ fn build_own(cache_dir: &Path) -> Result<Interpreter> {
         bail!("building CPython 3.13 (the default interpreter) failed ({}); its messages are above{FALLBACK}", output.status);
     }
     own_build(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+}
+
+/// Writes `files` (path in `dir`, text) out of the binary into `dir`, unless
+/// `marker` is there already. `marker` is written last, so its presence says
+/// the rest is there (an interrupted write is done again, not trusted).
+/// Whether it wrote them.
+pub(crate) fn write_out<'a>(dir: &Path, files: impl Iterator<Item = (&'a str, &'a str)>, marker: &str) -> Result<bool> {
+    if dir.join(marker).is_file() {
+        return Ok(false);
+    }
+    let (last, rest): (Vec<_>, Vec<_>) = files.partition(|(name, _)| *name == marker);
+    for (name, text) in rest.into_iter().chain(last) {
+        let file = dir.join(name);
+        std::fs::create_dir_all(file.parent().expect("a recipe file has a directory")).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(true)
 }
 
 /// The key python-wasm/build files its result under (its `build_key()`):
