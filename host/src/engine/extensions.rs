@@ -209,7 +209,7 @@ fn distributions(dir: &Path) -> Vec<(String, String, Vec<String>)> {
         // dash ends it; an egg-info may add "-pyX.Y" after the version.
         let mut parts = stem.split('-');
         let (Some(name), Some(version)) = (parts.next(), parts.next()) else { continue };
-        if name.is_empty() || version.is_empty() {
+        if name.is_empty() || !is_release(version) {
             continue;
         }
         let tops = std::fs::read_to_string(path.join("top_level.txt"))
@@ -218,6 +218,16 @@ fn distributions(dir: &Path) -> Vec<(String, String, Vec<String>)> {
         found.push((name.to_owned(), version.to_owned(), tops));
     }
     found
+}
+
+/// Whether `version` can be a release's version (PEP 440's characters,
+/// starting with a digit). The environment is the tenant's: a directory
+/// named `markupsafe-*.dist-info` or `pyyaml-1 --index-url x.dist-info`
+/// must not reach pip's command line or the script's sdist lookup.
+fn is_release(version: &str) -> bool {
+    version.starts_with(|c: char| c.is_ascii_digit())
+        && version.len() <= 64
+        && version.chars().all(|c| c.is_ascii_alphanumeric() || ".!+_".contains(c))
 }
 
 /// The native extension modules under `dir`: every `NAME.*.so` (or
@@ -581,6 +591,20 @@ mod tests {
                 NativeModule { module: "yaml._yaml".into(), file: cyaml, package: pin("PyYAML", "6.0.1"), recipe: true },
             ]
         );
+    }
+
+    /// A tenant's directory names that are no release version are not
+    /// built: nothing of them reaches pip or the script.
+    #[test]
+    fn a_dist_info_whose_version_is_no_release_is_not_built() {
+        let s = Scratch::new("hostile");
+        let site = s.dir("site");
+        for name in ["MarkupSafe-*.dist-info", "PyYAML-6.0 --index-url x.dist-info", "msgpack-..dist-info", "lxml-1/.dist-info"] {
+            let _ = std::fs::create_dir_all(site.join(name));
+        }
+        s.dir("site/SQLAlchemy-2.1.9+local.1.dist-info");
+        let env = scan(&[site.clone()]);
+        assert_eq!(env.to_build, vec![("sqlalchemy".to_owned(), "2.1.9+local.1".to_owned())]);
     }
 
     /// As at import, the first directory on the path wins: its version is
