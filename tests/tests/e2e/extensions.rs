@@ -205,8 +205,9 @@ fn psycopg2_connects_to_postgresql_through_the_hosts_grants() {
     let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["error"], "OperationalError", "{body}");
     assert!(body["message"].as_str().unwrap().contains("Permission denied"), "{body}");
-    let log = server.log.wait_for(&format!("denied: connecting to 127.0.0.1:{}", pg.port), Duration::from_secs(10));
-    assert!(log.contains(&format!("--connect 127.0.0.1:{}", pg.port)), "{log}");
+    // A denial is a record of several lines: wait for the one that names the fix.
+    let log = server.log.wait_for(&format!("--connect 127.0.0.1:{}", pg.port), Duration::from_secs(10));
+    assert!(log.contains(&format!("denied: connecting to 127.0.0.1:{}", pg.port)), "{log}");
     // A name no grant names is not even looked up.
     let r = server.get(&format!("/notes?host=localhost&{creds}&notes=x"));
     assert_eq!(r.status, 502, "{}", r.text());
