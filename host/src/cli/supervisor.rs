@@ -149,7 +149,7 @@ async fn start_apps(input: Input, mut apps: Vec<AppPlan>, interpreters: &mut Int
         match running.iter().find(|g| g.runs(&a.spec, a.group.instances, a.group.max_queue)) {
             Some(group) => kept.push((a.app, group.clone())),
             None => {
-                for m in environment.modules.iter().filter(|m| !m.recipe) {
+                for m in environment.modules.iter().filter(|m| !m.recipe && m.not_built.is_none()) {
                     log_as!(
                         warn,
                         input,

@@ -29,6 +29,7 @@ const RECIPES: &[(&str, &str)] = &[
     ("lxml.toml", include_str!("../../../python-wasm/recipes/lxml.toml")),
     ("markupsafe.toml", include_str!("../../../python-wasm/recipes/markupsafe.toml")),
     ("msgpack.toml", include_str!("../../../python-wasm/recipes/msgpack.toml")),
+    ("numpy.toml", include_str!("../../../python-wasm/recipes/numpy.toml")),
     ("pillow.toml", include_str!("../../../python-wasm/recipes/pillow.toml")),
     ("psycopg2.toml", include_str!("../../../python-wasm/recipes/psycopg2.toml")),
     ("pyyaml.toml", include_str!("../../../python-wasm/recipes/pyyaml.toml")),
@@ -65,6 +66,10 @@ pub struct Recipe {
     pub package: String,
     #[serde(default, rename = "extension")]
     extensions: Vec<RecipeExtension>,
+    /// Modules of the package the recipe leaves out on purpose, each with
+    /// why (numpy's test-only modules): no warning at start for them.
+    #[serde(default)]
+    not_built: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -147,6 +152,8 @@ pub struct NativeModule {
     pub package: Option<(String, String)>,
     /// A recipe builds it, and its package is in `to_build`.
     pub recipe: bool,
+    /// Its package's recipe leaves it out on purpose, for this reason.
+    pub not_built: Option<&'static str>,
 }
 
 /// Directory entries [`scan`] reads under one path entry at most: an app
@@ -182,9 +189,11 @@ pub fn scan(python_path: &[PathBuf]) -> Environment {
                     .find(|(_, (_, _, tops))| tops.iter().any(|t| t == top))
                     .or_else(|| installed.iter().find(|(n, _)| normalize(top) == **n))
             });
+            let not_built = owner.and_then(|(n, _)| recipes().get(n)).and_then(|r| r.not_built.get(&module)).map(String::as_str);
             NativeModule {
                 package: owner.map(|(_, (name, version, _))| (name.clone(), version.clone())),
                 recipe: by_recipe.is_some(),
+                not_built,
                 module,
                 file,
             }
@@ -578,17 +587,36 @@ mod tests {
         // A shared library beside the modules, not a module.
         s.file("site/Pillow.libs/libjpeg-1a2b3c.so");
         s.dir("site/itsdangerous-2.2.0.dist-info");
+        // numpy: a module its recipe builds, and a test-only one it leaves out.
+        s.dir("site/numpy-2.4.6.dist-info");
+        let umath = s.file("site/numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so");
+        let tests = s.file("site/numpy/_core/_multiarray_tests.cpython-311-x86_64-linux-gnu.so");
 
         let env = scan(&[site.clone()]);
-        assert_eq!(env.to_build, vec![("markupsafe".to_owned(), "3.0.2".to_owned()), ("pyyaml".to_owned(), "6.0.1".to_owned())]);
+        assert_eq!(
+            env.to_build,
+            vec![
+                ("markupsafe".to_owned(), "3.0.2".to_owned()),
+                ("numpy".to_owned(), "2.4.6".to_owned()),
+                ("pyyaml".to_owned(), "6.0.1".to_owned())
+            ]
+        );
         let pin = |n: &str, v: &str| Some((n.to_owned(), v.to_owned()));
         assert_eq!(
             env.modules,
             vec![
-                NativeModule { module: "fakedate._fast".into(), file: fast, package: pin("python_dateutil_fake", "1.0"), recipe: false },
-                NativeModule { module: "markupsafe._speedups".into(), file: speedups, package: pin("MarkupSafe", "3.0.2"), recipe: true },
-                NativeModule { module: "ujson".into(), file: ujson, package: pin("ujson", "5.10.0"), recipe: false },
-                NativeModule { module: "yaml._yaml".into(), file: cyaml, package: pin("PyYAML", "6.0.1"), recipe: true },
+                NativeModule { module: "fakedate._fast".into(), file: fast, package: pin("python_dateutil_fake", "1.0"), recipe: false, not_built: None },
+                NativeModule { module: "markupsafe._speedups".into(), file: speedups, package: pin("MarkupSafe", "3.0.2"), recipe: true, not_built: None },
+                NativeModule {
+                    module: "numpy._core._multiarray_tests".into(),
+                    file: tests,
+                    package: pin("numpy", "2.4.6"),
+                    recipe: false,
+                    not_built: Some("numpy's own test suite")
+                },
+                NativeModule { module: "numpy._core._multiarray_umath".into(), file: umath, package: pin("numpy", "2.4.6"), recipe: true, not_built: None },
+                NativeModule { module: "ujson".into(), file: ujson, package: pin("ujson", "5.10.0"), recipe: false, not_built: None },
+                NativeModule { module: "yaml._yaml".into(), file: cyaml, package: pin("PyYAML", "6.0.1"), recipe: true, not_built: None },
             ]
         );
     }

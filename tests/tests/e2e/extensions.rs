@@ -127,13 +127,43 @@ fn jpeg_size(data: &[u8]) -> (u32, u32) {
     panic!("no start-of-frame in the JPEG");
 }
 
-/// A Flask app making thumbnails with Pillow from its pip-installed
-/// environment: a JPEG made natively by the same Pillow goes in, a JPEG and
-/// a PNG of the asked size come out.
+/// The same app run natively by the host's Python from the same packages
+/// (Flask's test client): what the sandbox must answer.
+fn native_answer(packages: &std::path::Path, script: &std::path::Path, method: &str, path: &str, body: &[u8]) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .env("PYTHONPATH", packages)
+        .args([
+            "-c",
+            "import json, runpy, sys\n\
+             app = runpy.run_path(sys.argv[1])['application']\n\
+             r = app.test_client().open(sys.argv[3], method=sys.argv[2], data=sys.stdin.buffer.read())\n\
+             assert r.status_code == 200, r.status\n\
+             print(json.dumps(r.get_json()))",
+        ])
+        .arg(script)
+        .args([method, path])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(body)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "the app failed natively");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A Flask app using Pillow and numpy from its pip-installed environment:
+/// a JPEG made natively by the same Pillow goes in, a JPEG and a PNG
+/// thumbnail of the asked size come out; numpy reads the image as an array
+/// and makes one, and its linear algebra, FFT and random generators answer
+/// what the same numpy answers natively.
 #[test]
-fn flask_app_makes_thumbnails_with_pillow_built_in() {
+fn flask_app_uses_pillow_and_numpy_built_in() {
     own_interpreter();
-    let packages = pip_packages("imaging-app", &["flask==3.1.*", "Pillow==13.0.0"]);
+    let packages = pip_packages("imaging-app", &["flask==3.1.*", "Pillow==13.0.0", "numpy==2.4.6"]);
     let dir = TempDir::new("ext-imaging");
     let photo = dir.path().join("photo.jpg");
     let made = std::process::Command::new("python3")
@@ -165,6 +195,31 @@ fn flask_app_makes_thumbnails_with_pillow_built_in() {
     assert_eq!(&r.body[..8], b"\x89PNG\r\n\x1a\n");
     let (w, h) = (u32::from_be_bytes(r.body[16..20].try_into().unwrap()), u32::from_be_bytes(r.body[20..24].try_into().unwrap()));
     assert_eq!((w, h), (64, 48));
+
+    // numpy over the decoded JPEG: the same shape and channel means as natively.
+    let mut r = json(&server.post("/stats", &jpeg));
+    assert_eq!(r["origin"], "built-in", "{r}");
+    assert_eq!(r["shape"], serde_json::json!([480, 640, 3]));
+    let mut native = native_answer(&packages, &script, "POST", "/stats", &jpeg);
+    for v in [&mut r, &mut native] {
+        v.as_object_mut().unwrap().remove("origin");
+    }
+    assert_eq!(r, native, "numpy's means of the image differ from native numpy's");
+
+    // An array made by numpy, served as a PNG by Pillow.
+    let r = server.get("/gradient?w=300&h=20");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("image/png")));
+    let (w, h) = (u32::from_be_bytes(r.body[16..20].try_into().unwrap()), u32::from_be_bytes(r.body[20..24].try_into().unwrap()));
+    assert_eq!((w, h), (300, 20));
+
+    let mut r = json(&server.get("/numbers"));
+    let modules = r.as_object_mut().unwrap().remove("modules").unwrap();
+    for m in ["numpy._core._multiarray_umath", "numpy.linalg._umath_linalg", "numpy.fft._pocketfft_umath", "numpy.random._generator", "numpy.random.mtrand"] {
+        assert!(modules.as_array().unwrap().iter().any(|x| x == m), "{m} is not built in: {modules}");
+    }
+    let mut native = native_answer(&packages, &script, "GET", "/numbers", b"");
+    native.as_object_mut().unwrap().remove("modules");
+    assert_eq!(r, native, "numpy in the sandbox answers otherwise than natively");
 }
 
 /// psycopg2 (its C extension over libpq, built in) on a real PostgreSQL:
