@@ -1,14 +1,19 @@
 # A Flask app using the C extensions of MarkupSafe, PyYAML, msgpack,
-# SQLAlchemy and lxml, each from a pip-installed environment: every route says which
+# SQLAlchemy and lxml and the Rust (PyO3) extensions of bcrypt, orjson and
+# pydantic, each from a pip-installed environment: every route says which
 # module did the work and where it was loaded from ("built-in" inside wasgi).
 import sys
+from typing import Optional
 
+import bcrypt
 import markupsafe
 import msgpack
+import orjson
+import pydantic
 import sqlalchemy
 import yaml
 from lxml import etree
-from flask import Flask, jsonify, render_template_string
+from flask import Flask, Response, jsonify, render_template_string, request
 
 app = Flask(__name__)
 
@@ -63,6 +68,42 @@ def xml():
     total = doc.xpath("sum(//price)")
     html = etree.tostring(etree.HTML("<p>unclosed <b>bold"), method="html").decode()
     return jsonify(cheap=cheap, total=total, html=html, origin=origin("lxml.etree"))
+
+
+@app.route("/bcrypt", methods=["POST"])
+def hash_password():
+    """A password hashed with a given salt (so the hash is reproducible) and
+    checked, right and wrong."""
+    password = request.get_data()
+    hashed = bcrypt.hashpw(password, request.args["salt"].encode())
+    return jsonify(hash=hashed.decode(), right=bcrypt.checkpw(password, hashed),
+                   wrong=bcrypt.checkpw(password + b"!", hashed), origin=origin("bcrypt._bcrypt"))
+
+
+@app.route("/orjson", methods=["POST"])
+def reserialize():
+    """The posted JSON loaded by orjson and dumped again with sorted keys."""
+    doc = orjson.loads(request.get_data())
+    return Response(orjson.dumps({"doc": doc, "origin": origin("orjson.orjson")}, option=orjson.OPT_SORT_KEYS),
+                    mimetype="application/json")
+
+
+class Order(pydantic.BaseModel):
+    id: int
+    customer: str = pydantic.Field(min_length=2)
+    items: list[int]
+    note: Optional[str] = None
+
+
+@app.route("/pydantic", methods=["POST"])
+def validate():
+    """An order validated by pydantic: the model's JSON, or its errors."""
+    try:
+        order = Order.model_validate_json(request.get_data())
+    except pydantic.ValidationError as e:
+        return jsonify(errors=[{"loc": list(err["loc"]), "type": err["type"]} for err in e.errors()],
+                       origin=origin("pydantic_core._pydantic_core")), 422
+    return jsonify(order=order.model_dump(), origin=origin("pydantic_core._pydantic_core"))
 
 
 application = app

@@ -26,12 +26,15 @@ const SCRIPT: &str = include_str!("../../../python-wasm/extensions");
 
 /// python-wasm/recipes/*.toml, by file name: which packages wasgi can link in.
 const RECIPES: &[(&str, &str)] = &[
+    ("bcrypt.toml", include_str!("../../../python-wasm/recipes/bcrypt.toml")),
     ("lxml.toml", include_str!("../../../python-wasm/recipes/lxml.toml")),
     ("markupsafe.toml", include_str!("../../../python-wasm/recipes/markupsafe.toml")),
     ("msgpack.toml", include_str!("../../../python-wasm/recipes/msgpack.toml")),
     ("numpy.toml", include_str!("../../../python-wasm/recipes/numpy.toml")),
+    ("orjson.toml", include_str!("../../../python-wasm/recipes/orjson.toml")),
     ("pillow.toml", include_str!("../../../python-wasm/recipes/pillow.toml")),
     ("psycopg2.toml", include_str!("../../../python-wasm/recipes/psycopg2.toml")),
+    ("pydantic-core.toml", include_str!("../../../python-wasm/recipes/pydantic-core.toml")),
     ("pyyaml.toml", include_str!("../../../python-wasm/recipes/pyyaml.toml")),
     ("sqlalchemy.toml", include_str!("../../../python-wasm/recipes/sqlalchemy.toml")),
 ];

@@ -21,12 +21,25 @@ fn start_building(args: &[&str]) -> Wasgi {
     Wasgi::spawn(args).wait_ready_within(FIRST_BUILD)
 }
 
+/// One environment, one interpreter variant: C extensions (MarkupSafe,
+/// PyYAML over libyaml, msgpack, SQLAlchemy's Cython, lxml over libxml2 and
+/// libxslt) and Rust ones (bcrypt, orjson, pydantic-core).
 #[test]
-fn flask_app_runs_markupsafe_pyyaml_msgpack_sqlalchemy_and_lxml_through_their_c_extensions() {
+fn flask_app_runs_its_c_and_rust_extensions_built_in() {
     own_interpreter();
     let packages = pip_packages(
         "extensions-app",
-        &["flask==3.1.*", "MarkupSafe==3.0.4", "PyYAML==6.0.4", "msgpack==1.2.4", "SQLAlchemy==2.1.9", "lxml==6.2.1"],
+        &[
+            "flask==3.1.*",
+            "MarkupSafe==3.0.4",
+            "PyYAML==6.0.4",
+            "msgpack==1.2.4",
+            "SQLAlchemy==2.1.9",
+            "lxml==6.2.1",
+            "bcrypt==5.0.0",
+            "orjson==3.13.0",
+            "pydantic==2.14.4",
+        ],
     );
     let script = apps().join("extensions_app.wsgi");
     let server = start_building(&[script.to_str().unwrap(), "--python-path", packages.to_str().unwrap(), "--instances", "1"]);
@@ -52,6 +65,36 @@ fn flask_app_runs_markupsafe_pyyaml_msgpack_sqlalchemy_and_lxml_through_their_c_
     assert_eq!(r["total"], 13.5);
     assert_eq!(r["html"], "<html><body><p>unclosed <b>bold</b></p></body></html>");
     assert_eq!(r["origin"], "built-in", "{r}");
+
+    // Rust: bcrypt with a fixed salt hashes as bcrypt does natively.
+    let salt = "$2b$04$abcdefghijklmnopqrstuu";
+    let r = server.post(&format!("/bcrypt?salt={}", salt.replace('$', "%24")), b"correct horse");
+    let r = json(&r);
+    assert_eq!((r["right"].as_bool(), r["wrong"].as_bool(), r["origin"].as_str()), (Some(true), Some(false), Some("built-in")), "{r}");
+    let native = native_answer(&packages, &script, "POST", &format!("/bcrypt?salt={}", salt.replace('$', "%24")), b"correct horse");
+    assert_eq!(r["hash"], native["hash"], "bcrypt's hash differs from native bcrypt's");
+
+    let r = server.post("/orjson", br#"{"b": [1, 2.5, null, true], "a": "\u00e9\u2713", "n": 9007199254740993}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"doc":{"a":"é✓","b":[1,2.5,null,true],"n":9007199254740993},"origin":"built-in"}"#
+    );
+
+    let r = server.post("/pydantic", br#"{"id": "7", "customer": "Ann", "items": [1, "2"]}"#);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = json(&r);
+    assert_eq!(r["order"], serde_json::json!({"id": 7, "customer": "Ann", "items": [1, 2], "note": null}));
+    assert_eq!(r["origin"], "built-in");
+    let r = server.post("/pydantic", br#"{"id": "x", "customer": "A", "items": 3}"#);
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        json(&r)["errors"],
+        serde_json::json!([
+            {"loc": ["id"], "type": "int_parsing"},
+            {"loc": ["customer"], "type": "string_too_short"},
+            {"loc": ["items"], "type": "list_type"}
+        ])
+    );
 
     let log = server.log.text();
     assert!(log.contains("markupsafe._speedups"), "the log names the built-in extension modules:\n{log}");
