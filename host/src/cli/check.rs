@@ -119,9 +119,7 @@ fn report_extensions(out: &mut String, python_path: &[std::path::PathBuf], choic
             None => String::new(),
         };
         let status = match (m.recipe, &variant) {
-            (false, _) if m.not_built.is_some() => {
-                format!("not built ({}): importing it fails in the sandbox", m.not_built.unwrap_or_default())
-            }
+            (false, _) if let Some(why) = m.not_built => format!("not built ({why}): importing it fails in the sandbox"),
             (false, _) => format!(
                 "no recipe — cannot load in the sandbox; unless {package_name} falls back to pure Python, use a pure-Python alternative, \
                  or ask for a recipe (wasgi builds: {})",
