@@ -393,7 +393,7 @@ impl Wasgi {
         Wasgi { child, log, addr: String::new(), reader: Some(reader) }
     }
 
-    /// The address from the "serving … on http://ADDR" line, once it appears.
+    /// The address from the "serving … on http://ADDR" (or https://) line, once it appears.
     pub fn wait_ready(self) -> Wasgi {
         self.wait_ready_within(Duration::from_secs(120))
     }
@@ -405,7 +405,7 @@ impl Wasgi {
         let line = text.lines().find(|l| l.contains("serving ")).expect("a serving line");
         let on = line.split(" on ").nth(1).unwrap();
         let addr = on.split_whitespace().next().unwrap();
-        self.addr = addr.trim_start_matches("http://").trim_start_matches("unix:").to_owned();
+        self.addr = addr.trim_start_matches("http://").trim_start_matches("https://").trim_start_matches("unix:").to_owned();
         self
     }
 

@@ -41,6 +41,13 @@ pub struct RunArgs {
     /// Permission bits for Unix-socket listeners, in octal (e.g. 660 or 666), so Apache's user can connect.
     #[arg(long = "socket-mode", value_name = "OCTAL", value_parser = crate::spec::listen::parse_socket_mode)]
     pub socket_mode: Option<u32>,
+    /// Serve HTTPS on every --listen address with this certificate chain (PEM, the server's
+    /// certificate first); read again on SIGHUP. Needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Pass the Authorization header to the app as HTTP_AUTHORIZATION (mod_wsgi's `WSGIPassAuthorization On`; default: hidden, as under mod_wsgi).
     #[arg(long = "pass-authorization")]
     pub pass_authorization: bool,
@@ -214,9 +221,21 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
     let venv = args.venv.as_ref().and_then(|venv| absolute(venv, "--venv"));
     let home = args.home.as_ref().and_then(|home| absolute(home, "--home"));
     let ca_file = args.ca_file.as_ref().and_then(|file| absolute(file, "--ca-file"));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (absolute(cert, "--tls-cert"), absolute(key, "--tls-key"));
+            cert.zip(key).map(|(cert, key)| crate::spec::listen::TlsFiles { cert, key })
+        }
+        _ => None,
+    };
     let mut flag_grants = Vec::new();
     for (dirs, write, flag) in [(&args.grant_read, false, "--grant-read"), (&args.grant_write, true, "--grant-write")] {
         flag_grants.extend(dirs.iter().filter_map(|dir| absolute(dir, flag)).map(|path| FlagGrant { path, write, flag }));
+    }
+    for (flag, file) in tls.iter().flat_map(|t| [("--tls-cert", &t.cert), ("--tls-key", &t.key)]) {
+        if let Err(e) = std::fs::File::open(file) {
+            problems.push(Problem::flag(format!("{flag} {}", file.display()), format!("cannot read it: {e}")));
+        }
     }
     if let Some(file) = ca_file.as_ref().filter(|f| !f.is_file()) {
         problems.push(Problem::flag(format!("--ca-file {}", file.display()), "not a file"));
@@ -301,7 +320,7 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
         input: Input::Flags,
         file: script,
         policies: PathBuf::new(),
-        listen: args.listen.iter().map(|addr| Listen { addr: addr.clone(), socket_mode: args.socket_mode }).collect(),
+        listen: args.listen.iter().map(|addr| Listen { addr: addr.clone(), socket_mode: args.socket_mode, tls: tls.clone() }).collect(),
         groups: vec![group],
         apps: vec![app],
         http: args.http.limits(),

@@ -17,7 +17,9 @@ use crate::config::plan::{plan, AppPlan, Plan};
 use crate::config::Input;
 use crate::engine::args::InterpreterArgs;
 use crate::engine::extensions;
-use crate::http::server::{self, Listener, Server};
+use crate::http::listener::Listener;
+use crate::http::server::{self, Server};
+use crate::http::tls::CertStore;
 use crate::pool::group::Group;
 use crate::routing::router::{Route, Router};
 use crate::sandbox::interpreters::Interpreters;
@@ -102,11 +104,12 @@ pub async fn serve_plan(
     for listener in &listeners {
         let ready = started.elapsed().as_secs_f64();
         match input {
-            Input::Flags => log_as!(info, input, "serving {name} on {} ({instances} instance(s) ready in {ready:.2}s)", listener.local_addr()),
-            Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.local_addr()),
+            Input::Flags => log_as!(info, input, "serving {name} on {} ({instances} instance(s) ready in {ready:.2}s)", listener.url()),
+            Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.url()),
         }
     }
-    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen };
+    let certificates = listeners.iter().filter_map(Listener::cert_store).collect();
+    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen, certificates };
     let reloads = tokio::spawn(supervisor.on_hangups(hangups));
     let result = server::serve(server, listeners, shutdown, drain).await;
     reloads.abort();
@@ -221,11 +224,14 @@ struct Supervisor {
     interpreters: Interpreters,
     groups: Vec<Arc<Group>>,
     listen: Vec<crate::spec::listen::Listen>,
+    /// The TLS listeners' certificates, read again on each SIGHUP.
+    certificates: Vec<Arc<CertStore>>,
 }
 
 impl Supervisor {
     async fn on_hangups(mut self, mut hangups: tokio::sync::mpsc::Receiver<()>) {
         while hangups.recv().await.is_some() {
+            self.reload_certificates().await;
             match &self.on_hangup {
                 OnHangup::Restart => {
                     log_as!(info, self.input, "SIGHUP: restarting the instances");
@@ -237,6 +243,20 @@ impl Supervisor {
                         log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}");
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads every TLS listener's certificate and key again: new handshakes
+    /// use the new pair, open connections keep theirs. A pair that cannot
+    /// be used is refused with its reason and the one in use stays.
+    async fn reload_certificates(&self) {
+        for store in &self.certificates {
+            let reloading = store.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(())) => log_as!(info, self.input, "SIGHUP: TLS certificate {} reloaded", store.files.cert.display()),
+                Ok(Err(e)) => log_as!(error, self.input, "SIGHUP: the TLS certificate is not reloaded; the one in use stays: {e:#}"),
+                Err(e) => log_as!(error, self.input, "SIGHUP: reloading {} failed: {e}", store.files.cert.display()),
             }
         }
     }

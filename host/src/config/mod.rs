@@ -153,6 +153,10 @@ struct RawListen {
     address: Spanned<String>,
     /// Unix sockets: permission bits in octal, as in "0660".
     mode: Option<Spanned<String>>,
+    /// TLS: the certificate chain and its private key, PEM files (both or
+    /// neither; relative paths are read from this file's directory).
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -459,12 +463,29 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
                 None
             }
         });
+        let tls = match (&l.tls_cert, &l.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let mut file = |value: &Spanned<String>, key: &str| {
+                    let path = base.join(value.get_ref());
+                    if let Err(e) = std::fs::File::open(&path) {
+                        problems.push(source.problem(&value.span(), format!("listen[{i}].{key}"), format!("cannot read {}: {e}", path.display())));
+                    }
+                    path
+                };
+                Some(crate::spec::listen::TlsFiles { cert: file(cert, "tls_cert"), key: file(key, "tls_key") })
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                problems.push(source.problem(&one.span(), format!("listen[{i}]"), "tls_cert and tls_key go together: a TLS listener needs both"));
+                None
+            }
+        };
         match l.address.get_ref().parse::<ListenAddr>() {
             Ok(addr) => {
                 if socket_mode.is_some() && !matches!(addr, ListenAddr::Unix(_)) {
                     problems.push(source.problem(&l.address.span(), format!("listen[{i}].mode"), "only a unix: listener has a file mode"));
                 }
-                listen.push(Listen { addr, socket_mode })
+                listen.push(Listen { addr, socket_mode, tls })
             }
             Err(e) => problems.push(source.problem(&l.address.span(), format!("listen[{i}].address"), e)),
         }

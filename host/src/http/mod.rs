@@ -1,8 +1,11 @@
 //! The HTTP front: where a request comes in and its response goes out.
 //!
-//! - [`server`]: listeners (TCP and Unix sockets), hyper connections (HTTP/1.1
-//!   and HTTP/2), the service that checks a request and hands it to its
-//!   group, the readiness check and graceful shutdown.
+//! - [`listener`]: listeners (TCP and Unix sockets, bound or handed over by
+//!   systemd), their accept loops and TLS handshakes.
+//! - [`tls`]: certificates and keys (rustls), reloaded on SIGHUP; ALPN.
+//! - [`server`]: hyper connections (HTTP/1.1 and HTTP/2), the service that
+//!   checks a request and hands it to its group, the readiness check and
+//!   graceful shutdown.
 //! - [`framing`]: the framing watcher (requests with both Content-Length and
 //!   Transfer-Encoding, request smuggling) and the head checks.
 //! - [`head_error`]: why a request head is refused (400).
@@ -16,4 +19,6 @@ pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod head_error;
+pub mod listener;
 pub mod server;
+pub mod tls;

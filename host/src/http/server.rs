@@ -1,109 +1,33 @@
-//! The HTTP front: listeners (TCP and Unix sockets), hyper connections, the
-//! service that turns each request into an exchange with a group, and
+//! The HTTP front: hyper connections on the listeners' accepted streams,
+//! the service that turns each request into an exchange with a group, and
 //! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::http::environ::{self, Connection};
 use crate::http::forwarded;
-use crate::http::framing::{Verdicts, WatchedIo};
 use crate::http::head_error::HeadError;
+use crate::http::listener::{accept_loop, AcceptSettings, Accepted, Listener};
 use crate::pool::exchange::{response_channel, BodyLimits, Head, Job, RequestInfo};
 use crate::routing::router::Router;
 use crate::spec::limits::HttpLimits;
-use crate::spec::listen::{Listen, ListenAddr};
 
 /// This module's log target: its name before the folders, so log lines
 /// and `WASGI_LOG` filters read as they did.
 const LOG_TARGET: &str = "wasgi::server";
-
-
-/// A bound listener.
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-impl Listener {
-    /// Binds `listen`; TCP listeners get a listen queue of `backlog` connections.
-    pub async fn bind(listen: &Listen, backlog: u32) -> Result<Listener> {
-        match &listen.addr {
-            ListenAddr::Tcp(a) => {
-                let bind = || -> std::io::Result<TcpListener> {
-                    let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-                    socket.set_reuseaddr(true)?;
-                    socket.bind(*a)?;
-                    socket.listen(backlog)
-                };
-                let l = bind().with_context(|| format!("cannot listen on {a}"))?;
-                Ok(Listener::Tcp(l))
-            }
-            ListenAddr::Unix(path) => {
-                remove_stale_socket(path)?;
-                let l = UnixListener::bind(path).with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-                // tokio listens with the system's maximum queue; listening
-                // again on a listening socket sets the queue we were asked for.
-                use std::os::fd::AsRawFd;
-                if unsafe { libc::listen(l.as_raw_fd(), backlog.min(i32::MAX as u32) as i32) } != 0 {
-                    let e = std::io::Error::last_os_error();
-                    bail!("cannot set the listen backlog of unix:{}: {e}", path.display());
-                }
-                let listener = Listener::Unix(l, path.clone());
-                if let Some(mode) = listen.socket_mode {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                        .with_context(|| format!("cannot set mode {mode:o} on unix:{}", path.display()))?;
-                }
-                Ok(listener)
-            }
-        }
-    }
-
-    /// The address actually bound (a TCP port 0 becomes the real port).
-    pub fn local_addr(&self) -> ListenAddr {
-        match self {
-            Listener::Tcp(l) => ListenAddr::Tcp(l.local_addr().expect("a bound socket has an address")),
-            Listener::Unix(_, p) => ListenAddr::Unix(p.clone()),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A socket file left by a server that is gone is removed; one that still
-/// answers is refused, so two servers never share a path by accident.
-fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    if !meta.file_type().is_socket() {
-        bail!("cannot listen on unix:{}: the path exists and is not a socket", path.display());
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!("cannot listen on unix:{}: another server is listening there", path.display());
-    }
-    std::fs::remove_file(path).with_context(|| format!("cannot remove the stale socket {}", path.display()))
-}
 
 
 /// What every connection shares.
@@ -394,7 +318,8 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let conn_tx = conn_tx.clone();
-        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx, connections.clone(), server.limits.body_write_timeout)));
+        let settings = AcceptSettings { write_timeout: server.limits.body_write_timeout, handshake_timeout: server.limits.header_read_timeout };
+        accept_tasks.push(tokio::spawn(accept_loop(listener, conn_tx, connections.clone(), settings)));
     }
     drop(conn_tx);
 
@@ -494,44 +419,4 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
         Err(_) => tracing::warn!(target: LOG_TARGET, "gave up waiting for connections after {}s", drain.as_secs()),
     }
     Ok(())
-}
-
-trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> IoStream for T {}
-
-/// An accepted connection and its place under max_connections.
-type Accepted = (Box<dyn IoStream>, Connection, tokio::sync::OwnedSemaphorePermit);
-
-async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slots: Arc<tokio::sync::Semaphore>, write_timeout: Duration) {
-    loop {
-        // Past max_connections, wait for one to close before accepting;
-        // meanwhile new clients queue in the kernel's listen backlog.
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let accepted: std::io::Result<(Box<dyn IoStream>, Connection)> = match &listener {
-            Listener::Tcp(l) => l.accept().await.map(|(stream, peer)| {
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().ok();
-                let (verdicts, stalled) = (Verdicts::default(), Arc::new(AtomicBool::new(false)));
-                let io = Box::new(WatchedIo::new(stream, verdicts.clone(), write_timeout, stalled.clone())) as Box<dyn IoStream>;
-                (io, Connection { peer: Some(peer), local, scheme: "http", ambiguous: Some(verdicts), write_stalled: stalled })
-            }),
-            Listener::Unix(l, _) => l.accept().await.map(|(stream, _)| {
-                let (verdicts, stalled) = (Verdicts::default(), Arc::new(AtomicBool::new(false)));
-                let io = Box::new(WatchedIo::new(stream, verdicts.clone(), write_timeout, stalled.clone())) as Box<dyn IoStream>;
-                (io, Connection { peer: None, local: None, scheme: "http", ambiguous: Some(verdicts), write_stalled: stalled })
-            }),
-        };
-        match accepted {
-            Ok((io, conn)) => {
-                if conns.send((io, conn, slot)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::error!(target: LOG_TARGET, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }

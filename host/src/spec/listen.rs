@@ -39,19 +39,40 @@ impl std::fmt::Display for ListenAddr {
     }
 }
 
-/// A listener as configured: the address, and for a Unix socket the
-/// permission bits its file gets (so Apache's user can connect to it).
+/// A listener as configured: the address, for a Unix socket the
+/// permission bits its file gets (so Apache's user can connect to it), and
+/// the certificate and key if it speaks TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
     pub addr: ListenAddr,
     /// For example 0o660; None keeps what the umask gives.
     pub socket_mode: Option<u32>,
+    /// None: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Listen {
     pub fn new(addr: ListenAddr) -> Listen {
-        Listen { addr, socket_mode: None }
+        Listen { addr, socket_mode: None, tls: None }
     }
+
+    /// The address as a client would write it: `https://` for a TLS listener.
+    pub fn url(&self, bound: &ListenAddr) -> String {
+        match (bound, &self.tls) {
+            (ListenAddr::Tcp(a), Some(_)) => format!("https://{a}"),
+            (ListenAddr::Unix(p), Some(_)) => format!("unix:{} (TLS)", p.display()),
+            (addr, None) => addr.to_string(),
+        }
+    }
+}
+
+/// A TLS listener's PEM files: the certificate chain (the server's own
+/// certificate first) and its private key. Read when the listener binds and
+/// again on each SIGHUP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Parses permission bits written in octal ("660", "0660" or "0o660").

@@ -14,7 +14,7 @@ use clap::Parser;
 use wasgi::cli::run::{config_from_flags, RunArgs};
 use wasgi::cli::supervisor::{serve_plan, OnHangup};
 use wasgi::config::plan::plan_config;
-use wasgi::http::server::Listener;
+use wasgi::http::listener::Listener;
 use wasgi::spec::listen::{Listen, ListenAddr};
 use wasgi_tests::{apps, cache_dir, http, setup};
 
@@ -53,7 +53,7 @@ impl InProcess {
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let result = runtime.block_on(async move {
-                let listen = Listen { addr: "127.0.0.1:0".parse().unwrap(), socket_mode: None };
+                let listen = Listen::new("127.0.0.1:0".parse().unwrap());
                 let listener = Listener::bind(&listen, 128).await?;
                 let ListenAddr::Tcp(addr) = listener.local_addr() else { unreachable!("a TCP listener was bound") };
                 bound.send(addr.to_string()).unwrap();

@@ -6,7 +6,7 @@
 //! the `wasgi-tests` crate (tests/src).
 //!
 //! The areas, along the data path and then across it:
-//! - HTTP in: [`malformed`] (bad requests), [`http2`], [`bounds`] (what the
+//! - HTTP in: [`malformed`] (bad requests), [`http2`], [`tls`] (HTTPS), [`bounds`] (what the
 //!   guest hands back is bounded), [`streaming`] (bodies both ways);
 //! - the app as WSGI sees it: [`wsgi`] (PEP 3333), [`environ`] (fixtures),
 //!   [`modwsgi`] (the same environ as mod_wsgi), [`startup`] (loading the
@@ -51,5 +51,6 @@ mod snapshot;
 mod startup;
 mod streaming;
 mod tenants;
+mod tls;
 mod transport;
 mod wsgi;

@@ -327,7 +327,7 @@ pub(super) fn in_memory_config(options: &Options, groups: &[Group], apps: &[App]
         input: crate::config::Input::File,
         file: options.out.join("wasgi.toml"),
         policies: options.out.join("policies"),
-        listen: vec![Listen { addr: options.listen.clone(), socket_mode: None }],
+        listen: vec![Listen::new(options.listen.clone())],
         groups: groups
             .iter()
             .map(|g| GroupConfig {
