@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wasgi", version, about = "Serve WSGI apps from CPython inside a WebAssembly sandbox")]
 struct Cli {
+    /// The error log's format: text, or json (one object per event); overrides
+    /// `log_format` in wasgi.toml and the WASGI_LOG_FORMAT environment variable.
+    #[arg(long = "log-format", global = true, value_name = "FORMAT", value_parser = clap::builder::PossibleValuesParser::new(wasgi::spec::logging::LogFormat::NAMES))]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,10 +111,25 @@ fn main() -> ExitCode {
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     // Every record one physical line: a request path or a guest's output
     // cannot forge another record (wasgi::cli::logline).
-    let format = wasgi::cli::logline::OneLinePerRecord { inner: tracing_subscriber::fmt::format() };
+    // Or one JSON object per record (`--log-format json`, `log_format`),
+    // its fields at the top level beside level, target and timestamp.
+    let format = wasgi::cli::logline::TextOrJson {
+        text: wasgi::cli::logline::OneLinePerRecord { inner: tracing_subscriber::fmt::format() },
+        json: tracing_subscriber::fmt::format().json().flatten_event(true).with_current_span(false).with_span_list(false),
+    };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).event_format(format).init();
 
     let cli = Cli::parse();
+    let chosen = cli.log_format.clone().or_else(|| std::env::var("WASGI_LOG_FORMAT").ok().filter(|v| !v.trim().is_empty()));
+    if let Some(chosen) = chosen {
+        match chosen.trim().parse::<wasgi::spec::logging::LogFormat>() {
+            Ok(format) => wasgi::cli::logline::choose_format(format),
+            Err(e) => {
+                eprintln!("WASGI_LOG_FORMAT: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => wasgi::cli::run::run(args),
         Command::Serve { config, graceful_timeout, interpreter } => {

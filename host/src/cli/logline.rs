@@ -11,12 +11,66 @@
 //! forged line still begins with the real tags of who wrote it.
 
 use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::spec::logging::LogFormat;
+
+/// The error log's format now: JSON if set. Chosen by `--log-format` or
+/// `WASGI_LOG_FORMAT` before the first record, else by the file's
+/// `log_format` once it is read.
+static JSON: AtomicBool = AtomicBool::new(false);
+/// Set when the flag or the environment chose: the file does not override it.
+static CHOSEN: AtomicBool = AtomicBool::new(false);
+
+/// The format the flag or the environment asks for, from the start.
+pub fn choose_format(format: LogFormat) {
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    CHOSEN.store(true, Ordering::Relaxed);
+}
+
+/// The configuration file's `log_format`, unless a flag or the environment chose.
+pub fn apply_config_format(format: LogFormat) {
+    if !CHOSEN.load(Ordering::Relaxed) {
+        JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+    }
+}
+
+pub fn current_format() -> LogFormat {
+    if JSON.load(Ordering::Relaxed) {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
+}
+
+/// Text records through `text`, or JSON ones through `json`, as
+/// [`current_format`] says at each record.
+pub struct TextOrJson<T, J> {
+    pub text: T,
+    pub json: J,
+}
+
+impl<S, N, T, J> FormatEvent<S, N> for TextOrJson<T, J>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatEvent<S, N>,
+    J: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        if JSON.load(Ordering::Relaxed) {
+            self.json.format_event(ctx, writer, event)
+        } else {
+            self.text.format_event(ctx, writer, event)
+        }
+    }
+}
 
 /// Formats with `inner`, then makes every record of the result one physical line.
 pub struct OneLinePerRecord<F> {

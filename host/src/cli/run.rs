@@ -48,6 +48,17 @@ pub struct RunArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The admin listener (/metrics for Prometheus, /status for `wasgi status`, /live and
+    /// /ready probes): HOST:PORT or unix:/path; never routed to the app.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<ListenAddr>,
+    /// Where access log lines go: stdout, stderr, off, or a file (reopened on SIGUSR1).
+    #[arg(long = "access-log", value_name = "TARGET", default_value = "stdout")]
+    pub access_log: crate::spec::logging::AccessLogTarget,
+    /// The access log's format: wasgi (Apache's combined plus request id, group and
+    /// milliseconds), combined, common, json, or an Apache LogFormat template.
+    #[arg(long = "access-log-format", value_name = "FORMAT", default_value = "wasgi")]
+    pub access_log_format: crate::spec::logging::AccessFormat,
     /// Pass the Authorization header to the app as HTTP_AUTHORIZATION (mod_wsgi's `WSGIPassAuthorization On`; default: hidden, as under mod_wsgi).
     #[arg(long = "pass-authorization")]
     pub pass_authorization: bool,
@@ -326,6 +337,15 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
         http: args.http.limits(),
         graceful_timeout: Duration::from_secs(args.graceful_timeout),
         trusted_proxies,
+        logging: crate::spec::logging::Logging {
+            access_log: match &args.access_log {
+                crate::spec::logging::AccessLogTarget::File(path) => crate::spec::logging::AccessLogTarget::File(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+                other => other.clone(),
+            },
+            access_format: args.access_log_format.clone(),
+            format: crate::cli::logline::current_format(),
+        },
+        admin: args.admin.clone(),
     })
 }
 

@@ -17,6 +17,7 @@ use crate::config::plan::{plan, AppPlan, Plan};
 use crate::config::Input;
 use crate::engine::args::InterpreterArgs;
 use crate::engine::extensions;
+use crate::http::access_log::AccessLog;
 use crate::http::listener::Listener;
 use crate::http::server::{self, Server};
 use crate::http::tls::CertStore;
@@ -55,21 +56,17 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        // Before anything else: SIGHUP's default action would end the process.
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let (hangups, hangups_rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                // A SIGHUP while one is being handled is folded into it.
-                let _ = hangups.try_send(());
-            }
-        });
+        // Before anything else: SIGHUP's and SIGUSR1's default action would
+        // end the process.
+        let hangups = forward(tokio::signal::unix::SignalKind::hangup())?;
+        let reopens = forward(tokio::signal::unix::SignalKind::user_defined1())?;
         // Bind first: an address in use is reported before any guest starts.
         let mut listeners = Vec::new();
         for addr in &plan.config.listen {
             listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
         }
-        serve_plan(plan, interpreter, listeners, on_hangup, hangups_rx, shutdown_signal(), drain, started).await
+        let serving = Serving { listeners, hangups, reopens };
+        serve_plan(plan, interpreter, serving, on_hangup, shutdown_signal(), drain, started).await
     })?;
     // Guests parked on their stdin are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -77,30 +74,56 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
     Ok(())
 }
 
+/// A signal as messages on a channel; one that arrives while the last is
+/// being handled is folded into it.
+fn forward(kind: tokio::signal::unix::SignalKind) -> Result<tokio::sync::mpsc::Receiver<()>> {
+    let mut signal = tokio::signal::unix::signal(kind)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while signal.recv().await.is_some() {
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
+}
+
+/// What a server serves on and listens to: its bound listeners, and the
+/// signals (as messages, so the tests' in-process server can send them):
+/// SIGHUP reloads, SIGUSR1 reopens the access log.
+pub struct Serving {
+    pub listeners: Vec<Listener>,
+    pub hangups: tokio::sync::mpsc::Receiver<()>,
+    pub reopens: tokio::sync::mpsc::Receiver<()>,
+}
+
 /// What [`supervise`] does once its listeners are bound, without the
-/// process's signals: starts the plan's groups, serves on `listeners` until
-/// `shutdown` resolves, and reloads (`on_hangup`) for each message on
-/// `hangups` (the plan's warnings are the caller's to log). The tests'
-/// in-process server calls it directly.
-#[allow(clippy::too_many_arguments)]
+/// process's signals: starts the plan's groups, serves on `serving`'s
+/// listeners until `shutdown` resolves, and reloads (`on_hangup`) for each
+/// message on its `hangups` (the plan's warnings are the caller's to log).
+/// The tests' in-process server calls it directly.
 pub async fn serve_plan(
     plan: Plan,
     interpreter: &InterpreterArgs,
-    listeners: Vec<Listener>,
+    serving: Serving,
     on_hangup: OnHangup,
-    hangups: tokio::sync::mpsc::Receiver<()>,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
     started: Instant,
 ) -> Result<()> {
+    let Serving { listeners, hangups, reopens } = serving;
     let input = plan.config.input;
+    // The log settings first: a file that cannot be opened stops the start
+    // before any guest runs.
+    crate::cli::logline::apply_config_format(plan.config.logging.format);
+    let access_log = Arc::new(AccessLog::open(&plan.config.logging.access_log, &plan.config.logging.access_format)?);
     // Kept while guests run: it ticks their epoch.
     let mut interpreters = Interpreters::new(interpreter)?;
     // `wasgi run`'s "serving" line names its app and counts its instances.
     let instances: usize = plan.apps.iter().map(|a| a.group.instances).sum();
     let name = plan.apps.first().map(|a| a.spec.name.clone()).unwrap_or_default();
     let (routes, groups) = start_apps(input, plan.apps, &mut interpreters, &[]).await?;
-    let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone());
+    let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone(), access_log.clone());
+    let reopening = tokio::spawn(reopen_access_log(access_log, reopens, input));
     for listener in &listeners {
         let ready = started.elapsed().as_secs_f64();
         match input {
@@ -113,7 +136,18 @@ pub async fn serve_plan(
     let reloads = tokio::spawn(supervisor.on_hangups(hangups));
     let result = server::serve(server, listeners, shutdown, drain).await;
     reloads.abort();
+    reopening.abort();
     result
+}
+
+/// SIGUSR1: the access log file is opened again (logrotate has moved it).
+async fn reopen_access_log(access_log: Arc<AccessLog>, mut reopens: tokio::sync::mpsc::Receiver<()>, input: Input) {
+    while reopens.recv().await.is_some() {
+        match access_log.reopen() {
+            Ok(()) => log_as!(info, input, "SIGUSR1: access log {} reopened", access_log.describe()),
+            Err(e) => log_as!(error, input, "SIGUSR1: {e:#}; access lines go nowhere until it can be opened"),
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -28,6 +28,7 @@ use crate::spec::connect::ConnectRule;
 use crate::spec::interpreter::Choice;
 use crate::spec::limits::{HttpLimits, Isolation, Limits, Reload};
 use crate::spec::listen::{Listen, ListenAddr};
+use crate::spec::logging::Logging;
 use crate::spec::proxies::TrustedProxies;
 
 /// One problem, located in a file.
@@ -125,6 +126,14 @@ struct RawConfig {
     trusted_proxy_headers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     listen: Vec<RawListen>,
+    /// The admin listener (/metrics, /status, probes): HOST:PORT or unix:/path.
+    admin: Option<Spanned<String>>,
+    /// stdout (default), stderr, off, or a file (relative: to this file's directory).
+    access_log: Option<Spanned<String>>,
+    /// wasgi (default), combined, common, json, or an Apache LogFormat template.
+    access_log_format: Option<Spanned<String>>,
+    /// The error log: text (default) or json.
+    log_format: Option<Spanned<String>>,
     #[serde(default)]
     group: Vec<RawGroup>,
     #[serde(default)]
@@ -258,6 +267,10 @@ pub struct Config {
     pub http: HttpLimits,
     pub graceful_timeout: std::time::Duration,
     pub trusted_proxies: TrustedProxies,
+    /// The access log and the error log's format.
+    pub logging: Logging,
+    /// The admin listener, if any: never routed to apps.
+    pub admin: Option<ListenAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +505,38 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
     if listen.is_empty() {
         listen.push(Listen::new(DEFAULT_LISTEN.parse().expect("a valid default")));
+    }
+    let admin = raw.admin.as_ref().and_then(|a| match a.get_ref().parse::<ListenAddr>() {
+        Ok(addr) => {
+            if listen.iter().any(|l| l.addr == addr) {
+                problems.push(source.problem(&a.span(), "admin", "the admin listener needs an address of its own, not one of [[listen]]'s"));
+            }
+            Some(addr)
+        }
+        Err(e) => {
+            problems.push(source.problem(&a.span(), "admin", e));
+            None
+        }
+    });
+    let mut logging = Logging::default();
+    if let Some(v) = &raw.access_log {
+        match v.get_ref().parse() {
+            Ok(crate::spec::logging::AccessLogTarget::File(path)) => logging.access_log = crate::spec::logging::AccessLogTarget::File(base.join(path)),
+            Ok(target) => logging.access_log = target,
+            Err(e) => problems.push(source.problem(&v.span(), "access_log", e)),
+        }
+    }
+    if let Some(v) = &raw.access_log_format {
+        match v.get_ref().parse() {
+            Ok(format) => logging.access_format = format,
+            Err(e) => problems.push(source.problem(&v.span(), "access_log_format", e)),
+        }
+    }
+    if let Some(v) = &raw.log_format {
+        match v.get_ref().parse() {
+            Ok(format) => logging.format = format,
+            Err(e) => problems.push(source.problem(&v.span(), "log_format", e)),
+        }
     }
 
     // A number of seconds, 0 allowed; a negative one is a problem and keeps the default.
@@ -782,7 +827,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { input: Input::File, file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies })
+        Ok(Config { input: Input::File, file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies, logging, admin })
     } else {
         Err(Problems(problems))
     }

@@ -219,7 +219,7 @@ pub fn build(
     path: &[u8],
     conn: &Connection,
     target: &Target,
-    request_id: u64,
+    request_id: &str,
     forwarded: Option<&Forwarded>,
 ) -> Result<Bytes, HeadError> {
     let raw_path = parts.uri.path();
@@ -257,7 +257,7 @@ pub fn build(
     let scheme = forwarded.and_then(|f| f.scheme).unwrap_or(conn.scheme);
     env.put(b"wsgi.url_scheme", scheme.as_bytes());
     env.put(b"REQUEST_SCHEME", scheme.as_bytes());
-    env.put(b"wasgi.request_id", request_id.to_string().as_bytes());
+    env.put(b"wasgi.request_id", request_id.as_bytes());
 
     // SERVER_NAME/PORT as Apache has them with UseCanonicalName Off: from
     // the Host header (or what a trusted proxy forwarded), the name in lower
@@ -430,7 +430,7 @@ mod tests {
             let conn = Connection { peer: None, local: None, scheme: "http", ambiguous: None, write_stalled: Default::default() };
             let pass_authorization = g.chance(2);
             let target = Target { mount: "/app", script: std::path::Path::new("/srv/app.wsgi"), pass_authorization };
-            let payload = build(&parts, b"/app/x", &conn, &target, 1, None).unwrap();
+            let payload = build(&parts, b"/app/x", &conn, &target, "1", None).unwrap();
             let fields: Vec<&[u8]> = payload.split(|b| *b == 0).collect();
             let mut keys: Vec<&[u8]> = fields.chunks(2).map(|kv| kv[0]).collect();
             for key in &keys {

@@ -10,15 +10,19 @@
 //!   Transfer-Encoding, request smuggling) and the head checks.
 //! - [`head_error`]: why a request head is refused (400).
 //! - [`environ`]: the request → WSGI environ (PEP 3333, CGI).
+//! - [`request_id`]: each request's id, kept from a trusted proxy or made.
+//! - [`access_log`]: one line per response, Apache's formats or JSON.
 //! - [`forwarded`]: what a trusted proxy says about the original request.
 //!
 //! May use: `routing` (which app), `pool` (its group and the exchange's
 //! types), `spec`. The request then goes: routing → pool → sandbox.
 
+pub mod access_log;
 pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod head_error;
 pub mod listener;
+pub mod request_id;
 pub mod server;
 pub mod tls;

@@ -17,7 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::http::access_log::{AccessLog, AccessRecord};
 use crate::http::environ::{self, Connection};
+use crate::http::request_id::{self, RequestIds};
 use crate::http::forwarded;
 use crate::http::head_error::HeadError;
 use crate::http::listener::{accept_loop, AcceptSettings, Accepted, Listener};
@@ -35,9 +37,10 @@ pub struct Server {
     /// Swapped whole by a configuration reload; each request reads it once.
     router: std::sync::RwLock<Arc<Router>>,
     pub limits: HttpLimits,
-    next_request: AtomicU64,
+    ids: RequestIds,
     /// Set when shutdown begins: the readiness check answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
+    pub access_log: Arc<AccessLog>,
 }
 
 /// The readiness check a load balancer polls (Apache's mod_proxy_hcheck
@@ -46,13 +49,58 @@ pub struct Server {
 pub const READY_PATH: &str = "/.wasgi/ready";
 
 impl Server {
-    pub fn new(router: Router, limits: HttpLimits) -> Arc<Server> {
+    pub fn new(router: Router, limits: HttpLimits, access_log: Arc<AccessLog>) -> Arc<Server> {
         Arc::new(Server {
             router: std::sync::RwLock::new(Arc::new(router)),
             limits,
-            next_request: AtomicU64::new(1),
+            ids: RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            access_log,
         })
+    }
+
+    /// True once shutdown began (the readiness checks answer 503).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The access record of a request, with what its head says.
+    fn begin_record(&self, req: &Request<Incoming>) -> AccessRecord {
+        let headers = req.headers();
+        let text = |name: http::header::HeaderName| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let format = &self.access_log.format;
+        AccessRecord {
+            time: Some(std::time::SystemTime::now()),
+            method: req.method().as_str().to_owned(),
+            target: req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| req.uri().to_string()),
+            protocol: match req.version() {
+                http::Version::HTTP_10 => "HTTP/1.0",
+                http::Version::HTTP_2 => "HTTP/2.0",
+                http::Version::HTTP_09 => "HTTP/0.9",
+                _ => "HTTP/1.1",
+            },
+            host: text(http::header::HOST).or_else(|| req.uri().host().map(str::to_owned)),
+            referer: text(http::header::REFERER),
+            user_agent: text(http::header::USER_AGENT),
+            request_headers: format
+                .request_headers()
+                .into_iter()
+                .filter_map(|name| Some((name.clone(), String::from_utf8_lossy(headers.get(name.as_str())?.as_bytes()).into_owned())))
+                .collect(),
+            ..AccessRecord::default()
+        }
+    }
+
+    /// A response's body is sent (or the client went away): its access log line.
+    fn finish(&self, pending: Pending, sent: u64) {
+        let Pending { mut record, received, started } = pending;
+        if record.skip {
+            return;
+        }
+        record.bytes = sent;
+        record.received = received.load(Ordering::Relaxed);
+        record.duration = started.elapsed();
+        self.access_log.write(&record);
     }
 
     pub fn router(&self) -> Arc<Router> {
@@ -137,14 +185,27 @@ fn refuse_and_close(status: StatusCode, text: &'static str) -> Response<Response
 /// answered (see [`HeadError::status`]) on a connection that then closes.
 fn refuse_head(info: &RequestInfo, problem: HeadError) -> Response<ResponseBody> {
     let status = problem.status();
-    tracing::warn!(target: "wasgi::access", request = info.id, status = status.as_u16(), "{} {}: {problem}", info.method, info.target);
+    tracing::warn!(target: "wasgi::access", request = %info.id, status = status.as_u16(), "{} {}: {problem}", info.method, info.target);
     refuse_and_close(status, problem.answer())
 }
 
-async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -> Response<ResponseBody> {
-    let id = server.next_request.fetch_add(1, Ordering::Relaxed);
+/// Answers one request; fills in what its access line needs beyond the head
+/// (`record`: its id, the client, the group, or that it is not logged).
+async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, pending: &mut Pending) -> Response<ResponseBody> {
+    let record = &mut pending.record;
     let ambiguous = conn.next_request_ambiguous();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let router = server.router();
+    let from_proxy = router.trusted.trusts(conn.peer.map(|p| p.ip()));
+    let id: Arc<str> = match parts.headers.get(request_id::HEADER).and_then(request_id::acceptable).filter(|_| from_proxy) {
+        Some(kept) => kept.into(),
+        None => server.ids.make(),
+    };
+    // The app sees the id as its middleware looks for it, whatever an
+    // untrusted client claimed.
+    parts.headers.insert(request_id::HEADER, http::HeaderValue::from_str(&id).expect("an id is a valid header value"));
+    record.request_id = id.to_string();
+    record.client = conn.peer.map(|p| p.ip());
     let info = RequestInfo {
         id,
         method: parts.method.clone(),
@@ -154,28 +215,32 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     if ambiguous {
         return refuse_head(&info, HeadError::AmbiguousLength);
     }
-    let router = server.router();
-    let from_proxy = router.trusted.trusts(conn.peer.map(|p| p.ip()));
     if let Some(problem) = crate::http::framing::head_problem(&parts, from_proxy) {
         return refuse_head(&info, problem);
     }
     if let Some(group) = readiness_path(parts.uri.path()).filter(|_| parts.method == http::Method::GET || parts.method == http::Method::HEAD) {
-        return readiness(&server, group);
+        // A balancer's poll every few seconds is not an access.
+        record.skip = true;
+        return readiness(server, group);
     }
     let trusted = &router.trusted;
     let forwarded = from_proxy.then(|| forwarded::read(&parts.headers, trusted));
     let host = environ::request_host(&parts, forwarded.as_ref());
+    if let Some((client, _)) = forwarded.as_ref().and_then(|f| f.client) {
+        record.client = Some(client);
+    }
     let path = match environ::decode_path(parts.uri.path()) {
         Ok(path) => path,
         Err(problem) => return refuse_head(&info, problem),
     };
     let Some(route) = router.route(host, &path) else {
-        tracing::info!(target: "wasgi::access", request = id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
+        tracing::info!(target: "wasgi::access", request = %info.id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };
+    record.group = Some(route.group.name.to_string());
     let client = forwarded.as_ref().and_then(|f| f.client).map(|(ip, _)| ip).or(conn.peer.map(|p| p.ip()));
     if !route.access.permits(client) {
-        tracing::warn!(target: "wasgi::access", group = %route.group.name, request = id, status = 403,
+        tracing::warn!(target: "wasgi::access", group = %route.group.name, request = %info.id, status = 403,
             "{} {}: client {} is not allowed by the app's allow/deny lists", info.method, info.target,
             client.map_or("(unknown address: a Unix-socket peer)".to_owned(), |ip| ip.to_string()));
         return plain(StatusCode::FORBIDDEN, "Forbidden\n");
@@ -189,7 +254,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
         script: &route.group.spec.script,
         pass_authorization: route.pass_authorization,
     };
-    let environ = match environ::build(&parts, &path, &conn, &target, id, forwarded.as_ref()) {
+    let environ = match environ::build(&parts, &path, &conn, &target, &info.id, forwarded.as_ref()) {
         Ok(e) => e,
         Err(problem) => return refuse_head(&info, problem),
     };
@@ -197,10 +262,12 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
     let (head_tx, mut head_rx) = oneshot::channel();
     let (body_tx, body_rx) = response_channel(server.limits.body_write_timeout, conn.write_stalled.clone());
     let picked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body = BodyLimits { max_bytes: server.limits.max_body_bytes, read_timeout: server.limits.body_read_timeout }.wrap(body);
+    let limits = BodyLimits { max_bytes: server.limits.max_body_bytes, read_timeout: server.limits.body_read_timeout };
+    let body = limits.wrap(body, pending.received.clone());
+    let id = info.id.clone();
     let job = Job { info, environ, body, head_tx, body_tx, picked: picked.clone() };
     if let Err(job) = group.submit(job) {
-        tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
+        tracing::warn!(target: "wasgi::access", group = %group.name, request = %job.info.id, status = 503,
             "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, group.queued());
         return unavailable("Service Unavailable: the server is overloaded\n");
     }
@@ -211,7 +278,7 @@ async fn handle(server: Arc<Server>, conn: Connection, req: Request<Incoming>) -
                 if picked.load(std::sync::atomic::Ordering::Acquire) {
                     head_rx.await
                 } else {
-                    tracing::warn!(target: "wasgi::access", group = %group.name, request = id, status = 503,
+                    tracing::warn!(target: "wasgi::access", group = %group.name, request = %id, status = 503,
                         "{} {}: no instance was free within queue_timeout ({}s)", parts.method, info_target(&parts), limit.as_secs());
                     return unavailable("Service Unavailable: no application instance was free in time\n");
                 }
@@ -282,10 +349,31 @@ impl Drop for Busy {
     }
 }
 
-/// A response body that keeps its request counted as in flight while hyper sends it.
+/// A request on its way: its access record, the request body bytes its
+/// app read, and when it arrived.
+struct Pending {
+    record: AccessRecord,
+    received: Arc<AtomicU64>,
+    started: Instant,
+}
+
+/// A response body that keeps its request counted as in flight while hyper
+/// sends it, counts what it sends, and ends the request's account when
+/// hyper drops it (sent whole, or the client went away).
 struct Tracked {
     body: ResponseBody,
     _busy: Busy,
+    server: Arc<Server>,
+    pending: Option<Pending>,
+    sent: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.server.finish(pending, self.sent);
+        }
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -296,7 +384,11 @@ impl http_body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            self.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -358,7 +450,21 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                     let server = server.clone();
                     let conn = conn.clone();
                     let busy = Busy::begin(&busy);
-                    async move { Ok::<_, Infallible>(handle(server, conn, req).await.map(|body| Tracked { body, _busy: busy }.boxed_unsync())) }
+                    async move {
+                        let mut pending = Pending { record: server.begin_record(&req), received: Arc::default(), started: Instant::now() };
+                        let mut response = handle(&server, conn, req, &mut pending).await;
+                        pending.record.status = response.status().as_u16();
+                        if let Ok(id) = http::HeaderValue::from_str(&pending.record.request_id) {
+                            response.headers_mut().entry(request_id::HEADER).or_insert(id);
+                        }
+                        for name in server.access_log.format.response_headers() {
+                            if let Some(value) = response.headers().get(name.as_str()) {
+                                pending.record.response_headers.push((name, String::from_utf8_lossy(value.as_bytes()).into_owned()));
+                            }
+                        }
+                        let server = server.clone();
+                        Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy, server, pending: Some(pending), sent: 0 }.boxed_unsync()))
+                    }
                 });
                 let mut closing = closing_rx.clone();
                 let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();

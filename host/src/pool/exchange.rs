@@ -116,7 +116,8 @@ impl ResponseSender {
 
 /// Per-request facts for the access log.
 pub struct RequestInfo {
-    pub id: u64,
+    /// The request id: a trusted proxy's X-Request-Id, or one wasgi made.
+    pub id: std::sync::Arc<str>,
     pub method: http::Method,
     pub target: String,
     pub started: Instant,
@@ -127,6 +128,8 @@ pub struct LimitedBody {
     body: Incoming,
     limits: BodyLimits,
     received: u64,
+    /// The same count, for the access log and the group's accounting.
+    counted: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How much body a client may send, and how slowly.
@@ -137,8 +140,8 @@ pub struct BodyLimits {
 }
 
 impl BodyLimits {
-    pub fn wrap(self, body: Incoming) -> LimitedBody {
-        LimitedBody { body, limits: self, received: 0 }
+    pub fn wrap(self, body: Incoming, counted: std::sync::Arc<std::sync::atomic::AtomicU64>) -> LimitedBody {
+        LimitedBody { body, limits: self, received: 0, counted }
     }
 }
 
@@ -176,6 +179,7 @@ impl BodyReader {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.body.received += data.len() as u64;
+                        self.body.counted.fetch_add(data.len() as u64, Ordering::Relaxed);
                         if self.body.received > limits.max_bytes {
                             self.ended = true;
                             return Err(format!("the request body is over max_body_bytes ({})", limits.max_bytes));
@@ -279,10 +283,10 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
     if head_tx.is_closed() {
         // The client gave up, or queue_timeout answered, while it waited:
         // it costs no instance time.
-        tracing::debug!(target: LOG_TARGET, group = %group, request = info.id, "dropped from the queue: already answered or abandoned");
+        tracing::debug!(target: LOG_TARGET, group = %group, request = %info.id, "dropped from the queue: already answered or abandoned");
         return Ok(());
     }
-    instance.io.set_request(info.id);
+    instance.io.set_request(Some(info.id.clone()));
     let mut head_tx = Some(head_tx);
     let mut reader = BodyReader { body, leftover: Bytes::new(), ended: false, malformed: None };
     let mut outcome = Outcome { status: None, bytes: 0, note: "" };
@@ -290,21 +294,20 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
     instance.cpu.start(limits.cpu_time_limit);
     let result = instance.drive(limit, async |io| exchange(io, &environ, &mut reader, &mut head_tx, &body_tx, &mut outcome).await).await;
     instance.cpu.start(None);
-    instance.io.set_request(0);
+    instance.io.set_request(None);
     match result {
         Ok(()) => {
             instance.served += 1;
             if outcome.note == "body_write_timeout" {
-                tracing::warn!(target: "wasgi::access", group = %group, request = info.id,
+                tracing::warn!(target: "wasgi::access", group = %group, request = %info.id,
                     "{} {}: the client took no response data for {}s (body_write_timeout): the response was cut short, the app saw a disconnect, the instance is free",
                     info.method, info.target, body_tx.write_timeout.as_secs());
             }
             if let Some(why) = &reader.malformed {
-                tracing::warn!(target: "wasgi::access", group = %group, request = info.id, status = 400,
+                tracing::warn!(target: "wasgi::access", group = %group, request = %info.id, status = 400,
                     "{} {}: the client sent a malformed request body ({why}): 400 and the connection closed, whatever the app answered",
                     info.method, info.target);
             }
-            access_log(group, &info, outcome.status, outcome.bytes, outcome.note);
             Ok(())
         }
         Err(gone) => {
@@ -314,7 +317,7 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
                 Gone::CpuLimit(_) => {
                     tracing::error!(
                         target: LOG_TARGET,
-                        group = %group, instance = instance.io.id, request = info.id,
+                        group = %group, instance = instance.io.id, request = %info.id,
                         "{} {} exceeded cpu_time_limit ({:.0}s): the instance was interrupted and will be replaced",
                         info.method, info.target, limits.cpu_time_limit.unwrap_or_default().as_secs_f64()
                     );
@@ -323,30 +326,28 @@ pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: J
                 Gone::Deadline(_) => {
                     tracing::error!(
                         target: LOG_TARGET,
-                        group = %group, instance = instance.io.id, request = info.id,
+                        group = %group, instance = instance.io.id, request = %info.id,
                         "{} {} exceeded request_timeout ({:.0}s): the instance was interrupted and will be replaced",
                         info.method, info.target, limit.unwrap_or_default().as_secs_f64()
                     );
                     (StatusCode::GATEWAY_TIMEOUT, TOOK_TOO_LONG, "request_timeout")
                 }
                 _ => {
-                    tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = info.id, "instance lost during {} {}: {gone}", info.method, info.target);
+                    tracing::error!(target: LOG_TARGET, group = %group, instance = instance.io.id, request = %info.id, "instance lost during {} {}: {gone}", info.method, info.target);
                     (StatusCode::BAD_GATEWAY, "Bad Gateway: the application instance stopped\n", "instance lost")
                 }
             };
-            let status = match head_tx.take() {
+            match head_tx.take() {
                 Some(tx) => {
                     let _ = tx.send(Head::Error(code, text));
-                    Some(code)
                 }
                 None => {
                     // The head went out already: cut the body short so the
                     // client sees a broken response, not a complete one.
                     body_tx.fail("the application instance stopped".into());
-                    outcome.status
                 }
-            };
-            access_log(group, &info, status, outcome.bytes, note);
+            }
+            let _ = note;
             Err(gone)
         }
     }
@@ -468,20 +469,6 @@ fn client_error(
     }
 }
 
-fn access_log(group: &str, info: &RequestInfo, status: Option<StatusCode>, bytes: u64, note: &str) {
-    tracing::info!(
-        target: "wasgi::access",
-        group = %group,
-        request = info.id,
-        status = status.map(|s| s.as_u16()).unwrap_or(0),
-        bytes,
-        ms = format_args!("{:.1}", info.started.elapsed().as_secs_f64() * 1000.0),
-        note,
-        "{} {}",
-        info.method,
-        info.target,
-    );
-}
 
 #[cfg(test)]
 mod tests {

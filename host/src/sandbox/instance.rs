@@ -130,10 +130,10 @@ impl GuestIo {
     }
 
     /// Marks the request this instance serves, for its log lines.
-    pub fn set_request(&self, id: u64) {
+    pub fn set_request(&self, id: Option<Arc<str>>) {
         // What the log rate limit dropped is said under the request that lost it.
         self.tag.report_dropped();
-        self.tag.request.store(id, Ordering::Relaxed);
+        self.tag.request.set(id);
     }
 }
 

@@ -250,9 +250,9 @@ impl NetEnd {
         } else {
             format!("[[connect]]\nto = \"{would_allow}\"")
         };
-        let request = self.tag.request.load(Ordering::Relaxed);
+        let request = self.tag.request.get();
         tracing::warn!(
-            target: LOG_TARGET, app = %self.tag.app, instance = self.tag.instance, request,
+            target: LOG_TARGET, app = %self.tag.app, instance = self.tag.instance, request = %request,
             "denied: {what}: {reason}. Group {:?}; policies in force: {}; connect grants: {grants}. A grant that would allow it:\n{fix}",
             self.group,
             if self.policies.is_empty() { "none".to_owned() } else { self.policies.join(", ") },
@@ -673,9 +673,9 @@ async fn connect(end: &mut NetEnd, addr: &str, port: u32, wait: Option<Duration>
     let open = counters.open.fetch_add(1, Ordering::Relaxed);
     let counted = Counted(counters.clone());
     if open >= end.network.max_connections {
-        let request = end.tag.request.load(Ordering::Relaxed);
+        let request = end.tag.request.get();
         tracing::warn!(
-            target: LOG_TARGET, app = %end.tag.app, instance = end.tag.instance, request,
+            target: LOG_TARGET, app = %end.tag.app, instance = end.tag.instance, request = %request,
             "refused: connecting to {peer}: group {:?} already holds {open} open connection(s), its max_connections",
             end.group
         );

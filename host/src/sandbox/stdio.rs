@@ -6,7 +6,6 @@
 //! stderr is the app's own output (print(), sys.stderr, wsgi.errors): it is
 //! cut into lines and logged, tagged with the app, instance and request.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -184,10 +183,25 @@ impl Pollable for ChannelOutput {
 pub struct LogTag {
     pub app: Arc<str>,
     pub instance: u64,
-    /// The request the instance is serving, 0 between requests.
-    pub request: Arc<AtomicU64>,
+    /// The request the instance is serving.
+    pub request: CurrentRequest,
     /// The instance's log rate limit, shared by all its ways to log.
     budget: Arc<Mutex<LogBudget>>,
+}
+
+/// The id of the request an instance serves, for its log lines ("-"
+/// between requests).
+#[derive(Clone, Default)]
+pub struct CurrentRequest(Arc<Mutex<Option<Arc<str>>>>);
+
+impl CurrentRequest {
+    pub fn set(&self, id: Option<Arc<str>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
+
+    pub fn get(&self) -> Arc<str> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| "-".into())
+    }
 }
 
 /// The largest guest log record: a longer one is cut, and says by how much.
@@ -225,7 +239,7 @@ impl LogBudget {
 impl LogTag {
     pub fn new(app: Arc<str>, instance: u64) -> LogTag {
         let budget = LogBudget { tokens: LOG_BURST, refilled: std::time::Instant::now(), dropped: 0 };
-        LogTag { app, instance, request: Arc::new(AtomicU64::new(0)), budget: Arc::new(Mutex::new(budget)) }
+        LogTag { app, instance, request: CurrentRequest::default(), budget: Arc::new(Mutex::new(budget)) }
     }
 
     /// One log record of the app or the bridge (`level`: error, warn, or
@@ -253,11 +267,11 @@ impl LogTag {
             // A character cut in two shows as U+FFFD, which is honest.
             text.to_mut().push_str(&format!(" [... {cut} more bytes dropped: a log record is at most {MAX_LOG_RECORD} bytes]"));
         }
-        let request = self.request.load(Ordering::Relaxed);
+        let request = self.request.get();
         match level {
-            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
-            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
-            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.instance, request, "{text}"),
+            b"error" => tracing::error!(target: "wasgi::app", app = %self.app, instance = self.instance, request = %request, "{text}"),
+            b"warn" => tracing::warn!(target: "wasgi::app", app = %self.app, instance = self.instance, request = %request, "{text}"),
+            _ => tracing::info!(target: "wasgi::app", app = %self.app, instance = self.instance, request = %request, "{text}"),
         }
     }
 
@@ -271,9 +285,9 @@ impl LogTag {
     }
 
     fn say_dropped(&self, dropped: u64) {
-        let request = self.request.load(Ordering::Relaxed);
+        let request = self.request.get();
         tracing::warn!(
-            target: "wasgi::app", app = %self.app, instance = self.instance, request,
+            target: "wasgi::app", app = %self.app, instance = self.instance, request = %request,
             "{dropped} log record(s) of this instance dropped: over the limit of {LOG_RATE} per second after a burst of {LOG_BURST}"
         );
     }
@@ -448,7 +462,7 @@ mod tests {
     fn stderr_becomes_one_record_per_line_tagged_with_who_spoke() {
         let lines = logged(|| {
             let tag = tag();
-            tag.request.store(42, Ordering::Relaxed);
+            tag.request.set(Some("42".into()));
             let mut stderr = LogStderr(tag).p2_stream();
             stderr.write(Bytes::from_static(b"first\nsec")).unwrap();
             stderr.write(Bytes::from_static(b"ond\r\n\nthird")).unwrap();

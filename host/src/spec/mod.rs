@@ -1,4 +1,4 @@
-//! What to run, as plain values: the limits, listen addresses, trusted
+//! What to run, as plain values: the limits, listen addresses, log settings, trusted
 //! proxies, access lists, interpreter choice and guest spec that `config`
 //! (or `wasgi run`'s flags) builds and the runtime reads, and each granted
 //! directory opened once ([`grant_dir`]), and the outbound connection grants
@@ -13,4 +13,5 @@ pub mod guest;
 pub mod interpreter;
 pub mod limits;
 pub mod listen;
+pub mod logging;
 pub mod proxies;

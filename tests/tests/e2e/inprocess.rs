@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use wasgi::cli::run::{config_from_flags, RunArgs};
-use wasgi::cli::supervisor::{serve_plan, OnHangup};
+use wasgi::cli::supervisor::{serve_plan, OnHangup, Serving};
 use wasgi::config::plan::plan_config;
 use wasgi::http::listener::Listener;
 use wasgi::spec::listen::{Listen, ListenAddr};
@@ -60,7 +60,8 @@ impl InProcess {
                 let stop = async move {
                     let _ = shutdown_rx.await;
                 };
-                serve_plan(plan, &flags.interpreter, vec![listener], OnHangup::Restart, hangups, stop, drain, Instant::now()).await
+                let serving = Serving { listeners: vec![listener], hangups, reopens: tokio::sync::mpsc::channel(1).1 };
+                serve_plan(plan, &flags.interpreter, serving, OnHangup::Restart, stop, drain, Instant::now()).await
             });
             runtime.shutdown_timeout(Duration::from_secs(1));
             result

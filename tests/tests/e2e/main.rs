@@ -20,6 +20,7 @@
 //!   [`network`] (outbound connections by grant), [`drivers`] (real servers
 //!   and PyPI drivers through those grants),
 //!   [`access`] (allow/deny);
+//! - operations: [`logs`] (access and error logs, request ids);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
 //! - [`inprocess`]: the in-process server harness, for tests that need no
@@ -42,6 +43,7 @@ mod http2;
 mod inprocess;
 mod interpreters;
 mod limits;
+mod logs;
 mod malformed;
 mod modwsgi;
 mod network;

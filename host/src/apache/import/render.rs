@@ -364,6 +364,8 @@ pub(super) fn in_memory_config(options: &Options, groups: &[Group], apps: &[App]
         http,
         graceful_timeout: Duration::from_secs(30),
         trusted_proxies,
+        logging: Default::default(),
+        admin: None,
     }
 }
 
