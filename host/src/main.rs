@@ -68,6 +68,18 @@ enum Command {
         #[arg(long, value_name = "ADDR", default_value = "*:80")]
         vhost_address: String,
     },
+    /// Show a running server's groups and instances (state, age, requests served, memory, CPU,
+    /// the request each is serving), like Apache's server-status, from its admin listener.
+    Status {
+        /// The admin listener, HOST:PORT or unix:/path (default: `admin` in --config).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<wasgi::spec::listen::ListenAddr>,
+        #[arg(long, value_name = "FILE", default_value = "wasgi.toml")]
+        config: PathBuf,
+        /// Print the admin listener's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch, verify and compile the Python interpreter, then print where it is.
     Python {
         #[command(flatten)]
@@ -93,6 +105,23 @@ fn import_apache(
     // What `wasgi check` will say about the paths, before anyone runs it.
     let check = wasgi::config::load(&out.join("wasgi.toml")).err().map(|p| p.to_string());
     print!("{}", imported.summary(file, out, &written, check.as_deref()));
+    Ok(())
+}
+
+/// `wasgi status`: the admin listener named by the flag or the config file.
+fn status(admin: Option<wasgi::spec::listen::ListenAddr>, config: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let addr = match admin {
+        Some(addr) => addr,
+        None => match wasgi::config::load(config) {
+            Ok(c) => c.admin.ok_or_else(|| anyhow::anyhow!("{} has no `admin` listener: add admin = \"127.0.0.1:9000\" (or a unix: path) to it, or pass --admin", config.display()))?,
+            Err(problems) => anyhow::bail!("{}: {problems}\n(or pass --admin ADDR)", config.display()),
+        },
+    };
+    if json {
+        print!("{}", wasgi::cli::status::fetch(&addr, "/status")?);
+    } else {
+        print!("{}", wasgi::cli::status::report(&wasgi::cli::status::status(&addr)?));
+    }
     Ok(())
 }
 
@@ -168,6 +197,7 @@ fn main() -> ExitCode {
             }
         }
         Command::ImportApache { file, out, listen, server_root, vhost_address } => import_apache(&file, &out, listen, server_root, vhost_address),
+        Command::Status { admin, config, json } => status(admin, &config, json),
         Command::Python { interpreter, python_path } => wasgi::cli::python::prepare_interpreter(&interpreter, &python_path).map(|path| {
             println!("{}", path.display());
         }),

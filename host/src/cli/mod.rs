@@ -5,6 +5,7 @@
 //! - [`serve`]: `wasgi serve`: a config file's apps; SIGHUP reloads it.
 //! - [`supervisor`]: what both start: listeners, groups, signals, reloads.
 //! - [`check`]: `wasgi check`: the plan's report.
+//! - [`status`]: `wasgi status`: a running server's instances, from its admin listener.
 //! - [`python`]: `wasgi python`: the interpreter made ready ahead of time.
 //! - [`logline`]: every log record one physical line.
 //!
@@ -17,4 +18,5 @@ pub mod logline;
 pub mod python;
 pub mod run;
 pub mod serve;
+pub mod status;
 pub mod supervisor;

@@ -65,7 +65,11 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
         for addr in &plan.config.listen {
             listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
         }
-        let serving = Serving { listeners, hangups, reopens };
+        let admin = match &plan.config.admin {
+            Some(addr) => Some(Listener::bind(&crate::spec::listen::Listen::new(addr.clone()), 64).await.context("the admin listener")?),
+            None => None,
+        };
+        let serving = Serving { listeners, admin, hangups, reopens };
         serve_plan(plan, interpreter, serving, on_hangup, shutdown_signal(), drain, started).await
     })?;
     // Guests parked on their stdin are dropped with the runtime.
@@ -92,6 +96,8 @@ fn forward(kind: tokio::signal::unix::SignalKind) -> Result<tokio::sync::mpsc::R
 /// SIGHUP reloads, SIGUSR1 reopens the access log.
 pub struct Serving {
     pub listeners: Vec<Listener>,
+    /// /metrics, /status, /live and /ready, on an address of its own.
+    pub admin: Option<Listener>,
     pub hangups: tokio::sync::mpsc::Receiver<()>,
     pub reopens: tokio::sync::mpsc::Receiver<()>,
 }
@@ -110,7 +116,7 @@ pub async fn serve_plan(
     drain: Duration,
     started: Instant,
 ) -> Result<()> {
-    let Serving { listeners, hangups, reopens } = serving;
+    let Serving { listeners, admin, hangups, reopens } = serving;
     let input = plan.config.input;
     // The log settings first: a file that cannot be opened stops the start
     // before any guest runs.
@@ -124,6 +130,11 @@ pub async fn serve_plan(
     let (routes, groups) = start_apps(input, plan.apps, &mut interpreters, &[]).await?;
     let server = Server::new(Router::new(routes, plan.config.trusted_proxies.clone()), plan.config.http.clone(), access_log.clone());
     let reopening = tokio::spawn(reopen_access_log(access_log, reopens, input));
+    let admin = admin.map(|listener| {
+        log_as!(info, input, "admin listener on {} (/metrics, /status, /live, /ready)", listener.url());
+        let since = (started, std::time::SystemTime::now() - started.elapsed());
+        tokio::spawn(crate::http::admin::serve(Arc::new(crate::http::admin::Admin { server: server.clone(), started: since }), listener))
+    });
     for listener in &listeners {
         let ready = started.elapsed().as_secs_f64();
         match input {
@@ -137,6 +148,9 @@ pub async fn serve_plan(
     let result = server::serve(server, listeners, shutdown, drain).await;
     reloads.abort();
     reopening.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     result
 }
 

@@ -508,7 +508,8 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
     let admin = raw.admin.as_ref().and_then(|a| match a.get_ref().parse::<ListenAddr>() {
         Ok(addr) => {
-            if listen.iter().any(|l| l.addr == addr) {
+            let port_zero = matches!(addr, ListenAddr::Tcp(a) if a.port() == 0);
+            if !port_zero && listen.iter().any(|l| l.addr == addr) {
                 problems.push(source.problem(&a.span(), "admin", "the admin listener needs an address of its own, not one of [[listen]]'s"));
             }
             Some(addr)

@@ -40,6 +40,8 @@ pub struct AccessRecord {
     /// The group that served it; None for what the server answered itself
     /// (no app mounted, refused before routing).
     pub group: Option<String>,
+    /// The app (its script's file name), for the metrics.
+    pub app: Option<String>,
     pub host: Option<String>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,

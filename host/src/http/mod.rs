@@ -12,17 +12,21 @@
 //! - [`environ`]: the request → WSGI environ (PEP 3333, CGI).
 //! - [`request_id`]: each request's id, kept from a trusted proxy or made.
 //! - [`access_log`]: one line per response, Apache's formats or JSON.
+//! - [`metrics`]: /metrics, per request and per group (prometheus-client).
+//! - [`admin`]: the admin listener: /metrics, /status, /live, /ready.
 //! - [`forwarded`]: what a trusted proxy says about the original request.
 //!
 //! May use: `routing` (which app), `pool` (its group and the exchange's
 //! types), `spec`. The request then goes: routing → pool → sandbox.
 
 pub mod access_log;
+pub mod admin;
 pub mod environ;
 pub mod forwarded;
 pub mod framing;
 pub mod head_error;
 pub mod listener;
+pub mod metrics;
 pub mod request_id;
 pub mod server;
 pub mod tls;

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::http::access_log::{AccessLog, AccessRecord};
 use crate::http::environ::{self, Connection};
+use crate::http::metrics::Metrics;
 use crate::http::request_id::{self, RequestIds};
 use crate::http::forwarded;
 use crate::http::head_error::HeadError;
@@ -41,6 +42,8 @@ pub struct Server {
     /// Set when shutdown begins: the readiness check answers 503 from then on.
     draining: std::sync::atomic::AtomicBool,
     pub access_log: Arc<AccessLog>,
+    /// The per-request series of /metrics.
+    pub metrics: Metrics,
 }
 
 /// The readiness check a load balancer polls (Apache's mod_proxy_hcheck
@@ -56,6 +59,7 @@ impl Server {
             ids: RequestIds::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             access_log,
+            metrics: Metrics::new(),
         })
     }
 
@@ -91,9 +95,10 @@ impl Server {
         }
     }
 
-    /// A response's body is sent (or the client went away): its access log line.
+    /// A response's body is sent (or the client went away): its access log
+    /// line and its count in the metrics.
     fn finish(&self, pending: Pending, sent: u64) {
-        let Pending { mut record, received, started } = pending;
+        let Pending { mut record, received, started, picked } = pending;
         if record.skip {
             return;
         }
@@ -101,6 +106,33 @@ impl Server {
         record.received = received.load(Ordering::Relaxed);
         record.duration = started.elapsed();
         self.access_log.write(&record);
+        let waited = picked.and_then(|p| p.get().map(|at| at.saturating_duration_since(started)));
+        self.metrics.record(&record, waited);
+    }
+
+    /// The readiness answer for the server (`None`) or one group, as the
+    /// public listeners and the admin listener give it.
+    pub fn readiness_answer(&self, group: Option<&str>) -> Response<Full<Bytes>> {
+        let draining = self.draining();
+        let (status, text) = match group {
+            None if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+            None => (StatusCode::OK, "ready\n"),
+            Some(name) => {
+                let router = self.router();
+                match router.groups().into_iter().find(|g| &*g.spec.group == name) {
+                    None => (StatusCode::NOT_FOUND, "no such group\n"),
+                    Some(_) if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+                    Some(g) if g.failing() => (StatusCode::SERVICE_UNAVAILABLE, "not ready: instances fail to start\n"),
+                    Some(_) => (StatusCode::OK, "ready\n"),
+                }
+            }
+        };
+        let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        response
     }
 
     pub fn router(&self) -> Arc<Router> {
@@ -138,23 +170,7 @@ fn unavailable(text: &'static str) -> Response<ResponseBody> {
 /// its instances keep failing to start (asked for by name, so saying why is
 /// no leak; the traceback stays in the log), 404 for a group that does not exist.
 fn readiness(server: &Server, group: Option<&str>) -> Response<ResponseBody> {
-    let draining = server.draining.load(Ordering::Acquire);
-    let (status, text) = match group {
-        None if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
-        None => (StatusCode::OK, "ready\n"),
-        Some(name) => {
-            let router = server.router();
-            match router.groups().into_iter().find(|g| &*g.spec.group == name) {
-                None => (StatusCode::NOT_FOUND, "no such group\n"),
-                Some(_) if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
-                Some(g) if g.failing() => (StatusCode::SERVICE_UNAVAILABLE, "not ready: instances fail to start\n"),
-                Some(_) => (StatusCode::OK, "ready\n"),
-            }
-        }
-    };
-    let mut response = plain(status, text);
-    response.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
-    response
+    server.readiness_answer(group).map(|body| body.map_err(|e: Infallible| match e {}).boxed_unsync())
 }
 
 /// `Some(None)` for the server's readiness path, `Some(Some(group))` for a
@@ -237,7 +253,8 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
         tracing::info!(target: "wasgi::access", request = %info.id, status = 404, "{} {}: no app is mounted there", info.method, info.target);
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };
-    record.group = Some(route.group.name.to_string());
+    record.group = Some(route.group.spec.group.clone());
+    record.app = Some(route.group.app().to_owned());
     let client = forwarded.as_ref().and_then(|f| f.client).map(|(ip, _)| ip).or(conn.peer.map(|p| p.ip()));
     if !route.access.permits(client) {
         tracing::warn!(target: "wasgi::access", group = %route.group.name, request = %info.id, status = 403,
@@ -261,7 +278,8 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
     let group = &route.group;
     let (head_tx, mut head_rx) = oneshot::channel();
     let (body_tx, body_rx) = response_channel(server.limits.body_write_timeout, conn.write_stalled.clone());
-    let picked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let picked = Arc::new(std::sync::OnceLock::new());
+    pending.picked = Some(picked.clone());
     let limits = BodyLimits { max_bytes: server.limits.max_body_bytes, read_timeout: server.limits.body_read_timeout };
     let body = limits.wrap(body, pending.received.clone());
     let id = info.id.clone();
@@ -275,7 +293,7 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
         Some(limit) => tokio::select! {
             head = &mut head_rx => head,
             _ = tokio::time::sleep(limit) => {
-                if picked.load(std::sync::atomic::Ordering::Acquire) {
+                if picked.get().is_some() {
                     head_rx.await
                 } else {
                     tracing::warn!(target: "wasgi::access", group = %group.name, request = %id, status = 503,
@@ -355,6 +373,8 @@ struct Pending {
     record: AccessRecord,
     received: Arc<AtomicU64>,
     started: Instant,
+    /// When an instance took the request, once one did.
+    picked: Option<Arc<std::sync::OnceLock<Instant>>>,
 }
 
 /// A response body that keeps its request counted as in flight while hyper
@@ -451,7 +471,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                     let conn = conn.clone();
                     let busy = Busy::begin(&busy);
                     async move {
-                        let mut pending = Pending { record: server.begin_record(&req), received: Arc::default(), started: Instant::now() };
+                        let mut pending = Pending { record: server.begin_record(&req), received: Arc::default(), started: Instant::now(), picked: None };
                         let mut response = handle(&server, conn, req, &mut pending).await;
                         pending.record.status = response.status().as_u16();
                         if let Ok(id) = http::HeaderValue::from_str(&pending.record.request_id) {

@@ -269,8 +269,8 @@ pub struct Job {
     pub head_tx: oneshot::Sender<Head>,
     pub body_tx: ResponseSender,
     /// Set when an instance takes the job, so queue_timeout only answers
-    /// for requests that are still waiting.
-    pub picked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// for requests that are still waiting (and the metrics see the wait).
+    pub picked: std::sync::Arc<std::sync::OnceLock<Instant>>,
 }
 
 /// Serves one request of `group` on `instance`, under the group's `limits`:
@@ -279,7 +279,7 @@ pub struct Job {
 /// discarded.
 pub async fn serve(group: &str, limits: &Limits, instance: &mut Instance, job: Job) -> Result<(), Gone> {
     let Job { info, environ, body, head_tx, body_tx, picked } = job;
-    picked.store(true, std::sync::atomic::Ordering::Release);
+    let _ = picked.set(Instant::now());
     if head_tx.is_closed() {
         // The client gave up, or queue_timeout answered, while it waited:
         // it costs no instance time.

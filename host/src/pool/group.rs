@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::pool::accounting::Accounting;
 use crate::pool::exchange::{self, Job};
+use crate::sandbox::gone::Gone;
 use crate::sandbox::instance::{Instance, StartError};
 use crate::sandbox::prepared::{Entry, Prepared};
 use crate::spec::guest::GuestSpec;
@@ -57,6 +59,8 @@ pub struct Group {
     lost_in_a_row: AtomicU64,
     /// A test-only fault (WASGI_TEST_PANIC_WORKER_AFTER): see [`Worker::run`].
     panic_after: Option<u64>,
+    /// What its instances are doing and what it has used.
+    pub accounting: Arc<Accounting>,
 }
 
 impl Group {
@@ -80,6 +84,7 @@ impl Group {
             lost_workers: AtomicU64::new(0),
             lost_in_a_row: AtomicU64::new(0),
             panic_after: std::env::var("WASGI_TEST_PANIC_WORKER_AFTER").ok().and_then(|n| n.parse().ok()),
+            accounting: Arc::default(),
         });
         let instances = group.start_generation().await?;
         let seats = group.take_seats(instances.len());
@@ -112,6 +117,7 @@ impl Group {
                 let (group, boot) = (self.clone(), boot.clone());
                 tokio::spawn(async move {
                     let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
+                    let _starting = group.accounting.starting();
                     Instance::start(&boot, &group.spec, id).await
                 })
             })
@@ -243,6 +249,17 @@ impl Group {
         self.failed_starts.load(Ordering::Relaxed) > 0
     }
 
+    /// The app it runs, as the metrics label it: the script's file name
+    /// (its name without the configured group's prefix).
+    pub fn app(&self) -> &str {
+        self.name.strip_prefix(self.spec.group.as_str()).and_then(|rest| rest.strip_prefix(':')).unwrap_or(&self.name)
+    }
+
+    /// The instances it is configured to run.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Requests waiting for an instance.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -250,6 +267,7 @@ impl Group {
 
     /// Runs `instance` in a task of its own until it stops, in `seat`.
     fn spawn_worker(self: &Arc<Self>, instance: Instance, generation: u64, seat: Seat) {
+        self.accounting.joined(&instance);
         let worker = Worker { group: self.clone(), instance: instance.io.id, seat: Some(seat) };
         spawn_if_running(worker.run(instance, generation));
     }
@@ -263,6 +281,7 @@ impl Group {
     /// An instance of the code as it is now, as a restarted mod_wsgi daemon
     /// process would load it.
     async fn fresh_instance(&self, id: u64) -> Result<Instance, StartError> {
+        let _starting = self.accounting.starting();
         Instance::start(&self.boot().await?, &self.spec, id).await
     }
 
@@ -376,6 +395,7 @@ impl Drop for Worker {
         // In a task rather than here: a runtime that is shutting down drops
         // its tasks, this one among them, and runs nothing new, so a server
         // that stops logs no lost workers.
+        group.accounting.left(instance, Some("worker_lost"));
         spawn_if_running(async move {
             let lost = group.lost_workers.fetch_add(1, Ordering::Relaxed) + 1;
             group.lost_in_a_row.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +428,7 @@ impl Worker {
         loop {
             if *current.borrow_and_update() != generation {
                 tracing::debug!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "retired by a reload");
+                group.accounting.left(instance.io.id, Some("reload"));
                 return End::Stop;
             }
             // A test-only fault, the one way the tests have to make a worker
@@ -431,20 +452,31 @@ impl Worker {
                 _ = current.changed() => continue,
                 job = group.jobs.recv() => match job {
                     Ok(job) => job,
-                    Err(_) => return End::Stop,
+                    Err(_) => {
+                        group.accounting.left(instance.io.id, Some("group_retired"));
+                        return End::Stop;
+                    }
                 },
                 _ = idle => {
                     // A request that arrives from here on finds this seat
                     // gone, or is seen by its drop (Seat): it is not stranded.
                     tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id,
                         "stopped after {}s without a request (inactivity_timeout)", idle_limit.unwrap_or_default().as_secs());
+                    group.accounting.left(instance.io.id, Some("inactivity_timeout"));
                     return End::Stop;
                 }
             };
+            group.accounting.busy(instance.io.id, &job.info);
             if let Err(lost) = exchange::serve(&group.name, &group.spec.limits, &mut instance, job).await {
                 tracing::warn!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "instance discarded ({lost}); starting a replacement");
+                let reason = lost.reason();
+                if matches!(lost, Gone::CpuLimit(_) | Gone::Deadline(_)) {
+                    group.accounting.limit_hit(reason);
+                }
+                group.accounting.left(instance.io.id, Some(reason));
                 return End::Replace;
             }
+            group.accounting.idle(instance.io.id);
             group.lost_in_a_row.store(0, Ordering::Relaxed);
             instance = match self.after_request(&kind, instance).await {
                 Ok(next) => next,
@@ -459,11 +491,13 @@ impl Worker {
         let group = &self.group;
         match kind {
             Kind::PerRequest => {
+                group.accounting.left(instance.io.id, None);
                 drop(instance);
                 let id = group.next_instance.fetch_add(1, Ordering::Relaxed);
                 match group.fresh_instance(id).await {
                     Ok(fresh) => {
                         self.instance = id;
+                        group.accounting.joined(&fresh);
                         Ok(fresh)
                     }
                     Err(e) => {
@@ -475,6 +509,7 @@ impl Worker {
             Kind::LongLived { recycle_after } => {
                 if recycle_after.is_some_and(|limit| instance.served >= limit) {
                     tracing::info!(target: LOG_TARGET, group = %group.name, instance = instance.io.id, "recycling after {} requests (maximum_requests)", instance.served);
+                    group.accounting.left(instance.io.id, Some("maximum_requests"));
                     return Err(End::Replace);
                 }
                 Ok(instance)

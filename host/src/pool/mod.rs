@@ -5,9 +5,12 @@
 //!   (one kind per isolation mode), their replacement (maximum_requests,
 //!   crashes, reloads) with backoff, inactivity stops and reload_on_change.
 //! - [`exchange`]: a request's frames to the bridge and its response back,
-//!   the body streamed both ways, and the access log.
+//!   the body streamed both ways.
+//! - [`accounting`]: what each instance is doing and what the group has
+//!   used (CPU, memory, restarts, limits hit), for /metrics and /status.
 //!
 //! May use: `sandbox`, `engine`, `protocol`, `spec`.
 
+pub mod accounting;
 pub mod exchange;
 pub mod group;

@@ -58,6 +58,23 @@ pub enum Gone {
     AlreadyStopped,
 }
 
+impl Gone {
+    /// A short name for why, as the metrics count instance ends.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Gone::Returned => "returned",
+            Gone::Exited(_) => "exited",
+            Gone::Trapped { .. } => "trapped",
+            Gone::CpuLimit(_) => "cpu_time_limit",
+            Gone::Failed(_) => "failed",
+            Gone::Deadline(_) => "request_timeout",
+            Gone::Frames(_) | Gone::UnexpectedFrame(_) => "protocol_error",
+            Gone::Closed(_) => "closed",
+            Gone::AlreadyStopped => "already_stopped",
+        }
+    }
+}
+
 /// One direction of the frames between host and guest. With host calls
 /// they are the channels `recv` and `send` use; the log names them stdin
 /// and stdout either way, as it always has.

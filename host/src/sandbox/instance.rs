@@ -29,7 +29,7 @@ use crate::sandbox::abi::WASGI_SERVE;
 use crate::sandbox::hostcalls::HostEnd;
 use crate::sandbox::net::NetEnd;
 use crate::sandbox::prepared::{Entry, Prepared};
-use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch};
+use crate::sandbox::state::{CpuBudget, GuestState, MemoryWatch, Usage};
 use crate::sandbox::stdio::{ChannelStdin, ChannelStdout, LogStderr, LogTag, CHANNEL_SLOTS};
 use crate::spec::guest::{GuestSpec, GUEST_GID, GUEST_UID, RUN_FLAGS_POLICY};
 use crate::spec::limits::{Isolation, WARMUP_ROUNDS};
@@ -143,6 +143,7 @@ pub(crate) struct NewGuest {
     pub io: GuestIo,
     pub memory_bytes: Arc<AtomicUsize>,
     pub cpu: Arc<CpuBudget>,
+    pub usage: Arc<Usage>,
 }
 
 impl NewGuest {
@@ -159,9 +160,11 @@ impl NewGuest {
         };
         let wasi = wasi_context(spec, prepared, stdio, tag.clone(), snapshot)?;
         let memory_bytes = Arc::new(AtomicUsize::new(0));
+        let usage = Arc::new(Usage::default());
         let limits = MemoryWatch {
             limits: StoreLimitsBuilder::new().memory_size(spec.memory_limit).instances(1).build(),
             bytes: memory_bytes.clone(),
+            usage: usage.clone(),
         };
         let cpu = Arc::new(CpuBudget::default());
         // Also with frames on stdio (WASGI_FRAMES=stdio): the interpreter still imports the calls.
@@ -173,8 +176,37 @@ impl NewGuest {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| ctx.data().cpu.on_tick());
         let io = GuestIo { id, to_guest, from_guest, decoder: Decoder::default(), tag };
-        Ok(NewGuest { store, io, memory_bytes, cpu })
+        Ok(NewGuest { store, io, memory_bytes, cpu, usage })
     }
+}
+
+/// The guest's run, with the thread CPU time of each poll added to its
+/// usage: each poll runs the guest's wasm (and its host calls) until it
+/// yields, on the polling thread.
+struct CpuTimed<F> {
+    run: F,
+    usage: Arc<Usage>,
+}
+
+impl<F: Future + Unpin> Future for CpuTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let before = thread_cpu_nanos();
+        let polled = Pin::new(&mut self.run).poll(cx);
+        self.usage.cpu_nanos.fetch_add(thread_cpu_nanos().saturating_sub(before), Ordering::Relaxed);
+        polled
+    }
+}
+
+/// This thread's CPU time so far, in nanoseconds.
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0;
+    }
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// The guest's `_start` call; it owns the Store and ends when the guest does.
@@ -193,6 +225,8 @@ pub struct Instance {
     memory_bytes: Arc<AtomicUsize>,
     /// The CPU budget of the request being served.
     pub cpu: Arc<CpuBudget>,
+    /// What it has used so far (CPU time, refused memory growth).
+    pub usage: Arc<Usage>,
     /// Requests completed by this instance.
     pub served: u64,
     /// How the bridge says its frames travel ("host calls" or "stdio"),
@@ -226,14 +260,15 @@ impl Instance {
             .get_typed_func::<(), ()>(&mut *store, entry)
             .with_wasm_context(|| format!("the interpreter has no {entry}"))
             .map_err(StartError::Setup)?;
-        let NewGuest { mut store, io, memory_bytes, cpu } = guest;
+        let NewGuest { mut store, io, memory_bytes, cpu, usage } = guest;
         // A snapshot's memory starts at its full size, without growing.
         if let Some(memory) = instance.get_memory(&mut store, "memory") {
             memory_bytes.fetch_max(memory.data_size(&store), Ordering::Relaxed);
         }
         let run: Run = Box::pin(async move { Gone::from_run(start.call_async(&mut store, ()).await) });
+        let run: Run = Box::pin(CpuTimed { run, usage: usage.clone() });
 
-        let mut instance = Instance { io, run: Some(run), memory_bytes, cpu, served: 0, transport: String::new() };
+        let mut instance = Instance { io, run: Some(run), memory_bytes, cpu, usage, served: 0, transport: String::new() };
         let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
         match ready {
             Err(Gone::Deadline(limit)) => Err(StartError::App(format!(
@@ -258,6 +293,11 @@ impl Instance {
                 _ => Err(StartError::Stopped(gone)),
             },
         }
+    }
+
+    /// The guest's linear memory, in bytes, shared with the group's accounting.
+    pub fn memory_watch(&self) -> Arc<AtomicUsize> {
+        self.memory_bytes.clone()
     }
 
     /// The guest's linear memory, in bytes.

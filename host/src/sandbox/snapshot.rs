@@ -236,7 +236,7 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
 
     tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let NewGuest { mut store, mut io, memory_bytes: _, cpu: _ } =
+    let NewGuest { mut store, mut io, memory_bytes: _, cpu: _, usage: _ } =
         NewGuest::new(base, spec, 0, true).map_err(setup)?;
     let instance = base.linker.instantiate_async(&mut store, &module).await.wasm_context("cannot instantiate python-reactor.wasm").map_err(setup)?;
     let mut calls = Vec::new();

@@ -64,17 +64,32 @@ impl CpuBudget {
     }
 }
 
+/// What an instance has used, for its group's accounting (the admin
+/// listener's /metrics and /status).
+#[derive(Default, Debug)]
+pub struct Usage {
+    /// Thread CPU time spent running the guest: its wasm and the host calls
+    /// it makes on the thread that runs it.
+    pub cpu_nanos: AtomicU64,
+    /// Times the guest asked for more linear memory than memory_limit allows.
+    pub memory_refused: AtomicU64,
+}
+
 /// The store's limits, which also publish the guest's linear-memory size so
 /// the host can report it without touching the running store.
 pub(crate) struct MemoryWatch {
     pub(crate) limits: StoreLimits,
     pub(crate) bytes: Arc<AtomicUsize>,
+    pub(crate) usage: Arc<Usage>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryWatch {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.bytes.store(if allowed { desired } else { current }, Ordering::Relaxed);
+        if !allowed {
+            self.usage.memory_refused.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(allowed)
     }
 

@@ -60,7 +60,7 @@ impl InProcess {
                 let stop = async move {
                     let _ = shutdown_rx.await;
                 };
-                let serving = Serving { listeners: vec![listener], hangups, reopens: tokio::sync::mpsc::channel(1).1 };
+                let serving = Serving { listeners: vec![listener], admin: None, hangups, reopens: tokio::sync::mpsc::channel(1).1 };
                 serve_plan(plan, &flags.interpreter, serving, OnHangup::Restart, stop, drain, Instant::now()).await
             });
             runtime.shutdown_timeout(Duration::from_secs(1));

@@ -20,13 +20,15 @@
 //!   [`network`] (outbound connections by grant), [`drivers`] (real servers
 //!   and PyPI drivers through those grants),
 //!   [`access`] (allow/deny);
-//! - operations: [`logs`] (access and error logs, request ids);
+//! - operations: [`logs`] (access and error logs, request ids), [`admin`]
+//!   (the admin listener: metrics, status, probes);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
 //! - [`inprocess`]: the in-process server harness, for tests that need no
 //!   separate process.
 
 mod access;
+mod admin;
 mod apache;
 mod apache_import;
 mod asyncio;
