@@ -7,7 +7,8 @@
 //! - [`check`]: `wasgi check`: the plan's report.
 //! - [`status`]: `wasgi status`: a running server's instances, from its admin listener.
 //! - [`python`]: `wasgi python`: the interpreter made ready ahead of time.
-//! - [`logline`]: every log record one physical line.
+//! - [`logline`]: every log record one physical line, text or JSON.
+//! - [`systemd`]: readiness and watchdog notifications, socket activation.
 //!
 //! (`wasgi apache-config` and `wasgi import-apache` are [`crate::apache`]'s.)
 //!
@@ -20,3 +21,4 @@ pub mod run;
 pub mod serve;
 pub mod status;
 pub mod supervisor;
+pub mod systemd;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::cli::systemd;
 use crate::config::plan::{plan, AppPlan, Plan};
 use crate::config::Input;
 use crate::engine::args::InterpreterArgs;
@@ -54,6 +55,8 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
     for w in &plan.warnings {
         log_as!(warn, input, "{w}");
     }
+    // Before any thread starts: systemd's variables are read and removed.
+    let mut handover = systemd::Handover::take()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // Before anything else: SIGHUP's and SIGUSR1's default action would
@@ -61,9 +64,21 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
         let hangups = forward(tokio::signal::unix::SignalKind::hangup())?;
         let reopens = forward(tokio::signal::unix::SignalKind::user_defined1())?;
         // Bind first: an address in use is reported before any guest starts.
+        // A socket systemd handed over is served as it is.
+        let inherited: Vec<_> = plan.config.listen.iter().map(|listen| handover.socket_for(listen)).collect();
+        handover.check_all_taken()?;
         let mut listeners = Vec::new();
-        for addr in &plan.config.listen {
-            listeners.push(Listener::bind(addr, plan.config.http.listen_backlog).await?);
+        for (listen, inherited) in plan.config.listen.iter().zip(inherited) {
+            listeners.push(match inherited {
+                Some(fd) => {
+                    log_as!(info, input, "listening on {} as handed over by systemd", listen.addr);
+                    Listener::inherit(fd, listen)?
+                }
+                None => Listener::bind(listen, plan.config.http.listen_backlog).await?,
+            });
+        }
+        if let Some(every) = handover.watchdog {
+            tokio::spawn(systemd::watchdog(every));
         }
         let admin = match &plan.config.admin {
             Some(addr) => Some(Listener::bind(&crate::spec::listen::Listen::new(addr.clone()), 64).await.context("the admin listener")?),
@@ -135,6 +150,10 @@ pub async fn serve_plan(
         let since = (started, std::time::SystemTime::now() - started.elapsed());
         tokio::spawn(crate::http::admin::serve(Arc::new(crate::http::admin::Admin { server: server.clone(), started: since }), listener))
     });
+    let shutdown = async move {
+        shutdown.await;
+        systemd::stopping();
+    };
     for listener in &listeners {
         let ready = started.elapsed().as_secs_f64();
         match input {
@@ -142,6 +161,8 @@ pub async fn serve_plan(
             Input::File => log_as!(info, input, "serving {} on {} (ready in {ready:.2}s)", plan.config.file.display(), listener.url()),
         }
     }
+    let groups_started = groups.len();
+    systemd::ready(&format!("serving {groups_started} group(s) on {}", listeners.iter().map(Listener::url).collect::<Vec<_>>().join(", ")));
     let certificates = listeners.iter().filter_map(Listener::cert_store).collect();
     let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen, certificates };
     let reloads = tokio::spawn(supervisor.on_hangups(hangups));
@@ -279,6 +300,7 @@ struct Supervisor {
 impl Supervisor {
     async fn on_hangups(mut self, mut hangups: tokio::sync::mpsc::Receiver<()>) {
         while hangups.recv().await.is_some() {
+            systemd::reloading();
             self.reload_certificates().await;
             match &self.on_hangup {
                 OnHangup::Restart => {
@@ -292,6 +314,7 @@ impl Supervisor {
                     }
                 }
             }
+            systemd::ready(&format!("serving {} group(s)", self.groups.len()));
         }
     }
 

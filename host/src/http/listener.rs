@@ -177,7 +177,11 @@ pub async fn accept_loop(listener: Listener, conns: mpsc::Sender<Accepted>, slot
         let accepted: std::io::Result<(Box<dyn IoStream>, Connection)> = match &listener.socket {
             Socket::Tcp(l) => l.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
-                let conn = Connection { peer: Some(peer), local: stream.local_addr().ok(), scheme, ambiguous: None, write_stalled: Default::default() };
+                // An IPv4 client of a dual-stack [::] socket (systemd's
+                // ListenStream=80) is its IPv4 address, for access lists and logs.
+                let canonical = |a: std::net::SocketAddr| std::net::SocketAddr::new(a.ip().to_canonical(), a.port());
+                let local = stream.local_addr().ok().map(canonical);
+                let conn = Connection { peer: Some(canonical(peer)), local, scheme, ambiguous: None, write_stalled: Default::default() };
                 (Box::new(stream) as Box<dyn IoStream>, conn)
             }),
             Socket::Unix(l, _) => l.accept().await.map(|(stream, _)| {

@@ -21,7 +21,8 @@
 //!   and PyPI drivers through those grants),
 //!   [`access`] (allow/deny);
 //! - operations: [`logs`] (access and error logs, request ids), [`admin`]
-//!   (the admin listener: metrics, status, probes);
+//!   (the admin listener: metrics, status, probes), [`systemd`] (notify,
+//!   watchdog, socket activation);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
 //! - [`inprocess`]: the in-process server harness, for tests that need no
@@ -54,6 +55,7 @@ mod reload;
 mod snapshot;
 mod startup;
 mod streaming;
+mod systemd;
 mod tenants;
 mod tls;
 mod transport;

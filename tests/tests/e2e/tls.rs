@@ -10,14 +10,14 @@ use std::time::Duration;
 use wasgi_tests::{apps, run_to_end, start_command, TempDir, Wasgi};
 
 /// A test certificate authority and the server certificates it signs.
-struct Authority {
+pub(crate) struct Authority {
     key: rcgen::KeyPair,
     cert: rcgen::Certificate,
     dir: PathBuf,
 }
 
 impl Authority {
-    fn new(dir: &Path) -> Authority {
+    pub(crate) fn new(dir: &Path) -> Authority {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -27,15 +27,15 @@ impl Authority {
         Authority { key, cert, dir: dir.to_owned() }
     }
 
-    fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
 
-    /// A certificate for localhost named `name` (its common name), written
-    /// as NAME.crt and NAME.key.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+    /// A certificate for localhost and NAME.example.com, named `name` (its
+    /// common name), written as NAME.crt and NAME.key.
+    pub(crate) fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), format!("{name}.example.com")]).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let (cert_file, key_file) = (self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key")));
