@@ -22,7 +22,7 @@
 //!   [`access`] (allow/deny);
 //! - operations: [`logs`] (access and error logs, request ids), [`admin`]
 //!   (the admin listener: metrics, status, probes), [`systemd`] (notify,
-//!   watchdog, socket activation);
+//!   watchdog, socket activation), [`deploy`] (container image, Kubernetes);
 //! - Apache: [`apache`] (behind a real httpd), [`apache_import`]
 //!   (`wasgi import-apache` on the guide's configs);
 //! - [`inprocess`]: the in-process server harness, for tests that need no
@@ -35,6 +35,7 @@ mod apache_import;
 mod asyncio;
 mod bounds;
 mod cache;
+mod deploy;
 mod django;
 mod drivers;
 mod environ;
