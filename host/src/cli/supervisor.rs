@@ -164,7 +164,7 @@ pub async fn serve_plan(
     let groups_started = groups.len();
     systemd::ready(&format!("serving {groups_started} group(s) on {}", listeners.iter().map(Listener::url).collect::<Vec<_>>().join(", ")));
     let certificates = listeners.iter().filter_map(Listener::cert_store).collect();
-    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: plan.config.listen, certificates };
+    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: (plan.config.listen, plan.config.admin), logging: plan.config.logging, certificates };
     let reloads = tokio::spawn(supervisor.on_hangups(hangups));
     let result = server::serve(server, listeners, shutdown, drain).await;
     reloads.abort();
@@ -292,7 +292,9 @@ struct Supervisor {
     /// running group has used yet.
     interpreters: Interpreters,
     groups: Vec<Arc<Group>>,
-    listen: Vec<crate::spec::listen::Listen>,
+    /// The public listeners and the admin listener, as configured.
+    listen: (Vec<crate::spec::listen::Listen>, Option<crate::spec::listen::ListenAddr>),
+    logging: crate::spec::logging::Logging,
     /// The TLS listeners' certificates, read again on each SIGHUP.
     certificates: Vec<Arc<CertStore>>,
 }
@@ -343,9 +345,13 @@ impl Supervisor {
         for w in &plan.warnings {
             log_as!(warn, self.input, "{w}");
         }
-        if plan.config.listen != self.listen {
-            log_as!(warn, self.input, "[[listen]] changed: listeners are kept open across reloads, so the change takes effect at the next restart");
+        if plan.config.listen != self.listen.0 || plan.config.admin != self.listen.1 {
+            log_as!(warn, self.input, "[[listen]] or admin changed: listeners are kept open across reloads, so the change takes effect at the next restart");
         }
+        if plan.config.logging.access_log != self.logging.access_log || plan.config.logging.access_format != self.logging.access_format {
+            log_as!(warn, self.input, "access_log or access_log_format changed: the access log is kept across reloads, so the change takes effect at the next restart");
+        }
+        crate::cli::logline::apply_config_format(plan.config.logging.format);
         let (routes, groups) = start_apps(self.input, plan.apps, &mut self.interpreters, &self.groups).await?;
         self.server.replace_router(Router::new(routes, plan.config.trusted_proxies));
         let mut retired = 0;

@@ -903,6 +903,27 @@ group = "alice"
     }
 
     #[test]
+    fn logs_admin_and_tls_keys_are_checked() {
+        let config = check(&format!("admin = \"127.0.0.1:9000\"\naccess_log = \"logs/access.log\"\naccess_log_format = \"%h %L\"\nlog_format = \"json\"\n{GOOD}")).unwrap();
+        assert_eq!(config.admin, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config.logging.access_log, crate::spec::logging::AccessLogTarget::File("/etc/wasgi/logs/access.log".into()), "relative to the file");
+        assert_eq!(config.logging.format, crate::spec::logging::LogFormat::Json);
+        let defaults = check(GOOD).unwrap();
+        assert_eq!((defaults.admin, defaults.logging), (None, crate::spec::logging::Logging::default()));
+
+        let text = errors(&format!("admin = \"127.0.0.1:8000\"\naccess_log_format = \"%h %Q\"\nlog_format = \"xml\"\n{GOOD}"));
+        assert!(text.contains("wasgi.toml:1: admin: the admin listener needs an address of its own"), "{text}");
+        assert!(text.contains("wasgi.toml:2: access_log_format: %Q is not a directive wasgi knows"), "{text}");
+        assert!(text.contains("wasgi.toml:3: log_format: \"xml\" is not a log format: text or json"), "{text}");
+
+        let text = errors(&GOOD.replace("address = \"127.0.0.1:8000\"", "address = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent/cert.pem\""));
+        assert!(text.contains("wasgi.toml:4: listen[0]: tls_cert and tls_key go together"), "{text}");
+        let text = errors(&GOOD.replace("address = \"127.0.0.1:8000\"", "address = \"127.0.0.1:8443\"\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\""));
+        assert!(text.contains("wasgi.toml:4: listen[0].tls_cert: cannot read /nonexistent/cert.pem: No such file"), "{text}");
+        assert!(text.contains("wasgi.toml:5: listen[0].tls_key: cannot read /nonexistent/key.pem"), "{text}");
+    }
+
+    #[test]
     fn unknown_keys_name_their_line() {
         let text = GOOD.replace("instances = 2", "instances = 2\nprocesses = 3");
         assert_eq!(errors(&text).lines().next().unwrap().split(": ").take(2).collect::<Vec<_>>(), ["wasgi.toml:8", "(unknown key)"]);
