@@ -61,6 +61,12 @@ def _guard_sockets():
     return restore
 
 
+# Who the messages name: the group and its policies. Read when a message is
+# made, not captured at import: an instance restored from a snapshot that
+# several groups share is told its own by the host (K_IDENTITY).
+_names = {"group": "?", "policies": []}
+
+
 def _install_denial_explainer(config):
     """Explains, in the host log, why an open() was refused.
 
@@ -74,8 +80,7 @@ def _install_denial_explainer(config):
         ((g["path"].rstrip("/") or "/", g["write"]) for g in config.get("grants", [])),
         key=lambda g: -len(g[0]),
     )
-    group = config.get("group", "?")
-    policies = config.get("policies", [])
+    _names.update(group=config.get("group", "?"), policies=config.get("policies", []))
     private_tmp = any(g["path"] == "/tmp" and "private /tmp" in g.get("origin", "") for g in config.get("grants", []))
     normpath = os.path.normpath
     explained = set()
@@ -119,7 +124,7 @@ def _install_denial_explainer(config):
             message = (
                 f"{link} is a symlink to {target}, which the sandbox does not follow: a link may"
                 f" only lead to a place inside the same grant ({grant}), by a relative path."
-                f" Grant the real directory to group {group!r} and use it directly, or put it on"
+                f" Grant the real directory to group {_names['group']!r} and use it directly, or put it on"
                 f" python_path instead of symlinking a module into place."
             )
         else:
@@ -139,7 +144,7 @@ def _install_denial_explainer(config):
                 return ""  # an ordinary error (a missing file inside a grant)
             granted = ", ".join(f"{r} ({'write' if w else 'read'})" for r, w in reversed(grants)) or "none"
             message = (
-                f"{reason}. Group {group!r}; policies in force: {', '.join(policies) or 'none'};"
+                f"{reason}. Group {_names['group']!r}; policies in force: {', '.join(_names['policies']) or 'none'};"
                 f" grants: {granted}. A grant that would allow it:\n[[grant]]\npath = {os.path.dirname(path)!r}\naccess = {access!r}"
             )
         transport.log("warn", f"denied: {'writing' if writing else 'reading'} {path}: {message}")

@@ -45,6 +45,7 @@ import sys
 K_REQUEST, K_BODY, K_BODY_ERROR, K_CONTINUE, K_CANCEL = b"Q", b"B", b"Z", b"K", b"C"
 K_READY, K_STARTUP_FAILED, K_LOG, K_START, K_DATA, K_END, K_FAILED, K_READ, K_PREPARED = (
     b"A", b"X", b"L", b"S", b"D", b"E", b"F", b"R", b"P")
+K_IDENTITY = b"I"
 
 # Flow control: after this much unacknowledged body data the bridge waits for
 # the host's K (continue) or C (cancel). The host applies the same rule.

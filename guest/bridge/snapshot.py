@@ -56,7 +56,17 @@ _prepared = None
 
 def _after_restore():
     """Every instance restored from one snapshot would share the state of
-    the random generators seeded at import; give each its own."""
+    the random generators seeded at import; give each its own. The host
+    then says which group this instance serves (a snapshot may be shared by
+    groups whose guests see the same files, environment and host facts):
+    what the bridge's messages name."""
+    kind, payload = transport.read_frame()
+    if kind != K_IDENTITY:
+        raise ProtocolError(f"expected the identity frame after a restore, got {kind!r}")
+    import json
+
+    identity = json.loads(payload)
+    _names.update(group=identity["group"], policies=identity["policies"])
     random = sys.modules.get("random")
     if random is not None:
         random.seed()

@@ -38,12 +38,23 @@ pub fn report(plan: &Plan, interpreters: &[(Choice, Interpreter)]) -> String {
         .config
         .listen
         .iter()
-        .map(|l| match l.socket_mode {
-            Some(mode) => format!("{} (mode {mode:04o})", l.addr),
-            None => l.addr.to_string(),
+        .map(|l| {
+            let mut text = l.url(&l.addr);
+            if let Some(mode) = l.socket_mode {
+                text.push_str(&format!(" (mode {mode:04o})"));
+            }
+            if let Some(tls) = &l.tls {
+                text.push_str(&format!(" (certificate {})", tls.cert.display()));
+            }
+            text
         })
         .collect();
     let _ = writeln!(out, "listen: {}", listen.join(", "));
+    if let Some(admin) = &plan.config.admin {
+        let _ = writeln!(out, "admin: {admin} (/metrics, /status, /live, /ready)");
+    }
+    let logging = &plan.config.logging;
+    let _ = writeln!(out, "access log: {} ({} format); error log: stderr ({})", logging.access_log, logging.access_format, logging.format);
     for a in &plan.apps {
         let g = &a.group;
         let _ = writeln!(out);

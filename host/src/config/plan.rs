@@ -47,16 +47,14 @@ pub(crate) fn venv_site_packages(venv: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// The origins of the private directories, as grants name them.
-pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
-pub const PRIVATE_TMP: &str = "the group's private /tmp";
+pub use crate::spec::guest::{GUEST_PYCACHE, PRIVATE_PYCACHE, PRIVATE_TMP};
 
 /// The private, writable directories every group gets: a bytecode cache (so
 /// a read-only app directory does not mean recompiling every module at every
 /// start) and a temporary directory seen as `/tmp`. `key` names the group.
 /// They are the server's own (inside its cache directory), opened once like
-/// any grant.
-fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<PathBuf> {
+/// any grant; the guests see them at [`GUEST_PYCACHE`] and `/tmp`.
+fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<()> {
     let pycache = cache_dir.join("pycache").join(key);
     let tmp = cache_dir.join("tmp").join(key);
     let open = |dir: &Path| -> Result<GrantDir> {
@@ -65,9 +63,9 @@ fn private_dirs(cache_dir: &Path, key: &str, grants: &mut Vec<Grant>) -> Result<
     };
     let (pycache_dir, tmp_dir) = (open(&pycache)?, open(&tmp)?);
     // Pushed, not merged: no other grant may lie in the cache (cache_conflict).
-    grants.push(Grant::same_path(pycache.clone(), true, PRIVATE_PYCACHE, pycache_dir));
+    grants.push(Grant { path: pycache, guest_path: PathBuf::from(GUEST_PYCACHE), write: true, origin: PRIVATE_PYCACHE.into(), dir: pycache_dir });
     grants.push(Grant { path: tmp, guest_path: PathBuf::from("/tmp"), write: true, origin: PRIVATE_TMP.into(), dir: tmp_dir });
-    Ok(pycache)
+    Ok(())
 }
 
 /// Where guests find the CA bundle: a directory of its own holding only it.
@@ -227,14 +225,11 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         // groups by their name and the file.
         let key = if flags { format!("run-{config_key}") } else { format!("{}-{config_key}", group.name) };
         let mut grants: Vec<Grant> = caps.iter().map(|c| Grant::same_path(c.path.clone(), c.write, c.origin.to_string(), c.dir.clone())).collect();
-        let pycache = match private_dirs(cache_dir, &key, &mut grants) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(problem(&config, group.line, format!("group {:?}", group.name), format!("{e:#}")));
-                continue;
-            }
-        };
-        for g in grants.iter().filter(|g| g.origin == PRIVATE_PYCACHE || g.origin == PRIVATE_TMP) {
+        if let Err(e) = private_dirs(cache_dir, &key, &mut grants) {
+            problems.push(problem(&config, group.line, format!("group {:?}", group.name), format!("{e:#}")));
+            continue;
+        }
+        for g in grants.iter().filter(|g| g.is_private()) {
             let why = if g.origin == PRIVATE_PYCACHE { "private bytecode cache" } else { "private /tmp" };
             caps.push(Capability { path: g.path.clone(), write: true, shared: false, origin: Origin::Config(why), dir: g.dir.clone(), follow_symlinks: true });
         }
@@ -253,7 +248,7 @@ pub fn plan_config(config: Config, cache_dir: &Path, default_interpreter: Choice
         }
         let memory_limit = policy_memory.map_or(group.memory_limit, |p| p.min(group.memory_limit));
         let mut env = group.env.clone();
-        env.push(("PYTHONPYCACHEPREFIX".into(), pycache.to_string_lossy().into_owned()));
+        env.push(("PYTHONPYCACHEPREFIX".into(), GUEST_PYCACHE.to_owned()));
         let network = network(group, granted);
         if let Some(ca_file) = &network.ca_file {
             match ca_dir(cache_dir, ca_file, &mut grants) {

@@ -264,6 +264,7 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
     }
     let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(declared) = declared.filter(|n| *n > server.limits.max_body_bytes) {
+        route.group.accounting.limit_hit("max_body_bytes");
         return refuse_head(&info, HeadError::BodyTooLarge { declared, max: server.limits.max_body_bytes });
     }
     let target = environ::Target {
@@ -287,6 +288,7 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
     if let Err(job) = group.submit(job) {
         tracing::warn!(target: "wasgi::access", group = %group.name, request = %job.info.id, status = 503,
             "{} {}: the request queue is full ({} waiting)", job.info.method, job.info.target, group.queued());
+        group.accounting.limit_hit("max_queue");
         return unavailable("Service Unavailable: the server is overloaded\n");
     }
     let head = match group.spec.limits.queue_timeout {
@@ -298,6 +300,7 @@ async fn handle(server: &Arc<Server>, conn: Connection, req: Request<Incoming>, 
                 } else {
                     tracing::warn!(target: "wasgi::access", group = %group.name, request = %id, status = 503,
                         "{} {}: no instance was free within queue_timeout ({}s)", parts.method, info_target(&parts), limit.as_secs());
+                    group.accounting.limit_hit("queue_timeout");
                     return unavailable("Service Unavailable: no application instance was free in time\n");
                 }
             }

@@ -40,6 +40,11 @@ pub enum Kind {
     /// `P`: snapshot mode only: the app is imported and the guest returns
     /// from `wasgi_init`; JSON of the files the import read and of open fds.
     Prepared,
+    /// `I`: host to a guest restored from a snapshot, before anything else:
+    /// JSON of what names this instance's group in the bridge's messages
+    /// (its group, policies and grant origins), which a snapshot shared by
+    /// several groups cannot hold.
+    Identity,
 }
 
 impl Kind {
@@ -59,6 +64,7 @@ impl Kind {
             Kind::Failed => b'F',
             Kind::Read => b'R',
             Kind::Prepared => b'P',
+            Kind::Identity => b'I',
         }
     }
 

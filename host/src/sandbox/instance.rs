@@ -269,7 +269,16 @@ impl Instance {
         let run: Run = Box::pin(CpuTimed { run, usage: usage.clone() });
 
         let mut instance = Instance { io, run: Some(run), memory_bytes, cpu, usage, served: 0, transport: String::new() };
-        let ready = instance.drive(spec.limits.startup_timeout, async |io| io.recv().await).await;
+        let restored = prepared.entry == Entry::Serve;
+        let ready = instance
+            .drive(spec.limits.startup_timeout, async |io| {
+                if restored {
+                    // Who it is: the snapshot may be shared by several groups.
+                    io.send(crate::protocol::frames::encode(Kind::Identity, identity(spec).as_bytes())).await?;
+                }
+                io.recv().await
+            })
+            .await;
         match ready {
             Err(Gone::Deadline(limit)) => Err(StartError::App(format!(
                 "{}: the app was still importing after startup_timeout ({:.0}s); the instance was stopped",
@@ -371,7 +380,7 @@ fn wasi_context(
     // run in every later request that imports that module).
     let frozen_pycache = spec.isolation == Isolation::Request && !snapshot;
     for grant in &spec.grants {
-        let frozen = frozen_pycache && prefix.is_some_and(|p| grant.path == Path::new(p));
+        let frozen = frozen_pycache && prefix.is_some_and(|p| grant.guest_path == Path::new(p));
         let perms = if grant.write && !frozen { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         let guest_path = guest_path(&grant.guest_path)?;
         // By handle: the directory opened when the configuration was
@@ -489,6 +498,38 @@ fn guest_path(path: &Path) -> Result<&str> {
 
 /// What the bridge reads from its command line.
 pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -> String {
+    bridge_config_value(spec, hostcalls, snapshot).to_string()
+}
+
+/// The bridge's configuration less what only names the group in its
+/// messages (the group, its policies, where each grant comes from), which
+/// a restored instance is told by [`identity`]: the part a snapshot is
+/// made from, so groups that differ only in those share one snapshot.
+/// Everything the app can observe (files, grants, environment, its user,
+/// group, home and host name) stays in.
+pub(crate) fn snapshot_config(spec: &GuestSpec, hostcalls: bool) -> String {
+    let mut config = bridge_config_value(spec, hostcalls, true);
+    config["group"] = "".into();
+    config["policies"] = serde_json::json!([]);
+    if let Some(grants) = config["grants"].as_array_mut() {
+        for grant in grants {
+            // The private /tmp's origin is the same words for every group,
+            // and the bridge tells it apart by them: kept.
+            if grant["origin"].as_str().is_some_and(|o| !o.contains("private /tmp")) {
+                grant["origin"] = "".into();
+            }
+        }
+    }
+    config.to_string()
+}
+
+/// What a guest restored from a snapshot is told first (Kind::Identity):
+/// the group its messages name, and the policies in force.
+pub(crate) fn identity(spec: &GuestSpec) -> String {
+    serde_json::json!({"group": spec.group, "policies": spec.policies}).to_string()
+}
+
+fn bridge_config_value(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -> serde_json::Value {
     let grants: Vec<_> = spec
         .grants
         .iter()
@@ -528,5 +569,4 @@ pub(crate) fn bridge_config(spec: &GuestSpec, hostcalls: bool, snapshot: bool) -
             "hostname": spec.host_facts.hostname,
         },
     })
-    .to_string()
 }

@@ -10,7 +10,10 @@
 //!
 //! A snapshot is kept on disk under `CACHE/snapshots/KEY/`, KEY being a hash
 //! of the interpreter, the bridge and everything the guest is given (grants,
-//! environment, the bridge's config). Next to it, a manifest of the files the
+//! environment, the bridge's config), less what only names its group in the
+//! bridge's messages: groups that run the same app files with the same
+//! settings, user and host name share one snapshot (built once, its code
+//! mapped once), and each restored instance is told its group first. Next to it, a manifest of the files the
 //! import read (modules and files opened), with their sizes and modification
 //! times: a snapshot whose files changed is built again, so a reload after an
 //! edit never starts the old code.
@@ -148,11 +151,19 @@ fn key(source: &Source, base: &Prepared, spec: &GuestSpec) -> String {
     // isolation = "request", for every request).
     static BRIDGE: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| Sha256::digest(instance::BRIDGE_SOURCE.as_bytes()).into());
     h.update(*BRIDGE);
-    h.update(instance::bridge_config(spec, base.hostcalls, true).as_bytes());
+    // Not what only names the group in messages: groups whose guests see
+    // the same files, environment and host facts share one snapshot.
+    h.update(instance::snapshot_config(spec, base.hostcalls).as_bytes());
     for (k, v) in &spec.env {
         h.update(format!("env {k}={v}\0").as_bytes());
     }
     for g in &spec.grants {
+        if g.is_private() {
+            // Each group's own, empty for the build (see `build`): only
+            // where the guest finds it matters.
+            h.update(format!("private {}:{}\0", g.guest_path.display(), g.write).as_bytes());
+            continue;
+        }
         // The directory's identity too: a grant replaced by another
         // directory of the same name is not what the snapshot was made from.
         let (dev, ino) = g.dir.identity();
@@ -198,6 +209,41 @@ fn mapped(engine: &wasmtime::Engine, dir: &Path) -> Result<Module> {
     Ok(unsafe { Module::deserialize_file(engine, &artifact) }?)
 }
 
+/// Empty private directories (bytecode cache, /tmp) for a snapshot's build,
+/// removed when dropped. The build imports the app with these instead of
+/// the building group's own: a snapshot that several groups share holds
+/// what their common files gave, never what one tenant left in its /tmp.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(source: &Source, dir: &Path) -> Result<Scratch> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!(".build-{}-{}-{n}", dir.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(), std::process::id());
+        let path = source.dir.join(name);
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Scratch(path))
+    }
+
+    /// `spec` with each private grant on an empty directory of its own here.
+    fn private_dirs(&self, spec: &GuestSpec) -> Result<GuestSpec> {
+        let mut spec = spec.clone();
+        for (i, grant) in spec.grants.iter_mut().enumerate().filter(|(_, g)| g.is_private()) {
+            let path = self.0.join(format!("private-{i}"));
+            std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            grant.dir = crate::spec::grant_dir::GrantDir::open(&path, true).with_context(|| format!("cannot open {}", path.display()))?;
+            grant.path = path;
+        }
+        Ok(spec)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn stamp(path: &Path) -> Option<(u64, u128)> {
     let meta = std::fs::metadata(path).ok()?;
     let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
@@ -236,8 +282,10 @@ async fn build(base: &Prepared, source: &Source, spec: &GuestSpec, dir: &Path) -
 
     tracing::debug!(target: LOG_TARGET, app = %spec.name, "snapshot: instrumented and compiled in {:.2}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
+    let scratch = Scratch::new(source, dir).map_err(setup)?;
+    let build_spec = scratch.private_dirs(spec).map_err(setup)?;
     let NewGuest { mut store, mut io, memory_bytes: _, cpu: _, usage: _ } =
-        NewGuest::new(base, spec, 0, true).map_err(setup)?;
+        NewGuest::new(base, &build_spec, 0, true).map_err(setup)?;
     let instance = base.linker.instantiate_async(&mut store, &module).await.wasm_context("cannot instantiate python-reactor.wasm").map_err(setup)?;
     let mut calls = Vec::new();
     for name in ["_initialize", abi::WASGI_INIT.name] {

@@ -30,12 +30,27 @@ impl Grant {
     pub fn same_path(path: PathBuf, write: bool, origin: impl Into<String>, dir: GrantDir) -> Grant {
         Grant { guest_path: path.clone(), path, write, origin: origin.into(), dir }
     }
+
+    /// One of the group's private directories (its bytecode cache, its
+    /// /tmp): the same place in every group's guests, a different directory
+    /// on the host for each.
+    pub fn is_private(&self) -> bool {
+        self.origin == PRIVATE_PYCACHE || self.origin == PRIVATE_TMP
+    }
 }
+
+/// The origins of the private directories, as grants name them.
+pub const PRIVATE_PYCACHE: &str = "the group's private bytecode cache";
+pub const PRIVATE_TMP: &str = "the group's private /tmp";
+/// Where every guest finds its group's private bytecode cache
+/// (PYTHONPYCACHEPREFIX): one path for all, so the groups' guests differ in
+/// nothing but the directory behind it.
+pub const GUEST_PYCACHE: &str = "/.wasgi-pycache";
 
 /// Everything an instance of one app is made from; shared by its group.
 /// Two equal specs make identical instances (a config reload keeps a group
 /// whose spec did not change).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestSpec {
     /// The name the log uses for this app.
     pub name: Arc<str>,

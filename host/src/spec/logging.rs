@@ -73,6 +73,18 @@ impl std::str::FromStr for AccessFormat {
     }
 }
 
+impl std::fmt::Display for AccessFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessFormat::Wasgi => f.write_str("wasgi"),
+            AccessFormat::Combined => f.write_str("combined"),
+            AccessFormat::Common => f.write_str("common"),
+            AccessFormat::Json => f.write_str("json"),
+            AccessFormat::Template(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
 /// The error log's (every event but the access lines) format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -84,6 +96,15 @@ pub enum LogFormat {
 
 impl LogFormat {
     pub const NAMES: [&'static str; 2] = ["text", "json"];
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 impl std::str::FromStr for LogFormat {

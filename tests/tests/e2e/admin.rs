@@ -44,7 +44,7 @@ fn metrics_and_status_account_for_each_group() {
     std::fs::write(
         &config,
         format!(
-            "admin = \"127.0.0.1:0\"\naccess_log = \"off\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\n\n\
+            "admin = \"127.0.0.1:0\"\naccess_log = \"off\"\n\n[http]\nmax_body_bytes = 200000\n\n[[listen]]\naddress = \"127.0.0.1:0\"\n\n\
              [[group]]\nname = \"alpha\"\ninstances = 1\n\n[[group]]\nname = \"beta\"\ninstances = 2\ncpu_time_limit = 1\n\n\
              [[app]]\nhost = \"alpha.example\"\nscript = \"{s}\"\ngroup = \"alpha\"\n\n\
              [[app]]\nhost = \"beta.example\"\nmount = \"/b\"\nscript = \"{s}\"\ngroup = \"beta\"\n",
@@ -64,6 +64,8 @@ fn metrics_and_status_account_for_each_group() {
     let ambiguous = server.request(b"GET /x HTTP/1.1\r\nHost: alpha.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
     assert_eq!(ambiguous.status, 400);
     assert_eq!(get(&server, "beta.example", "/b/probe/b"), 200);
+    let large = server.request(b"POST /b/upload HTTP/1.1\r\nHost: beta.example\r\nContent-Length: 300000\r\n\r\n");
+    assert_eq!(large.status, 413);
     // A spinning request uses up beta's cpu_time_limit: 504, its instance replaced.
     assert_eq!(get(&server, "beta.example", "/b/spin"), 504);
 
@@ -85,6 +87,8 @@ fn metrics_and_status_account_for_each_group() {
     assert!(alpha_cpu > 0.0 && alpha_cpu < beta_cpu, "alpha's CPU: {alpha_cpu}, beta's {beta_cpu}");
     assert_eq!(at(r#"wasgi_limit_hits_total{group="beta",app="features.wsgi",limit="cpu_time_limit"}"#), 1.0);
     assert_eq!(at(r#"wasgi_instance_ends_total{group="beta",app="features.wsgi",reason="cpu_time_limit"}"#), 1.0);
+    assert_eq!(at(r#"wasgi_limit_hits_total{group="beta",app="features.wsgi",limit="max_body_bytes"}"#), 1.0);
+    assert_eq!(at(r#"wasgi_requests_total{group="beta",app="features.wsgi",status="4xx"}"#), 1.0, "the 413 counts for beta");
     assert!(!m.keys().any(|k| k.starts_with("wasgi_limit_hits_total{group=\"alpha\",")), "alpha hit no limit");
     assert_eq!(at(r#"wasgi_instances_configured{group="beta",app="features.wsgi"}"#), 2.0);
     assert!(at(r#"wasgi_memory_bytes{group="alpha",app="features.wsgi"}"#) > 1e6);

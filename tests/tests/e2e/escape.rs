@@ -664,6 +664,20 @@ fn env_of(server: &Wasgi) -> Value {
 }
 
 /// Sends `req` and expects it to succeed (or, with `ok` false, to be refused).
+/// The host directory behind one of a group's private directories (`guest`:
+/// its /tmp or its bytecode cache, `CACHE/KIND/KEY` on the host, at the
+/// same guest path in every group): found by a marker the group writes.
+fn private_host_dir(server: &Wasgi, cache: &Path, kind: &str, guest: &[u8]) -> PathBuf {
+    let marker = format!("where-is-{kind}-{}", std::process::id());
+    let mut f = Vec::new();
+    expect(server, &mut f, "a marker in a private directory", Request::new("write", &[&cat(&[guest, b"/", marker.as_bytes()]), b"here"]), true);
+    assert!(f.is_empty(), "{}", f.join("\n"));
+    let found = std::fs::read_dir(cache.join(kind)).unwrap().flatten().map(|e| e.path()).find(|d| d.join(&marker).is_file());
+    let found = found.unwrap_or_else(|| panic!("no directory under {} holds the marker", cache.join(kind).display()));
+    std::fs::remove_file(found.join(&marker)).unwrap();
+    found
+}
+
 fn expect(server: &Wasgi, failures: &mut Vec<String>, label: &str, req: Request, ok: bool) -> Value {
     match send(server, &req) {
         Ok(v) if v["ok"] == json!(ok) => v["result"].clone(),
@@ -852,12 +866,13 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
     let (b_tmp, b_pycache) = {
         let other = Wasgi::start(&[script2.to_str().unwrap(), "--instances", "1", "--grant-write", tenant2.join("data").to_str().unwrap()]);
         let env = env_of(&other);
+        // Every group's guests see their bytecode cache at one path; each
+        // group's is its own directory on the host.
         let prefix = PathBuf::from(env["PYTHONPYCACHEPREFIX"].as_str().expect("PYTHONPYCACHEPREFIX"));
-        let key = prefix.file_name().unwrap().to_owned();
-        let b_pycache = cache.join("pycache").join(&key);
-        let b_tmp = cache.join("tmp").join(&key);
+        let b_pycache = private_host_dir(&other, &cache, "pycache", &bytes(&prefix));
+        let b_tmp = private_host_dir(&other, &cache, "tmp", b"/tmp");
+        assert_eq!(b_pycache.file_name(), b_tmp.file_name(), "a group's private directories share its key");
         cleanup.0.extend([b_pycache.clone(), b_tmp.clone()]);
-        assert_eq!(prefix.canonicalize().unwrap(), b_pycache, "the bytecode cache is where the test looks for it");
         let mut f = Vec::new();
         for (guest, host) in [(b"/tmp".to_vec(), &b_tmp), (bytes(&prefix), &b_pycache)] {
             let at = |name: &[u8]| cat(&[&guest, b"/", name]);
@@ -883,10 +898,11 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
     let env = env_of(&server);
     let home = env["home"].as_str().unwrap().to_owned();
     let a_pycache = PathBuf::from(env["PYTHONPYCACHEPREFIX"].as_str().unwrap());
-    let a_key = a_pycache.file_name().unwrap().to_owned();
-    let a_tmp_host = cache.join("tmp").join(&a_key);
+    let a_pycache_host = private_host_dir(&server, &cache, "pycache", &bytes(&a_pycache));
+    let a_tmp_host = private_host_dir(&server, &cache, "tmp", b"/tmp");
+    assert_ne!(a_pycache_host, b_pycache, "each group has its own bytecode cache");
     let plant_name = format!("escape-plant-{}", std::process::id());
-    for dir in [&a_tmp_host, &a_pycache] {
+    for dir in [&a_tmp_host, &a_pycache_host] {
         // Leftovers of an interrupted run.
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             if e.file_name().to_string_lossy().starts_with("escape-plant-") {
@@ -895,7 +911,7 @@ fn no_path_operation_or_grant_reaches_outside_the_sandbox() {
         }
     }
     let tmp_base = Base { kind: "tmp", guest: format!("/tmp/{plant_name}").into_bytes(), host: a_tmp_host.join(&plant_name) };
-    let pycache_base = Base { kind: "pycache", guest: bytes(&a_pycache.join(&plant_name)), host: a_pycache.canonicalize().unwrap().join(&plant_name) };
+    let pycache_base = Base { kind: "pycache", guest: bytes(&a_pycache.join(&plant_name)), host: a_pycache_host.join(&plant_name) };
     cleanup.0.extend([tmp_base.host.clone(), pycache_base.host.clone()]);
     let ro_base = Base { kind: "ro", guest: bytes(&ro), host: ro.clone() };
     let rw_base = Base { kind: "rw", guest: bytes(&rw), host: rw.clone() };

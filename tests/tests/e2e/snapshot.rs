@@ -301,3 +301,50 @@ fn a_guest_reporting_an_absurd_number_of_files_read_is_capped_and_says_so() {
     assert!(r.text().starts_with("version 1 hello"), "{} {log}", r.text());
     server.terminate();
 }
+
+/// Tenants that run the same app files as the same user, with the same
+/// settings, share one snapshot: it is built once, and each restored
+/// instance is told its own group, which its messages name. A tenant that
+/// runs as another user sees another user from the import on, so it gets
+/// its own snapshot.
+#[test]
+fn groups_running_the_same_app_as_the_same_user_share_one_snapshot() {
+    own_interpreter();
+    let dir = TempDir::new("snap-shared");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("app.wsgi"),
+        "import getpass\nAT_IMPORT = getpass.getuser()\n\n\
+         def application(environ, start_response):\n    \
+             if environ['PATH_INFO'] == '/deny':\n        \
+                 try:\n            open('/etc/shadow')\n        except OSError:\n            pass\n    \
+             start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+             return [f'{AT_IMPORT} {getpass.getuser()}\\n'.encode()]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("policies/users")).unwrap();
+    for user in ["tenant", "other"] {
+        std::fs::write(dir.path().join(format!("policies/users/{user}.toml")), "").unwrap();
+    }
+    let mut config = String::from("[[listen]]\naddress = \"127.0.0.1:0\"\n");
+    for (group, user) in [("ta", "tenant"), ("tb", "tenant"), ("tc", "other")] {
+        config += &format!(
+            "\n[[group]]\nname = \"{group}\"\ninstances = 1\nuser = \"{user}\"\ninterpreter = \"cpython-3.13\"\nsnapshot = true\n\n[[app]]\nhost = \"{group}.example\"\nscript = \"{}\"\ngroup = \"{group}\"\n",
+            app.join("app.wsgi").display()
+        );
+    }
+    std::fs::write(dir.path().join("wasgi.toml"), config).unwrap();
+    let mut server = Wasgi::serve(&dir.path().join("wasgi.toml"));
+    for (group, user) in [("ta", "tenant"), ("tb", "tenant"), ("tc", "other")] {
+        let r = server.request(format!("GET /deny HTTP/1.1\r\nHost: {group}.example\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!((r.status, r.text()), (200, format!("{user} {user}\n")), "{group}: {}", server.log.text());
+        let log = server.log.wait_for(&format!("Group '{group}'"), Duration::from_secs(10));
+        let denial = log.lines().find(|l| l.contains(&format!("Group '{group}'"))).unwrap();
+        assert!(denial.contains("denied: reading /etc/shadow") && denial.contains(&format!("app={group}:app.wsgi")), "{denial}");
+    }
+    let log = server.log.text();
+    assert_eq!(log.matches("snapshot built in").count(), 2, "one snapshot for ta and tb, one for tc:\n{log}");
+    assert!(!log.lines().any(|l| l.contains("Group 'ta'") && l.contains("app=tb:")), "tb's messages name tb:\n{log}");
+    server.terminate();
+}
