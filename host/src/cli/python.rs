@@ -29,7 +29,7 @@ pub fn prepare_interpreter(args: &InterpreterArgs, python_path: &[PathBuf]) -> R
             python = variant.interpreter(&python);
         }
     }
-    let engine = interpreter::engine(&cache_dir)?;
+    let engine = interpreter::engine(&cache_dir, interpreter::SlotReuse::LongLived)?;
     interpreter::load_module(&engine, &python, &cache_dir)?;
     if let Some(reactor) = &python.reactor {
         crate::sandbox::snapshot::warm(&engine, reactor, &cache_dir)?;

@@ -138,7 +138,7 @@ pub async fn serve_plan(
     crate::cli::logline::apply_config_format(plan.config.logging.format);
     let access_log = Arc::new(AccessLog::open(&plan.config.logging.access_log, &plan.config.logging.access_format)?);
     // Kept while guests run: it ticks their epoch.
-    let mut interpreters = Interpreters::new(interpreter)?;
+    let mut interpreters = Interpreters::new(interpreter, slot_reuse(&plan))?;
     // `wasgi run`'s "serving" line names its app and counts its instances.
     let instances: usize = plan.apps.iter().map(|a| a.group.instances).sum();
     let name = plan.apps.first().map(|a| a.spec.name.clone()).unwrap_or_default();
@@ -182,6 +182,16 @@ async fn reopen_access_log(access_log: Arc<AccessLog>, mut reopens: tokio::sync:
             Ok(()) => log_as!(info, input, "SIGUSR1: access log {} reopened", access_log.describe()),
             Err(e) => log_as!(error, input, "SIGUSR1: {e:#}; access lines go nowhere until it can be opened"),
         }
+    }
+}
+
+/// Per-request instances want finished slots kept warm; long-lived ones
+/// want their memory given back (a stopped tenant then holds none).
+fn slot_reuse(plan: &Plan) -> crate::engine::interpreter::SlotReuse {
+    use crate::engine::interpreter::SlotReuse;
+    match plan.apps.iter().any(|a| a.spec.isolation == crate::spec::limits::Isolation::Request) {
+        true => SlotReuse::PerRequest,
+        false => SlotReuse::LongLived,
     }
 }
 
@@ -352,6 +362,9 @@ impl Supervisor {
             log_as!(warn, self.input, "access_log or access_log_format changed: the access log is kept across reloads, so the change takes effect at the next restart");
         }
         crate::cli::logline::apply_config_format(plan.config.logging.format);
+        if slot_reuse(&plan) == crate::engine::interpreter::SlotReuse::PerRequest && self.interpreters.reuse() != crate::engine::interpreter::SlotReuse::PerRequest {
+            log_as!(warn, self.input, "a group now has isolation = \"request\": its instances start without warm memory slots (about a quarter of the requests per second) until the next restart");
+        }
         let (routes, groups) = start_apps(self.input, plan.apps, &mut self.interpreters, &self.groups).await?;
         self.server.replace_router(Router::new(routes, plan.config.trusted_proxies));
         let mut retired = 0;

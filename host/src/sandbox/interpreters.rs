@@ -64,6 +64,7 @@ pub struct Interpreters {
     linked: std::collections::HashMap<(Choice, Vec<Pin>), Linked>,
     /// The pinned interpreter's groups were told it links no extensions.
     told_pinned: bool,
+    reuse: interpreter::SlotReuse,
     _ticker: EpochTicker,
 }
 
@@ -75,9 +76,12 @@ struct Linked {
 }
 
 impl Interpreters {
-    pub fn new(args: &InterpreterArgs) -> Result<Interpreters> {
+    /// `reuse`: how finished instances' slots are left, for the groups'
+    /// isolation (fixed for the process: a reload that adds request
+    /// isolation keeps it, and the log says so).
+    pub fn new(args: &InterpreterArgs, reuse: interpreter::SlotReuse) -> Result<Interpreters> {
         let cache_dir = args.cache_dir()?;
-        let engine = interpreter::engine(&cache_dir)?;
+        let engine = interpreter::engine(&cache_dir, reuse)?;
         Ok(Interpreters {
             args: args.clone(),
             cache_dir,
@@ -85,7 +89,12 @@ impl Interpreters {
             engine,
             linked: Default::default(),
             told_pinned: false,
+            reuse,
         })
+    }
+
+    pub fn reuse(&self) -> interpreter::SlotReuse {
+        self.reuse
     }
 
     /// What a group runs when it does not say (`--interpreter`, `WASGI_INTERPRETER`).
