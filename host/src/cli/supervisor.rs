@@ -57,6 +57,7 @@ pub fn supervise(plan: Plan, interpreter: &InterpreterArgs, on_hangup: OnHangup,
     }
     // Before any thread starts: systemd's variables are read and removed.
     let mut handover = systemd::Handover::take()?;
+    raise_open_file_limit(input);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // Before anything else: SIGHUP's and SIGUSR1's default action would
@@ -181,6 +182,24 @@ async fn reopen_access_log(access_log: Arc<AccessLog>, mut reopens: tokio::sync:
         match access_log.reopen() {
             Ok(()) => log_as!(info, input, "SIGUSR1: access log {} reopened", access_log.describe()),
             Err(e) => log_as!(error, input, "SIGUSR1: {e:#}; access lines go nowhere until it can be opened"),
+        }
+    }
+}
+
+/// Every group holds its granted directories open, and every connection is
+/// a descriptor: the soft limit on open files goes up to the hard one (as Go
+/// programs and nginx do), so a thousand tenants do not run out at 1,024.
+fn raise_open_file_limit(input: Input) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let from = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            log_as!(debug, input, "open files: soft limit raised from {from} to {}", limit.rlim_max);
         }
     }
 }
