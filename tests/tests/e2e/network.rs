@@ -220,6 +220,18 @@ def application(environ, start_response):
 "#;
     let script = write_app(dir.path(), app);
     let fds = |server: &Wasgi| std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).unwrap().count();
+    // The server's descriptors once they are back to `before`, or after 5 s.
+    let settled = |server: &Wasgi, before: usize| {
+        let mut now = fds(server);
+        for _ in 0..50 {
+            if now <= before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            now = fds(server);
+        }
+        now
+    };
     let grant = format!("127.0.0.1:{}", peer.port);
 
     let server = Wasgi::start(&[&script, "--instances", "1", "--connect", &grant]);
@@ -231,14 +243,7 @@ def application(environ, start_response):
     // The server closes the test client's last connection a moment after
     // the response (once its access line is written): wait for that, not
     // for a leak. (Fewer is fine.)
-    let mut now = fds(&server);
-    for _ in 0..50 {
-        if now <= before {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        now = fds(&server);
-    }
+    let now = settled(&server, before);
     assert!(now <= before, "closed connections leave no descriptor behind: {before} descriptors before, {now} after 50 connections");
     drop(server);
 
@@ -249,14 +254,7 @@ def application(environ, start_response):
         assert_eq!(server.get(&format!("/?port={}&leak=1", peer.port)).text(), "done");
     }
     // The last request's instance may still be winding down.
-    let mut now = fds(&server);
-    for _ in 0..50 {
-        if now <= before {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        now = fds(&server);
-    }
+    let now = settled(&server, before);
     assert!(now <= before, "connections left open die with their instance: {before} descriptors before, {now} after");
 }
 
