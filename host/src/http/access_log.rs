@@ -58,6 +58,10 @@ pub struct AccessRecord {
 pub struct Format {
     kind: AccessFormat,
     items: Vec<Item>,
+    /// The headers its `%{…}i` and `%{…}o` name (lower case; Referer and
+    /// User-Agent aside), found once here, not at every request.
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
 }
 
 /// Apache's `combined` LogFormat.
@@ -77,28 +81,19 @@ impl Format {
             AccessFormat::Json => "",
             AccessFormat::Template(t) => t.as_str(),
         };
-        Ok(Format { kind: kind.clone(), items: parse_template(template)? })
+        let items = parse_template(template)?;
+        let (request_headers, response_headers) = (header_args(&items, 'i'), header_args(&items, 'o'));
+        Ok(Format { kind: kind.clone(), items, request_headers, response_headers })
     }
 
     /// The request headers this format prints beyond Referer and User-Agent
     /// (lower case), so the server keeps only those.
-    pub fn request_headers(&self) -> Vec<String> {
-        self.header_args('i')
+    pub fn request_headers(&self) -> &[String] {
+        &self.request_headers
     }
 
-    pub fn response_headers(&self) -> Vec<String> {
-        self.header_args('o')
-    }
-
-    fn header_args(&self, which: char) -> Vec<String> {
-        self.items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Directive(c, Some(name)) if *c == which => Some(name.to_ascii_lowercase()),
-                _ => None,
-            })
-            .filter(|n| n != "referer" && n != "user-agent")
-            .collect()
+    pub fn response_headers(&self) -> &[String] {
+        &self.response_headers
     }
 
     /// The record as one line (with its newline).
@@ -116,6 +111,18 @@ impl Format {
         out.push('\n');
         out
     }
+}
+
+/// The header names `which` (`i` or `o`) directives of `items` print.
+fn header_args(items: &[Item], which: char) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Directive(c, Some(name)) if *c == which => Some(name.to_ascii_lowercase()),
+            _ => None,
+        })
+        .filter(|n| n != "referer" && n != "user-agent")
+        .collect()
 }
 
 fn directive(out: &mut String, c: char, arg: Option<&str>, r: &AccessRecord) {

@@ -88,7 +88,7 @@ impl Server {
             user_agent: text(http::header::USER_AGENT),
             request_headers: format
                 .request_headers()
-                .into_iter()
+                .iter()
                 .filter_map(|name| Some((name.clone(), String::from_utf8_lossy(headers.get(name.as_str())?.as_bytes()).into_owned())))
                 .collect(),
             ..AccessRecord::default()
@@ -482,7 +482,7 @@ pub async fn serve(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl
                         }
                         for name in server.access_log.format.response_headers() {
                             if let Some(value) = response.headers().get(name.as_str()) {
-                                pending.record.response_headers.push((name, String::from_utf8_lossy(value.as_bytes()).into_owned()));
+                                pending.record.response_headers.push((name.clone(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
                             }
                         }
                         let server = server.clone();
