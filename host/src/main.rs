@@ -80,6 +80,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what the cache directory holds and how much of it no server used for a while;
+    /// `wasgi cache prune` removes that.
+    Cache(wasgi::cli::cache::CacheArgs),
     /// Fetch, verify and compile the Python interpreter, then print where it is.
     Python {
         #[command(flatten)]
@@ -198,6 +201,7 @@ fn main() -> ExitCode {
         }
         Command::ImportApache { file, out, listen, server_root, vhost_address } => import_apache(&file, &out, listen, server_root, vhost_address),
         Command::Status { admin, config, json } => status(admin, &config, json),
+        Command::Cache(args) => wasgi::cli::cache::run(&args).map(|out| print!("{out}")),
         Command::Python { interpreter, python_path } => wasgi::cli::python::prepare_interpreter(&interpreter, &python_path).map(|path| {
             println!("{}", path.display());
         }),

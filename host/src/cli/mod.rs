@@ -7,6 +7,7 @@
 //! - [`check`]: `wasgi check`: the plan's report.
 //! - [`status`]: `wasgi status`: a running server's instances, from its admin listener.
 //! - [`python`]: `wasgi python`: the interpreter made ready ahead of time.
+//! - [`cache`]: `wasgi cache [prune]`: the cache directory's use, and pruning.
 //! - [`logline`]: every log record one physical line, text or JSON.
 //! - [`systemd`]: readiness and watchdog notifications, socket activation.
 //!
@@ -14,6 +15,7 @@
 //!
 //! May use: everything.
 
+pub mod cache;
 pub mod check;
 pub mod logline;
 pub mod python;

@@ -346,6 +346,7 @@ pub fn config_from_flags(args: &RunArgs) -> Result<Config, Problems> {
             format: crate::cli::logline::current_format(),
         },
         admin: args.admin.clone(),
+        cache_unused: crate::config::cache_unused(crate::config::DEFAULT_CACHE_UNUSED_DAYS),
     })
 }
 

@@ -165,7 +165,17 @@ pub async fn serve_plan(
     let groups_started = groups.len();
     systemd::ready(&format!("serving {groups_started} group(s) on {}", listeners.iter().map(Listener::url).collect::<Vec<_>>().join(", ")));
     let certificates = listeners.iter().filter_map(Listener::cert_store).collect();
-    let supervisor = Supervisor { server: server.clone(), input, on_hangup, interpreters, groups, listen: (plan.config.listen, plan.config.admin), logging: plan.config.logging, certificates };
+    let supervisor = Supervisor {
+        server: server.clone(),
+        input,
+        on_hangup,
+        interpreters,
+        groups,
+        listen: (plan.config.listen, plan.config.admin),
+        logging: plan.config.logging,
+        certificates,
+        cache_unused: plan.config.cache_unused,
+    };
     let reloads = tokio::spawn(supervisor.on_hangups(hangups));
     let result = server::serve(server, listeners, shutdown, drain).await;
     reloads.abort();
@@ -326,26 +336,84 @@ struct Supervisor {
     logging: crate::spec::logging::Logging,
     /// The TLS listeners' certificates, read again on each SIGHUP.
     certificates: Vec<Arc<CertStore>>,
+    /// Cache entries unused this long are pruned (`cache_unused_days`).
+    cache_unused: Option<Duration>,
 }
 
 impl Supervisor {
+    /// Reloads on each SIGHUP; between them, looks after the cache.
     async fn on_hangups(mut self, mut hangups: tokio::sync::mpsc::Receiver<()>) {
-        while hangups.recv().await.is_some() {
-            systemd::reloading();
-            self.reload_certificates().await;
-            match &self.on_hangup {
-                OnHangup::Restart => {
-                    log_as!(info, self.input, "SIGHUP: restarting the instances");
-                    futures::future::join_all(self.groups.iter().map(|g| g.reload())).await;
-                }
-                OnHangup::Reread { file, .. } => {
-                    log_as!(info, self.input, "SIGHUP: reloading {}", file.display());
-                    if let Err(e) = self.reread().await {
-                        log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}");
+        // The first tick is at once: the groups just started mark their
+        // directories, and what nothing used for long is pruned.
+        let mut upkeep = tokio::time::interval(crate::engine::cache::REFRESH_EVERY);
+        loop {
+            tokio::select! {
+                hangup = hangups.recv() => match hangup {
+                    Some(()) => self.on_hangup().await,
+                    None => return,
+                },
+                _ = upkeep.tick() => self.cache_upkeep().await,
+            }
+        }
+    }
+
+    async fn on_hangup(&mut self) {
+        systemd::reloading();
+        self.reload_certificates().await;
+        match &self.on_hangup {
+            OnHangup::Restart => {
+                log_as!(info, self.input, "SIGHUP: restarting the instances");
+                futures::future::join_all(self.groups.iter().map(|g| g.reload())).await;
+            }
+            OnHangup::Reread { file, .. } => {
+                log_as!(info, self.input, "SIGHUP: reloading {}", file.display());
+                match self.reread().await {
+                    // The new groups' directories are marked as used.
+                    Ok(()) => {
+                        let dirs = self.private_dirs();
+                        let _ = tokio::task::spawn_blocking(move || dirs.iter().for_each(|d| crate::engine::cache::mark(d))).await;
                     }
+                    Err(e) => log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}"),
                 }
             }
-            systemd::ready(&format!("serving {} group(s)", self.groups.len()));
+        }
+        systemd::ready(&format!("serving {} group(s)", self.groups.len()));
+    }
+
+    /// The running groups' directories in the cache (bytecode cache, /tmp,
+    /// CA bundle).
+    fn private_dirs(&self) -> Vec<PathBuf> {
+        let cache_dir = self.interpreters.cache_dir();
+        self.groups.iter().flat_map(|g| g.spec.grants.iter().map(|grant| grant.path.clone())).filter(|p| p.starts_with(cache_dir)).collect()
+    }
+
+    /// Marks again what this server uses in its cache (the running groups'
+    /// private directories, its interpreters and snapshots), then removes
+    /// the entries no server has used for `cache_unused`. Off the serving
+    /// threads: it walks the cache.
+    async fn cache_upkeep(&self) {
+        let cache_dir = self.interpreters.cache_dir().to_owned();
+        let dirs = self.private_dirs();
+        let (unused, input) = (self.cache_unused, self.input);
+        let upkeep = tokio::task::spawn_blocking(move || {
+            dirs.iter().for_each(|d| crate::engine::cache::mark(d));
+            crate::engine::cache::refresh_marks();
+            let Some(unused) = unused else { return };
+            match crate::engine::cache::prune(&cache_dir, unused, false) {
+                Ok(pruned) => {
+                    if !pruned.entries.is_empty() {
+                        let mib = pruned.bytes as f64 / (1 << 20) as f64;
+                        log_as!(info, input, "cache: removed {} entries unused for {} days ({mib:.1} MiB) from {}", pruned.entries.len(), unused.as_secs() / 86400, cache_dir.display());
+                    }
+                    for (path, error) in &pruned.failed {
+                        log_as!(warn, input, "cache: cannot remove {}: {error}", path.display());
+                    }
+                }
+                Err(e) => log_as!(warn, input, "cache: pruning {} failed: {e:#}", cache_dir.display()),
+            }
+        });
+        if let Err(e) = upkeep.await {
+            log_as!(warn, self.input, "cache upkeep failed: {e}");
         }
     }
 
@@ -396,6 +464,7 @@ impl Supervisor {
         let kept = groups.iter().filter(|g| self.groups.iter().any(|o| Arc::ptr_eq(g, o))).count();
         log_as!(info, self.input, "configuration reloaded: {kept} group(s) unchanged, {} started, {retired} retired", groups.len() - kept);
         self.groups = groups;
+        self.cache_unused = plan.config.cache_unused;
         Ok(())
     }
 }

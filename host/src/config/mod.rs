@@ -134,6 +134,8 @@ struct RawConfig {
     access_log_format: Option<Spanned<String>>,
     /// The error log: text (default) or json.
     log_format: Option<Spanned<String>>,
+    /// Days after which cache entries no server used are removed (0: never).
+    cache_unused_days: Option<Spanned<i64>>,
     #[serde(default)]
     group: Vec<RawGroup>,
     #[serde(default)]
@@ -271,6 +273,8 @@ pub struct Config {
     pub logging: Logging,
     /// The admin listener, if any: never routed to apps.
     pub admin: Option<ListenAddr>,
+    /// Cache entries unused for this long are pruned while serving; None: never.
+    pub cache_unused: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +402,14 @@ pub const DEFAULT_MEMORY_LIMIT_MIB: usize = 1024;
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
 /// Seconds requests in flight may take to finish after SIGTERM/SIGINT.
 pub const DEFAULT_GRACEFUL_TIMEOUT_SECS: u64 = 30;
+
+/// `cache_unused_days`' default: what no server used for a month goes.
+pub const DEFAULT_CACHE_UNUSED_DAYS: u64 = 30;
+
+/// `cache_unused_days` as a duration: None for 0 (never prune).
+pub fn cache_unused(days: u64) -> Option<std::time::Duration> {
+    (days > 0).then(|| std::time::Duration::from_secs(days * 86400))
+}
 /// Open outbound connections per group (a policy's `[limits]` may lower it).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 /// Seconds an outbound connect may take.
@@ -553,6 +565,16 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
         .as_ref()
         .and_then(|v| seconds(v, "graceful_timeout", &mut problems))
         .unwrap_or(std::time::Duration::from_secs(DEFAULT_GRACEFUL_TIMEOUT_SECS));
+    let cache_unused = match &raw.cache_unused_days {
+        None => cache_unused(DEFAULT_CACHE_UNUSED_DAYS),
+        Some(v) => match u64::try_from(*v.get_ref()) {
+            Ok(days) => cache_unused(days),
+            Err(_) => {
+                problems.push(source.problem(&v.span(), "cache_unused_days", format!("must be a number of days (0: never prune), not {}", v.get_ref())));
+                None
+            }
+        },
+    };
     let mut trusted_proxies = TrustedProxies::default();
     for (i, entry) in raw.trusted_proxies.iter().enumerate() {
         if let Err(e) = trusted_proxies.add(entry.get_ref()) {
@@ -828,7 +850,7 @@ fn validate(source: &Source, base: &Path, raw: RawConfig) -> Result<Config, Prob
     }
 
     if problems.is_empty() {
-        Ok(Config { input: Input::File, file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies, logging, admin })
+        Ok(Config { input: Input::File, file: source.path.clone(), policies, listen, groups, apps, http, graceful_timeout, trusted_proxies, logging, admin, cache_unused })
     } else {
         Err(Problems(problems))
     }
@@ -900,6 +922,16 @@ group = "alice"
         let text = errors(&text);
         assert!(text.contains("wasgi.toml:15: app.static.\"/\": \"/\" must be a path below \"/\", like \"/static\""), "{text}");
         assert!(text.contains("wasgi.toml:15: app.static.\"/media\": \"media\" is not an absolute path"), "{text}");
+    }
+
+    #[test]
+    fn cache_unused_days_defaults_to_a_month_and_zero_is_never() {
+        let day = std::time::Duration::from_secs(86400);
+        assert_eq!(check(GOOD).unwrap().cache_unused, Some(30 * day));
+        assert_eq!(check(&format!("cache_unused_days = 7\n{GOOD}")).unwrap().cache_unused, Some(7 * day));
+        assert_eq!(check(&format!("cache_unused_days = 0\n{GOOD}")).unwrap().cache_unused, None);
+        let text = errors(&format!("cache_unused_days = -1\n{GOOD}"));
+        assert!(text.contains("wasgi.toml:1: cache_unused_days: must be a number of days (0: never prune), not -1"), "{text}");
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl FunctionCache {
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        std::fs::read(self.path(key)).ok().map(Cow::Owned)
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        // Found: marked as used, at most once a day (pruning keeps it).
+        crate::engine::cache::mark_if_older(&path, std::time::Duration::from_secs(86400));
+        Some(Cow::Owned(bytes))
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {

@@ -438,6 +438,7 @@ fn read_variant(dir: PathBuf) -> Result<Variant> {
         bail!("the interpreter variant {} has no python.wasm", dir.display());
     }
     let reactor = Some(dir.join("python-reactor.wasm")).filter(|p| p.is_file());
+    crate::engine::cache::mark_used(&dir);
     Ok(Variant { python_wasm, reactor, sha256: info.python_wasm_sha256, packages: info.packages, failed: info.failed, dir })
 }
 

@@ -229,6 +229,7 @@ fn own_build(dir: PathBuf) -> Result<Interpreter> {
     if !path.is_file() {
         bail!("python-wasm/build printed {}, which has no python.wasm", dir.display());
     }
+    crate::engine::cache::mark_used(&dir);
     let pyc_mirror = dir.join("pycache/usr/local/lib/python3.13");
     let stdlib = Stdlib {
         host: dir.join("lib/python3.13"),
@@ -572,7 +573,10 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
 
     if artifact.exists() {
         match load_cached(engine, &artifact, &checksum) {
-            Ok(module) => return Ok(module),
+            Ok(module) => {
+                crate::engine::cache::mark_used(&artifact);
+                return Ok(module);
+            }
             Err(e) => tracing::warn!(target: LOG_TARGET, "compiled-module cache entry {} is unusable ({e:#}); recompiling", artifact.display()),
         }
     }
@@ -584,7 +588,10 @@ pub fn load_or_compile(engine: &Engine, sha256: &str, cache_dir: &Path, what: &s
     // Served from the stored file, mapped like a cached start, rather than
     // from the compiled code in memory, which would stay private to this process.
     let module = match store_cached(&module, &dir, &artifact, &checksum) {
-        Ok(()) => load_cached(engine, &artifact, &checksum).unwrap_or(module),
+        Ok(()) => {
+            crate::engine::cache::mark_used(&artifact);
+            load_cached(engine, &artifact, &checksum).unwrap_or(module)
+        }
         Err(e) => {
             tracing::warn!(target: LOG_TARGET, "cannot cache the compiled module in {}: {e:#}", dir.display());
             module

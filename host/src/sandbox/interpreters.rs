@@ -76,6 +76,11 @@ struct Linked {
 }
 
 impl Interpreters {
+    /// The cache directory everything here is compiled and kept in.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        &self.cache_dir
+    }
+
     /// `reuse`: how finished instances' slots are left, for the groups'
     /// isolation (fixed for the process: a reload that adds request
     /// isolation keeps it, and the log says so).

@@ -96,6 +96,8 @@ pub async fn prepare(base: &Prepared, spec: &GuestSpec) -> Result<Option<Prepare
             (module, manifest)
         }
     };
+    // Kept by pruning while this server runs it.
+    crate::engine::cache::mark_used(&dir);
     let prepared = base.from_snapshot(&module).map_err(StartError::Setup)?;
     let loaded = Loaded { prepared: prepared.clone(), manifest: Arc::new(manifest), checked: Instant::now() };
     source.loaded.lock().expect("snapshot cache lock").insert(key, loaded);

@@ -129,3 +129,107 @@ fn a_compiled_module_writable_by_others_is_recompiled_not_loaded() {
     let modes: Vec<u32> = loose.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.mode() & 0o777).collect();
     assert!(modes.contains(&0o600), "no compiled module was stored again 0600: {modes:?}");
 }
+
+/// `path`'s modification time (the cache's mark of use) set `days` back.
+fn age(path: &std::path::Path, days: u64) {
+    let file = std::fs::File::open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86400)).unwrap();
+}
+
+fn days_unused(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).unwrap().modified().unwrap().elapsed().unwrap_or_default().as_secs() / 86400
+}
+
+/// What a server has run piles up in its cache (a snapshot per app and
+/// settings, a bytecode cache and /tmp per group): a serving process marks
+/// what it uses and removes what no server used for `cache_unused_days`
+/// (30 by default); `wasgi cache` shows it, `wasgi cache prune` does it by hand.
+#[test]
+fn a_server_keeps_what_it_uses_and_prunes_what_nothing_used_for_a_month() {
+    wasgi_tests::own_interpreter();
+    let scratch = TempDir::new("cache-prune");
+    let app = scratch.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(apps().join("snapshot_counter.wsgi"), app.join("app.wsgi")).unwrap();
+    std::fs::write(app.join("greeting.txt"), "hello\n").unwrap();
+    // A cache of its own, with the shared cache's interpreter build and
+    // compiled code linked in (so nothing is built again).
+    let cache = scratch.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for kind in ["cpython", "modules", "cranelift", "zoneinfo"] {
+        std::os::unix::fs::symlink(wasgi_tests::cache_dir().join(kind), cache.join(kind)).unwrap();
+    }
+    let script = app.join("app.wsgi");
+    let args = [
+        script.to_str().unwrap(),
+        "--interpreter",
+        "cpython-3.13",
+        "--snapshot",
+        "--grant-write",
+        app.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let mut server = wasgi_tests::Wasgi::start(&args);
+    assert_eq!(server.get("/").status, 200, "{}", server.log.text());
+    server.terminate();
+
+    let only_dir = |kind: &str| -> std::path::PathBuf {
+        let found: Vec<_> = std::fs::read_dir(cache.join(kind))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(found.len(), 1, "{kind}: {found:?}");
+        found[0].clone()
+    };
+    let (snapshot, pycache, tmp) = (only_dir("snapshots"), only_dir("pycache"), only_dir("tmp"));
+    // A month and more later: what this app uses, and what an app gone
+    // since left behind.
+    let stale_snapshot = cache.join("snapshots/00000000000000000000dead");
+    let stale_tmp = cache.join("tmp/gone-group-0123456789abcdef");
+    for stale in [&stale_snapshot, &stale_tmp] {
+        std::fs::create_dir_all(stale).unwrap();
+        std::fs::write(stale.join("left-behind"), vec![b'x'; 4096]).unwrap();
+    }
+    for dir in [&snapshot, &pycache, &tmp, &stale_snapshot, &stale_tmp] {
+        age(dir, 40);
+    }
+
+    // The server starts on what it used: it keeps those (marked again) and
+    // prunes what nothing uses.
+    let mut server = wasgi_tests::Wasgi::start(&args);
+    assert_eq!(server.get("/").status, 200, "{}", server.log.text());
+    let log = server.log.wait_for("cache: removed", std::time::Duration::from_secs(60));
+    assert!(log.contains("unused for 30 days") && log.contains(&format!("from {}", cache.display())), "{log}");
+    assert!(!stale_snapshot.exists() && !stale_tmp.exists(), "{log}");
+    for kept in [&snapshot, &pycache, &tmp] {
+        assert!(kept.is_dir(), "{} was pruned: {log}", kept.display());
+        assert_eq!(days_unused(kept), 0, "{} is not marked as used", kept.display());
+    }
+    server.terminate();
+
+    // By hand.
+    let cache_command = |args: &[&str]| {
+        let mut cmd = Command::new(wasgi_bin());
+        cmd.arg("cache").args(args).arg("--cache-dir").arg(&cache).env("NO_COLOR", "1");
+        run_to_end(cmd)
+    };
+    let (ok, out) = cache_command(&[]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.trim_start().starts_with("snapshots ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(" 1 entries") && line.contains("unused for 30+ days:      0"), "{out}");
+    assert!(out.contains("total "), "{out}");
+    let (ok, out) = cache_command(&["prune", "--unused-for", "0"]);
+    assert!(!ok && out.contains("entries unused for less than 1 day are never pruned"), "{out}");
+
+    age(&snapshot, 40);
+    let (ok, out) = cache_command(&["prune", "--dry-run"]);
+    assert!(ok && out.contains(&format!("would remove {} (", snapshot.display())) && out.contains("unused for 40 days"), "{out}");
+    assert!(snapshot.is_dir(), "a dry run removes nothing: {out}");
+    let (ok, out) = cache_command(&["prune", "--unused-for", "35"]);
+    assert!(ok && out.contains(&format!("removed {} (", snapshot.display())), "{out}");
+    assert!(!snapshot.exists() && pycache.is_dir(), "{out}");
+}

@@ -366,6 +366,7 @@ pub(super) fn in_memory_config(options: &Options, groups: &[Group], apps: &[App]
         trusted_proxies,
         logging: Default::default(),
         admin: None,
+        cache_unused: crate::config::cache_unused(crate::config::DEFAULT_CACHE_UNUSED_DAYS),
     }
 }
 
