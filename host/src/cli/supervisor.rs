@@ -307,6 +307,12 @@ async fn start_apps(input: Input, mut apps: Vec<AppPlan>, interpreters: &mut Int
         }
         return Err(e);
     }
+    // The new groups' directories in the cache are marked as used before
+    // they serve (cache upkeep marks them again while they run).
+    let cache_dir = interpreters.cache_dir();
+    for (_, group) in &started {
+        group.spec.grants.iter().filter(|g| g.path.starts_with(cache_dir)).for_each(|g| crate::engine::cache::mark(&g.path));
+    }
     let mut routes = Vec::new();
     let mut groups: Vec<Arc<Group>> = Vec::new();
     for (app, group) in kept.into_iter().chain(started) {
@@ -343,8 +349,7 @@ struct Supervisor {
 impl Supervisor {
     /// Reloads on each SIGHUP; between them, looks after the cache.
     async fn on_hangups(mut self, mut hangups: tokio::sync::mpsc::Receiver<()>) {
-        // The first tick is at once: the groups just started mark their
-        // directories, and what nothing used for long is pruned.
+        // The first tick is at once: what nothing used for long is pruned.
         let mut upkeep = tokio::time::interval(crate::engine::cache::REFRESH_EVERY);
         loop {
             tokio::select! {
@@ -367,13 +372,8 @@ impl Supervisor {
             }
             OnHangup::Reread { file, .. } => {
                 log_as!(info, self.input, "SIGHUP: reloading {}", file.display());
-                match self.reread().await {
-                    // The new groups' directories are marked as used.
-                    Ok(()) => {
-                        let dirs = self.private_dirs();
-                        let _ = tokio::task::spawn_blocking(move || dirs.iter().for_each(|d| crate::engine::cache::mark(d))).await;
-                    }
-                    Err(e) => log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}"),
+                if let Err(e) = self.reread().await {
+                    log_as!(error, self.input, "the new configuration is refused; the running one keeps serving:\n{e:#}");
                 }
             }
         }

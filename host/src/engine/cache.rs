@@ -34,32 +34,43 @@ pub const SHORTEST_UNUSED: Duration = Duration::from_secs(24 * 3600);
 const MARK_SLACK: Duration = Duration::from_secs(3600);
 
 /// One kind of entry: the folder under the cache directory holding them,
-/// and which of that folder's names are entries.
+/// which of that folder's names are entries, and how they lie there.
 #[derive(Debug)]
 pub struct Kind {
     pub dir: &'static str,
     pub what: &'static str,
     entries: fn(&str) -> bool,
-    /// Whether an entry is the folder's files grouped by name less their
-    /// extension (a compiled module and its checksum), rather than one
-    /// file or folder.
-    by_stem: bool,
+    layout: Layout,
+}
+
+#[derive(Debug, PartialEq)]
+enum Layout {
+    /// Each file or folder is an entry.
+    Each,
+    /// Files grouped by name less their extension are one entry (a
+    /// compiled module and its checksum).
+    ByStem,
+    /// The files of its two-digit folders are the entries (cranelift's).
+    Fanned,
+    /// In each build's `variants/` folder, each folder is an entry.
+    Variants,
 }
 
 /// The kinds of entry that grow with the apps, settings and versions a
 /// server has run, and are pruned.
 pub static KINDS: &[Kind] = &[
-    Kind { dir: "snapshots", what: "snapshots (an app's state after its import)", entries: |_| true, by_stem: false },
-    Kind { dir: "modules", what: "compiled interpreters", entries: |_| true, by_stem: true },
-    Kind { dir: "cpython", what: "interpreter builds and variants with extensions", entries: is_build, by_stem: false },
-    Kind { dir: "pycache", what: "groups' bytecode caches", entries: |_| true, by_stem: false },
-    Kind { dir: "tmp", what: "groups' private /tmp", entries: |_| true, by_stem: false },
-    Kind { dir: "ca", what: "copies of CA bundles", entries: |_| true, by_stem: false },
-    Kind { dir: "cranelift", what: "compiled functions (incremental compilation)", entries: |_| true, by_stem: false },
+    Kind { dir: "snapshots", what: "snapshots (an app's state after its import)", entries: |_| true, layout: Layout::Each },
+    Kind { dir: "modules", what: "compiled interpreters", entries: |_| true, layout: Layout::ByStem },
+    Kind { dir: "cpython", what: "interpreter builds (one per wasgi version)", entries: is_build, layout: Layout::Each },
+    Kind { dir: "variants", what: "interpreter variants with an app's extensions", entries: |_| true, layout: Layout::Variants },
+    Kind { dir: "pycache", what: "groups' bytecode caches", entries: |_| true, layout: Layout::Each },
+    Kind { dir: "tmp", what: "groups' private /tmp", entries: |_| true, layout: Layout::Each },
+    Kind { dir: "ca", what: "copies of CA bundles", entries: |_| true, layout: Layout::Each },
+    Kind { dir: "cranelift", what: "compiled functions (incremental compilation)", entries: |_| true, layout: Layout::Fanned },
 ];
 
-/// Under `cpython/`: a finished build (its key, 16 hex digits) or a variant
-/// with extensions (`extensions-KEY`); not the build's inputs.
+/// Under `cpython/`: a finished build (its key, 16 hex digits) or the
+/// extension builder written out (`extensions-KEY`); not the build's inputs.
 fn is_build(name: &str) -> bool {
     let key = name.strip_prefix("extensions-").unwrap_or(name);
     key.len() == 16 && key.bytes().all(|b| b.is_ascii_hexdigit())
@@ -116,29 +127,32 @@ impl Entry {
     }
 }
 
-/// Every entry of the kinds in [`KINDS`] under `cache_dir`. For cranelift,
-/// each function's file (under its two-digit folder) is an entry.
+/// Every entry of the kinds in [`KINDS`] under `cache_dir`.
 pub fn entries(cache_dir: &Path) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     for kind in KINDS {
-        let dir = cache_dir.join(kind.dir);
-        let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(list) => list.flatten().map(|e| e.path()).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        let mut names = match kind.layout {
+            // cpython/BUILD/variants/*
+            Layout::Variants => {
+                let builds = list(&cache_dir.join("cpython"))?.into_iter().filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_build));
+                let mut all = Vec::new();
+                for build in builds {
+                    all.extend(list(&build.join("variants"))?);
+                }
+                all
+            }
+            _ => list(&cache_dir.join(kind.dir))?,
         };
         names.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(kind.entries));
-        names.sort();
-        if kind.dir == "cranelift" {
-            // Two-digit folders of functions: the files are the entries.
+        if kind.layout == Layout::Fanned {
             let mut files = Vec::new();
             for sub in names.iter().filter(|p| p.is_dir()) {
-                files.extend(std::fs::read_dir(sub).into_iter().flatten().flatten().map(|e| e.path()));
+                files.extend(list(sub)?);
             }
-            files.sort();
             names = files;
         }
-        if kind.by_stem {
+        names.sort();
+        if kind.layout == Layout::ByStem {
             let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
             for path in names {
                 let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
@@ -155,6 +169,15 @@ pub fn entries(cache_dir: &Path) -> Result<Vec<Entry>> {
     Ok(found)
 }
 
+/// What `dir` holds; nothing if it does not exist.
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(list) => Ok(list.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    }
+}
+
 /// An entry's size and mark; `None` if it vanished meanwhile. A module's
 /// mark is its newest file's.
 fn entry(kind: &'static Kind, paths: Vec<PathBuf>) -> Option<Entry> {
@@ -164,6 +187,10 @@ fn entry(kind: &'static Kind, paths: Vec<PathBuf>) -> Option<Entry> {
         let meta = std::fs::symlink_metadata(path).ok()?;
         last_used = last_used.max(meta.modified().ok()?);
         bytes += if meta.is_dir() { tree_size(path) } else { meta.len() };
+        // A build's variants are entries of their own (and go with it).
+        if kind.dir == "cpython" {
+            bytes -= tree_size(&path.join("variants")).min(bytes);
+        }
     }
     Some(Entry { kind, paths, bytes, last_used })
 }
@@ -263,23 +290,25 @@ mod tests {
         let new_snapshot = make("snapshots/bbbb/", 2);
         let old_module = [make("modules/1111-wasmtime48.0.8-aa.cwasm", 40), make("modules/1111-wasmtime48.0.8-aa.crc32", 40)];
         let new_module = [make("modules/1111-wasmtime48.0.8-bb.cwasm", 1), make("modules/1111-wasmtime48.0.8-bb.crc32", 40)];
-        let old_variant = make("cpython/extensions-0123456789abcdef/", 40);
+        let old_builder = make("cpython/extensions-0123456789abcdef/", 40);
+        let build = make("cpython/fedcba9876543210/", 1);
+        let old_variant = make("cpython/fedcba9876543210/variants/0011223344556677/", 40);
         let toolchain = make("cpython/toolchain/", 400);
         let old_function = make("cranelift/ab/cdef", 40);
         let old_tmp = make("tmp/group-key/", 40);
 
         assert!(prune(&cache, Duration::from_secs(3600), true).is_err(), "an hour is shorter than a running server's marks");
         let dry = prune(&cache, Duration::from_secs(30 * 86400), true).unwrap();
-        assert_eq!(dry.entries.len(), 5);
+        assert_eq!(dry.entries.len(), 6);
         assert!(old_snapshot.exists(), "a dry run removes nothing");
 
         let pruned = prune(&cache, Duration::from_secs(30 * 86400), false).unwrap();
-        assert_eq!(pruned.entries.len(), 5, "{pruned:?}");
-        assert_eq!(pruned.bytes, 4 + 8 + 8 + 4 + 8 + 4);
-        for gone in [&old_snapshot, &old_module[0], &old_module[1], &old_variant, &old_function, &old_tmp] {
+        assert_eq!(pruned.entries.len(), 6, "{pruned:?}");
+        assert_eq!(pruned.bytes, 4 + 8 + 8 + 4 + 4 + 8 + 4);
+        for gone in [&old_snapshot, &old_module[0], &old_module[1], &old_builder, &old_variant, &old_function, &old_tmp] {
             assert!(!gone.exists(), "{} should be pruned", gone.display());
         }
-        for kept in [&new_snapshot, &new_module[0], &new_module[1], &toolchain] {
+        for kept in [&new_snapshot, &new_module[0], &new_module[1], &build, &toolchain] {
             assert!(kept.exists(), "{} should be kept", kept.display());
         }
 

@@ -71,14 +71,23 @@ fn a_10_mib_log_record_is_cut_to_16_kib_with_a_marker() {
 fn a_log_flood_is_rate_limited_and_what_was_dropped_is_counted() {
     on_each_interpreter(|server, on| {
         assert_eq!(server.get("/flood?n=10000").status, 200, "{on}: {}", server.log.text());
-        // The count is said when the request ends, before its access log line.
-        let log = server.log.wait_for("GET /flood", std::time::Duration::from_secs(10));
-        let logged = app_lines(&log).iter().filter(|l| l.contains("flood line ")).count();
-        let dropped: usize = app_lines(&log)
-            .iter()
-            .filter_map(|l| l.split(" log record(s) of this instance dropped").next().filter(|_| l.contains("dropped: over")))
-            .map(|head| head.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
-            .sum();
+        // The count is said when the request ends: in the error log
+        // (stderr), in no set order with the access line (stdout), so the
+        // test waits for it.
+        let counts = |log: &str| {
+            let logged = app_lines(log).iter().filter(|l| l.contains("flood line ")).count();
+            let dropped: usize = app_lines(log)
+                .iter()
+                .filter_map(|l| l.split(" log record(s) of this instance dropped").next().filter(|_| l.contains("dropped: over")))
+                .map(|head| head.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+                .sum();
+            (logged, dropped)
+        };
+        let log = server.log.wait_until("every flood record logged or counted", std::time::Duration::from_secs(10), |log| {
+            let (logged, dropped) = counts(log);
+            logged + dropped >= 10000
+        });
+        let (logged, dropped) = counts(&log);
         assert!(logged >= 1000 && logged < 5000, "{on}: a burst of 1000, then 200/s: {logged} logged");
         assert_eq!(logged + dropped, 10000, "{on}: every record is logged or counted:\n{}", &log[log.len().saturating_sub(2000)..]);
         // The instance still logs afterwards, once its budget refills.
