@@ -389,8 +389,8 @@ impl Supervisor {
 
     /// Marks again what this server uses in its cache (the running groups'
     /// private directories, its interpreters and snapshots), then removes
-    /// the entries no server has used for `cache_unused`. Off the serving
-    /// threads: it walks the cache.
+    /// the entries no server has used for `cache_unused`, unless the cache
+    /// was pruned lately. Off the serving threads: it walks the cache.
     async fn cache_upkeep(&self) {
         let cache_dir = self.interpreters.cache_dir().to_owned();
         let dirs = self.private_dirs();
@@ -398,7 +398,7 @@ impl Supervisor {
         let upkeep = tokio::task::spawn_blocking(move || {
             dirs.iter().for_each(|d| crate::engine::cache::mark(d));
             crate::engine::cache::refresh_marks();
-            let Some(unused) = unused else { return };
+            let Some(unused) = unused.filter(|_| crate::engine::cache::prune_due(&cache_dir)) else { return };
             match crate::engine::cache::prune(&cache_dir, unused, false) {
                 Ok(pruned) => {
                     if !pruned.entries.is_empty() {

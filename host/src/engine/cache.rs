@@ -245,7 +245,24 @@ pub fn prune(cache_dir: &Path, unused_for: Duration, dry_run: bool) -> Result<Pr
         pruned.bytes += entry.bytes;
         pruned.entries.push(entry);
     }
+    if !dry_run {
+        let _ = std::fs::write(cache_dir.join(PRUNED_STAMP), b"");
+    }
     Ok(pruned)
+}
+
+/// Written by each [`prune`]: when this cache was last pruned.
+pub const PRUNED_STAMP: &str = ".pruned";
+
+/// Whether a serving process should prune `cache_dir` now: not if any
+/// process did in the last [`REFRESH_EVERY`] (the servers sharing a cache,
+/// and each start of a server, would otherwise all walk it; a large cache
+/// has hundreds of thousands of compiled functions).
+pub fn prune_due(cache_dir: &Path) -> bool {
+    match std::fs::metadata(cache_dir.join(PRUNED_STAMP)).and_then(|m| m.modified()) {
+        Ok(at) => at.elapsed().map_or(true, |age| age >= REFRESH_EVERY),
+        Err(_) => true,
+    }
 }
 
 fn remove(path: &Path) -> std::io::Result<()> {

@@ -173,6 +173,14 @@ fn a_server_keeps_what_it_uses_and_prunes_what_nothing_used_for_a_month() {
     ];
     let mut server = wasgi_tests::Wasgi::start(&args);
     assert_eq!(server.get("/").status, 200, "{}", server.log.text());
+    // The start pruned (nothing yet) in the background, and said when: a
+    // start prunes only when no process did for 6 hours.
+    let stamp = cache.join(".pruned");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stamp.is_file() {
+        assert!(std::time::Instant::now() < deadline, "no prune after the start: {}", server.log.text());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     server.terminate();
 
     let only_dir = |kind: &str| -> std::path::PathBuf {
@@ -197,6 +205,7 @@ fn a_server_keeps_what_it_uses_and_prunes_what_nothing_used_for_a_month() {
     for dir in [&snapshot, &pycache, &tmp, &stale_snapshot, &stale_tmp] {
         age(dir, 40);
     }
+    age(&stamp, 1);
 
     // The server starts on what it used: it keeps those (marked again) and
     // prunes what nothing uses.
