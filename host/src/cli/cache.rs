@@ -43,7 +43,11 @@ pub fn run(args: &CacheArgs) -> Result<String> {
     let dir = crate::engine::interpreter::own_cache_dir(&dir)?;
     let unused_for = Duration::from_secs(args.unused_for.saturating_mul(86400));
     match args.action {
-        None => Ok(report(&dir, &cache::entries(&dir)?, unused_for)),
+        None => {
+            // The report shows every entry's size: each folder is walked.
+            let entries: Vec<Entry> = cache::entries(&dir)?.into_iter().map(|e| Entry { bytes: e.size(), ..e }).collect();
+            Ok(report(&dir, &entries, unused_for))
+        }
         Some(CacheAction::Prune { dry_run }) => {
             let pruned = cache::prune(&dir, unused_for, dry_run)?;
             let mut out = String::new();

@@ -112,7 +112,8 @@ pub(crate) fn mark_if_older(path: &Path, slack: Duration) {
     }
 }
 
-/// One entry: its paths (one, or a module's files), size and mark.
+/// One entry: its paths (one, or a module's files), mark, and the size of
+/// its files ([`Entry::size`] adds its folders').
 #[derive(Debug)]
 pub struct Entry {
     pub kind: &'static Kind,
@@ -186,13 +187,27 @@ fn entry(kind: &'static Kind, paths: Vec<PathBuf>) -> Option<Entry> {
     for path in &paths {
         let meta = std::fs::symlink_metadata(path).ok()?;
         last_used = last_used.max(meta.modified().ok()?);
-        bytes += if meta.is_dir() { tree_size(path) } else { meta.len() };
-        // A build's variants are entries of their own (and go with it).
-        if kind.dir == "cpython" {
-            bytes -= tree_size(&path.join("variants")).min(bytes);
+        if !meta.is_dir() {
+            bytes += meta.len();
         }
     }
     Some(Entry { kind, paths, bytes, last_used })
+}
+
+impl Entry {
+    /// Its size: the files' own, a folder's walked here (not when it is
+    /// listed: a prune walks only what it removes).
+    pub fn size(&self) -> u64 {
+        let mut bytes = self.bytes;
+        for path in self.paths.iter().filter(|p| p.is_dir()) {
+            bytes += tree_size(path);
+            // A build's variants are entries of their own (and go with it).
+            if self.kind.dir == "cpython" {
+                bytes -= tree_size(&path.join("variants")).min(bytes);
+            }
+        }
+        bytes
+    }
 }
 
 /// The bytes of the files under `dir` (symlinks not followed).
@@ -236,14 +251,15 @@ pub fn prune(cache_dir: &Path, unused_for: Duration, dry_run: bool) -> Result<Pr
         if entry.unused_for(now) < unused_for {
             continue;
         }
+        let bytes = entry.size();
         if !dry_run {
             if let Some((path, error)) = entry.paths.iter().find_map(|p| remove(p).err().map(|e| (p.clone(), e.to_string()))) {
                 pruned.failed.push((path, error));
                 continue;
             }
         }
-        pruned.bytes += entry.bytes;
-        pruned.entries.push(entry);
+        pruned.bytes += bytes;
+        pruned.entries.push(Entry { bytes, ..entry });
     }
     if !dry_run {
         let _ = std::fs::write(cache_dir.join(PRUNED_STAMP), b"");
