@@ -345,6 +345,19 @@ mod tests {
             assert!(kept.exists(), "{} should be kept", kept.display());
         }
 
+        // A link a guest left in its private directory is removed, not
+        // followed: what it points at stays, and is not counted.
+        let outside = cache.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        let linked = make("pycache/group-with-link/", 40);
+        std::os::unix::fs::symlink(&outside, linked.join("link")).unwrap();
+        age(&linked, 40);
+        let pruned = prune(&cache, Duration::from_secs(30 * 86400), false).unwrap();
+        let link_itself = outside.as_os_str().len() as u64;
+        assert_eq!((pruned.entries.len(), pruned.bytes), (1, 4 + link_itself), "the link, not what it points at: {pruned:?}");
+        assert!(!linked.exists() && outside.join("precious").is_file());
+
         // A mark makes an old entry new again.
         age(&new_snapshot, 40);
         mark_used(&new_snapshot);
